@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepares a Debian/Ubuntu host (as root): system packages, then virtlogd and libvirtd.
+# Idempotent: installs only what is missing and starts daemons only when not running.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config python3 liblz4-dev zlib1g-dev libvirt-dev
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
+  nbdkit nbdkit-plugin-python libnbd-bin
+  python3-lz4 python3-libnbd python3-libvirt python3-colorlog virtnbdbackup
+  openssh-server openssh-client
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Daemons: started directly (CI machines and containers may have no systemd).
+pgrep -x virtlogd >/dev/null || virtlogd -d
+if ! pgrep -x libvirtd >/dev/null; then
+  libvirtd -d
+fi
+for _ in $(seq 1 50); do
+  virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+  sleep 0.2
+done
+echo "setup-host: libvirtd did not answer on qemu:///system" >&2
+exit 1

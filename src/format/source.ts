@@ -1,0 +1,61 @@
+/** Random-access bytes of one stream file: a plain file, or a stored entry inside a zip. */
+import { open, type FileHandle } from "node:fs/promises";
+
+export interface RandomAccessSource {
+  /** Shown in error messages (the file path, or `archive.zip:entry`). */
+  readonly name: string;
+  readonly size: number;
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class ShortReadError extends Error {}
+
+/** Reads exactly `length` bytes or throws ShortReadError. */
+export async function readExactly(
+  source: RandomAccessSource,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const n = await source.read(buf, offset + done, length - done, position + done);
+    if (n <= 0) throw new ShortReadError(`${source.name}: unexpected end of file at byte ${position + done}`);
+    done += n;
+  }
+}
+
+/** A window of `fh` starting at `base`, `size` bytes long. */
+export class FileRangeSource implements RandomAccessSource {
+  constructor(
+    readonly name: string,
+    private readonly fh: FileHandle,
+    private readonly base: number,
+    readonly size: number,
+    private readonly ownsHandle: boolean,
+  ) {}
+
+  async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    const n = Math.max(0, Math.min(length, this.size - position));
+    if (n === 0) return 0;
+    const { bytesRead } = await this.fh.read(buf, offset, n, this.base + position);
+    return bytesRead;
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsHandle) await this.fh.close();
+  }
+}
+
+export async function openFileSource(path: string): Promise<RandomAccessSource> {
+  const fh = await open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    return new FileRangeSource(path, fh, 0, size, true);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}

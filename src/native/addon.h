@@ -1,0 +1,6 @@
+// Registration hooks of the addon's parts; each part adds its functions to `exports`.
+#pragma once
+#include <napi.h>
+
+void InitLz4(Napi::Env env, Napi::Object exports);
+void InitChecksum(Napi::Env env, Napi::Object exports);

@@ -1,0 +1,175 @@
+// lz4 frame compression byte-identical to python-lz4's
+// lz4.frame.compress(data, content_checksum=True, block_checksum=True, compression_level=N):
+// 64 KiB linked blocks, block + content checksums, content size in the header.
+// Buffers come from the caller and are reused; async variants run on libuv's pool.
+#define LZ4F_STATIC_LINKING_ONLY
+#include <lz4frame.h>
+#include <string>
+#include "addon.h"
+
+namespace {
+
+LZ4F_preferences_t Preferences(int level, size_t contentSize) {
+  LZ4F_preferences_t prefs = {};
+  prefs.frameInfo.blockSizeID = LZ4F_default;  // 64 KiB
+  prefs.frameInfo.blockMode = LZ4F_blockLinked;
+  prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+  prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled;
+  prefs.frameInfo.contentSize = contentSize;
+  prefs.compressionLevel = level;
+  return prefs;
+}
+
+// One context per thread, kept for the thread's life: no allocation per frame.
+thread_local LZ4F_cctx* tCompressContext = nullptr;
+thread_local LZ4F_dctx* tDecompressContext = nullptr;
+
+// Returns bytes written, or sets `error`.
+size_t CompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, int level,
+                     std::string& error) {
+  if (!tCompressContext && LZ4F_isError(LZ4F_createCompressionContext(&tCompressContext, LZ4F_VERSION))) {
+    tCompressContext = nullptr;
+    error = "lz4: cannot create compression context";
+    return 0;
+  }
+  LZ4F_preferences_t prefs = Preferences(level, srcLen);
+  // LZ4F_compressFrame switches single-block inputs to independent mode; do the same.
+  if (srcLen <= 65536) prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+  size_t bound = LZ4F_compressFrameBound(srcLen, &prefs);
+  if (dstCap < bound) {
+    error = "lz4: destination buffer too small (" + std::to_string(dstCap) + " < " + std::to_string(bound) + ")";
+    return 0;
+  }
+  size_t n = LZ4F_compressFrame_usingCDict(tCompressContext, dst, dstCap, src, srcLen, nullptr, &prefs);
+  if (LZ4F_isError(n)) {
+    error = std::string("lz4 compression failed: ") + LZ4F_getErrorName(n);
+    return 0;
+  }
+  return n;
+}
+
+// Decodes exactly one complete frame occupying all of src. Checksums are verified by liblz4.
+size_t DecompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, std::string& error) {
+  if (!tDecompressContext && LZ4F_isError(LZ4F_createDecompressionContext(&tDecompressContext, LZ4F_VERSION))) {
+    tDecompressContext = nullptr;
+    error = "lz4: cannot create decompression context";
+    return 0;
+  }
+  LZ4F_resetDecompressionContext(tDecompressContext);
+  size_t srcPos = 0, dstPos = 0;
+  for (;;) {
+    size_t inLen = srcLen - srcPos, outLen = dstCap - dstPos;
+    size_t hint = LZ4F_decompress(tDecompressContext, dst + dstPos, &outLen, src + srcPos, &inLen, nullptr);
+    if (LZ4F_isError(hint)) {
+      error = std::string("lz4 frame is corrupt: ") + LZ4F_getErrorName(hint);
+      return 0;
+    }
+    srcPos += inLen;
+    dstPos += outLen;
+    if (hint == 0) break;  // frame complete, checksums verified
+    if (inLen == 0 && outLen == 0) {
+      error = dstPos == dstCap
+                  ? "lz4 frame decodes to more bytes than expected (" + std::to_string(dstCap) + ")"
+                  : std::string("lz4 frame is truncated");
+      return 0;
+    }
+  }
+  if (srcPos != srcLen) {
+    error = "lz4 frame is followed by " + std::to_string(srcLen - srcPos) + " unexpected bytes";
+    return 0;
+  }
+  return dstPos;
+}
+
+struct Range {
+  uint8_t* data;
+  size_t length;
+};
+
+bool ArgRange(const Napi::CallbackInfo& info, size_t index, Range& out) {
+  if (index >= info.Length() || !info[index].IsTypedArray()) return false;
+  Napi::Uint8Array a = info[index].As<Napi::Uint8Array>();
+  out = {a.Data(), a.ByteLength()};
+  return true;
+}
+
+class FrameWorker : public Napi::AsyncWorker {
+ public:
+  FrameWorker(Napi::Env env, bool compress, Napi::Value srcValue, Range src, Napi::Value dstValue, Range dst,
+              int level)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), compress_(compress), src_(src),
+        dst_(dst), level_(level) {
+    // Keep both buffers alive while the pool thread uses their memory.
+    srcRef_ = Napi::Persistent(srcValue.As<Napi::Object>());
+    dstRef_ = Napi::Persistent(dstValue.As<Napi::Object>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::string error;
+    written_ = compress_ ? CompressFrame(src_.data, src_.length, dst_.data, dst_.length, level_, error)
+                         : DecompressFrame(src_.data, src_.length, dst_.data, dst_.length, error);
+    if (!error.empty()) SetError(error);
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), (double)written_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool compress_;
+  Range src_, dst_;
+  int level_;
+  size_t written_ = 0;
+  Napi::ObjectReference srcRef_, dstRef_;
+};
+
+Napi::Value Fail(Napi::Env env, const std::string& message) {
+  Napi::Error::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// lz4CompressBound(srcLength): bytes a destination buffer needs for one frame.
+Napi::Value CompressBound(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return Fail(info.Env(), "lz4CompressBound(length)");
+  size_t len = (size_t)info[0].As<Napi::Number>().Int64Value();
+  LZ4F_preferences_t prefs = Preferences(1, len);
+  return Napi::Number::New(info.Env(), (double)LZ4F_compressFrameBound(len, &prefs));
+}
+
+Napi::Value Run(const Napi::CallbackInfo& info, bool compress, bool async) {
+  Napi::Env env = info.Env();
+  Range src, dst;
+  if (!ArgRange(info, 0, src) || !ArgRange(info, 1, dst)) {
+    return Fail(env, compress ? "lz4Compress(src, dst, level)" : "lz4Decompress(src, dst)");
+  }
+  int level = 0;
+  if (compress) {
+    if (info.Length() < 3 || !info[2].IsNumber()) return Fail(env, "lz4Compress: level must be a number");
+    level = info[2].As<Napi::Number>().Int32Value();
+  }
+  if (async) {
+    auto* worker = new FrameWorker(env, compress, info[0], src, info[1], dst, level);
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+  std::string error;
+  size_t n = compress ? CompressFrame(src.data, src.length, dst.data, dst.length, level, error)
+                      : DecompressFrame(src.data, src.length, dst.data, dst.length, error);
+  if (!error.empty()) return Fail(env, error);
+  return Napi::Number::New(env, (double)n);
+}
+
+Napi::Value Compress(const Napi::CallbackInfo& info) { return Run(info, true, false); }
+Napi::Value CompressAsync(const Napi::CallbackInfo& info) { return Run(info, true, true); }
+Napi::Value Decompress(const Napi::CallbackInfo& info) { return Run(info, false, false); }
+Napi::Value DecompressAsync(const Napi::CallbackInfo& info) { return Run(info, false, true); }
+
+}  // namespace
+
+void InitLz4(Napi::Env env, Napi::Object exports) {
+  exports.Set("lz4CompressBound", Napi::Function::New(env, CompressBound, "lz4CompressBound"));
+  exports.Set("lz4Compress", Napi::Function::New(env, Compress, "lz4Compress"));
+  exports.Set("lz4CompressAsync", Napi::Function::New(env, CompressAsync, "lz4CompressAsync"));
+  exports.Set("lz4Decompress", Napi::Function::New(env, Decompress, "lz4Decompress"));
+  exports.Set("lz4DecompressAsync", Napi::Function::New(env, DecompressAsync, "lz4DecompressAsync"));
+}
