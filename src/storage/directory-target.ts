@@ -1,0 +1,63 @@
+/** Backup files in a directory: `<name>.partial`, then fsync and a no-replace move into place. */
+import { mkdir, open, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { BackupTarget, TargetFile } from "./target.js";
+import { moveInto, writeFileDurably } from "./durable.js";
+
+class PartialFile implements TargetFile {
+  private done = false;
+  constructor(
+    private readonly fh: FileHandle,
+    readonly location: string,
+    private readonly finalPath: string,
+    private readonly replace: boolean,
+  ) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, null);
+      at += bytesWritten;
+    }
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) throw new Error(`${this.location}: already closed`);
+    this.done = true;
+    try {
+      await this.fh.sync();
+    } finally {
+      await this.fh.close();
+    }
+    await moveInto(this.location, this.finalPath, this.replace);
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh.close().catch(() => undefined);
+  }
+}
+
+export class DirectoryTarget implements BackupTarget {
+  readonly isArchive = false;
+  constructor(readonly directory: string) {}
+
+  static async create(directory: string): Promise<DirectoryTarget> {
+    await mkdir(directory, { recursive: true });
+    return new DirectoryTarget(directory);
+  }
+
+  async createFile(name: string, options: { replace?: boolean } = {}): Promise<TargetFile> {
+    const finalPath = join(this.directory, name);
+    const partial = `${finalPath}.partial`;
+    const fh = await open(partial, "w", 0o600);
+    return new PartialFile(fh, partial, finalPath, options.replace ?? false);
+  }
+
+  async putFile(name: string, data: string | Uint8Array, options: { replace?: boolean } = {}): Promise<void> {
+    await writeFileDurably(join(this.directory, name), data, options.replace ?? false);
+  }
+
+  async close(): Promise<void> {}
+}
