@@ -33,7 +33,7 @@ export class StreamWriter {
   private expectedDataSize = -1;
   private dataSize = 0;
   private nextStart = 0;
-  private open: { start: number; length: number; received: number; frames: number[] } | null = null;
+  private open: { start: number; length: number; received: number; frames: number[]; frameBytes: number } | null = null;
   private readonly trailer: TrailerEntry[] = [];
   private finished = false;
 
@@ -56,15 +56,23 @@ export class StreamWriter {
   async beginData(start: number, length: number): Promise<void> {
     this.checkOrder(start, length);
     await this.header("data", start, length);
-    this.open = { start, length, received: 0, frames: [] };
+    this.open = { start, length, received: 0, frames: [], frameBytes: 0 };
   }
 
-  /** Raw extent bytes, or one complete lz4 frame when compressed. */
-  async payload(chunk: Uint8Array): Promise<void> {
+  /**
+   * Raw extent bytes, or lz4 frame bytes when compressed: a frame may arrive in several
+   * parts, the last one with `frameEnd` true (the default).
+   */
+  async payload(chunk: Uint8Array, frameEnd = true): Promise<void> {
     const o = this.open;
     if (!o) throw new Error("stream writer: payload outside a data frame");
-    if (this.options.compressed) o.frames.push(chunk.length);
-    else if ((o.received += chunk.length) > o.length) throw new Error(`stream writer: data frame at ${o.start} overflows its length ${o.length}`);
+    if (this.options.compressed) {
+      o.frameBytes += chunk.length;
+      if (frameEnd) {
+        o.frames.push(o.frameBytes);
+        o.frameBytes = 0;
+      }
+    } else if ((o.received += chunk.length) > o.length) throw new Error(`stream writer: data frame at ${o.start} overflows its length ${o.length}`);
     await this.put(chunk);
   }
 
@@ -72,6 +80,7 @@ export class StreamWriter {
     const o = this.open;
     if (!o) throw new Error("stream writer: endData without beginData");
     if (this.options.compressed) {
+      if (o.frameBytes !== 0) throw new Error(`stream writer: unfinished lz4 frame in data frame at ${o.start}`);
       const chunked = o.length >= this.options.chunkSize;
       if (o.frames.length === 0 || (!chunked && o.frames.length !== 1)) {
         throw new Error(`stream writer: data frame at ${o.start} has ${o.frames.length} lz4 frames`);

@@ -164,6 +164,116 @@ Napi::Value CompressAsync(const Napi::CallbackInfo& info) { return Run(info, tru
 Napi::Value Decompress(const Napi::CallbackInfo& info) { return Run(info, false, false); }
 Napi::Value DecompressAsync(const Napi::CallbackInfo& info) { return Run(info, false, true); }
 
+
+// Lz4FrameEncoder: one lz4 frame built from several input pieces (bounded buffers), with the
+// same frame parameters as the one-shot path. Calls on one encoder must not overlap.
+class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Lz4FrameEncoder",
+                       {InstanceMethod("begin", &FrameEncoder::Begin), InstanceMethod("update", &FrameEncoder::Update),
+                        InstanceMethod("end", &FrameEncoder::End), InstanceMethod("bound", &FrameEncoder::Bound)});
+  }
+  explicit FrameEncoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameEncoder>(info) {
+    if (LZ4F_isError(LZ4F_createCompressionContext(&cctx_, LZ4F_VERSION))) cctx_ = nullptr;
+  }
+  ~FrameEncoder() override {
+    if (cctx_) LZ4F_freeCompressionContext(cctx_);
+  }
+
+  // Runs one step (update or end) on libuv's pool.
+  class Step : public Napi::AsyncWorker {
+   public:
+    Step(Napi::Env env, FrameEncoder* enc, bool end, Napi::Value srcV, Range src, Napi::Value dstV, Range dst)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), enc_(enc), end_(end), src_(src), dst_(dst) {
+      if (!end) srcRef_ = Napi::Persistent(srcV.As<Napi::Object>());
+      dstRef_ = Napi::Persistent(dstV.As<Napi::Object>());
+      selfRef_ = Napi::Persistent(enc->Value());
+    }
+    Napi::Promise Promise() { return deferred_.Promise(); }
+    void Execute() override {
+      size_t n = end_ ? LZ4F_compressEnd(enc_->cctx_, dst_.data, dst_.length, nullptr)
+                      : LZ4F_compressUpdate(enc_->cctx_, dst_.data, dst_.length, src_.data, src_.length, nullptr);
+      if (LZ4F_isError(n)) SetError(std::string("lz4 compression failed: ") + LZ4F_getErrorName(n));
+      written_ = n;
+    }
+    void OnOK() override {
+      enc_->busy_ = false;
+      deferred_.Resolve(Napi::Number::New(Env(), (double)written_));
+    }
+    void OnError(const Napi::Error& e) override {
+      enc_->busy_ = false;
+      deferred_.Reject(e.Value());
+    }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    FrameEncoder* enc_;
+    bool end_;
+    Range src_, dst_;
+    size_t written_ = 0;
+    Napi::ObjectReference srcRef_, dstRef_, selfRef_;
+  };
+
+ private:
+  LZ4F_cctx* cctx_ = nullptr;
+  LZ4F_preferences_t prefs_ = {};
+  bool busy_ = false;
+
+  bool Ready(Napi::Env env) {
+    if (!cctx_) return Fail(env, "lz4: no compression context"), false;
+    if (busy_) return Fail(env, "lz4: encoder is busy"), false;
+    return true;
+  }
+
+  // begin(dst, contentSize, level): writes the frame header, returns its length.
+  Napi::Value Begin(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Range dst;
+    if (!ArgRange(info, 0, dst) || info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber())
+      return Fail(env, "begin(dst, contentSize, level)");
+    if (!Ready(env)) return env.Undefined();
+    size_t contentSize = (size_t)info[1].As<Napi::Number>().Int64Value();
+    prefs_ = Preferences(info[2].As<Napi::Number>().Int32Value(), contentSize);
+    if (contentSize <= 65536) prefs_.frameInfo.blockMode = LZ4F_blockIndependent;  // as LZ4F_compressFrame
+    size_t n = LZ4F_compressBegin(cctx_, dst.data, dst.length, &prefs_);
+    if (LZ4F_isError(n)) return Fail(env, std::string("lz4 compression failed: ") + LZ4F_getErrorName(n));
+    return Napi::Number::New(env, (double)n);
+  }
+
+  // bound(srcLength): destination bytes one update (plus end) may need.
+  Napi::Value Bound(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) return Fail(info.Env(), "bound(length)");
+    size_t len = (size_t)info[0].As<Napi::Number>().Int64Value();
+    LZ4F_preferences_t p = Preferences(1, 0);
+    return Napi::Number::New(info.Env(), (double)LZ4F_compressBound(len, &p));
+  }
+
+  Napi::Value Update(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Range src, dst;
+    if (!ArgRange(info, 0, src) || !ArgRange(info, 1, dst)) return Fail(env, "update(src, dst)");
+    if (!Ready(env)) return env.Undefined();
+    busy_ = true;
+    auto* step = new Step(env, this, false, info[0], src, info[1], dst);
+    Napi::Promise p = step->Promise();
+    step->Queue();
+    return p;
+  }
+
+  Napi::Value End(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Range dst;
+    if (!ArgRange(info, 0, dst)) return Fail(env, "end(dst)");
+    if (!Ready(env)) return env.Undefined();
+    busy_ = true;
+    auto* step = new Step(env, this, true, env.Undefined(), {nullptr, 0}, info[0], dst);
+    Napi::Promise p = step->Promise();
+    step->Queue();
+    return p;
+  }
+};
+
 }  // namespace
 
 void InitLz4(Napi::Env env, Napi::Object exports) {
@@ -172,4 +282,5 @@ void InitLz4(Napi::Env env, Napi::Object exports) {
   exports.Set("lz4CompressAsync", Napi::Function::New(env, CompressAsync, "lz4CompressAsync"));
   exports.Set("lz4Decompress", Napi::Function::New(env, Decompress, "lz4Decompress"));
   exports.Set("lz4DecompressAsync", Napi::Function::New(env, DecompressAsync, "lz4DecompressAsync"));
+  exports.Set("Lz4FrameEncoder", FrameEncoder::Define(env));
 }

@@ -1,0 +1,41 @@
+/**
+ * The backup copy engine for raw images (`-t raw`, raw disks with `--raw`): a file of the
+ * disk's size with data written at its offsets; holes stay sparse.
+ */
+import type { FileHandle } from "node:fs/promises";
+import type { SizedPool } from "../util/sized-pool.js";
+import { ReadAhead } from "./read-ahead.js";
+import type { BlockReader, Extent, ProgressFn } from "./types.js";
+
+export interface RawBackupOptions {
+  reader: BlockReader;
+  extents: Iterable<Extent> | AsyncIterable<Extent>;
+  file: FileHandle;
+  diskSize: number;
+  readSize: number;
+  pool: SizedPool;
+  onProgress?: ProgressFn;
+}
+
+export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
+  await o.file.truncate(o.diskSize);
+  const ahead = new ReadAhead({ reader: o.reader, extents: o.extents, pool: o.pool, readSize: o.readSize });
+  try {
+    for (let item = await ahead.next(); item; item = await ahead.next()) {
+      if (item.kind !== "read") continue;
+      const buf = await item.buffer;
+      try {
+        for (let at = 0; at < item.length; ) {
+          const { bytesWritten } = await o.file.write(buf, at, item.length - at, item.offset + at);
+          at += bytesWritten;
+        }
+      } finally {
+        o.pool.release(buf);
+      }
+      o.onProgress?.(item.length);
+    }
+  } catch (e) {
+    await ahead.stop();
+    throw e;
+  }
+}
