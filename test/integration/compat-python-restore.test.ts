@@ -56,7 +56,7 @@ for (const level of [undefined, 2]) {
     // 1.9.15 wants a vmconfig even in --sequence mode.
     await writeFile(join(set, "vmconfig.virtnbdbackup.1.xml"), "<domain type='qemu'><name>synthetic</name></domain>");
     const r = await runPython(PY_RESTORE, ["-i", set, "-o", out, "--sequence", "sda.full.data,sda.inc.virtnbdbackup.1.data", "-n"]);
-    assert.equal(r.exitCode, 0, r.all);
+    assert.equal(r.exitCode, 0, String(r.all));
     assert.doesNotMatch(String(r.all), /ERROR|Traceback/);
     const expected = join(dir, "expected.raw");
     await writeFile(expected, expectedImage());
