@@ -1,0 +1,68 @@
+/**
+ * The restore copy engine: one stream file applied to a block device. Data pieces are
+ * written with several writes in flight (bounded by the buffer pool); `zero` frames are
+ * skipped on a fresh image and become write-zeroes when applied over older data.
+ */
+import type { StreamReader } from "../format/reader.js";
+import type { BufferPool } from "../util/buffer-pool.js";
+import type { BlockWriter, ProgressFn } from "./types.js";
+
+export interface StreamRestoreOptions {
+  reader: StreamReader;
+  writer: BlockWriter;
+  pool: BufferPool;
+  /** The target holds only zeros so far (first file of a chain on a new image). */
+  freshTarget: boolean;
+  onProgress?: ProgressFn;
+}
+
+export interface StreamRestoreResult {
+  dataBytes: number;
+  zeroedBytes: number;
+}
+
+export async function applyStream(o: StreamRestoreOptions): Promise<StreamRestoreResult> {
+  const pending = new Set<Promise<void>>();
+  let failure: unknown = null;
+  const track = (p: Promise<void>) => {
+    const tracked = p.then(
+      () => void pending.delete(tracked),
+      (e: unknown) => {
+        pending.delete(tracked);
+        failure ??= e;
+      },
+    );
+    pending.add(tracked);
+  };
+  const result: StreamRestoreResult = { dataBytes: 0, zeroedBytes: 0 };
+  try {
+    for await (const frame of o.reader.frames()) {
+      if (failure) break;
+      if (frame.kind === "zero") {
+        if (!o.freshTarget) {
+          track(o.writer.zero(frame.start, frame.length));
+          result.zeroedBytes += frame.length;
+        }
+        continue;
+      }
+      for await (const piece of o.reader.pieces(frame, o.pool)) {
+        if (failure) {
+          if (piece.buffer) o.pool.release(piece.buffer);
+          break;
+        }
+        const { buffer, data, offset } = piece;
+        if (buffer) {
+          track(o.writer.write(offset, data).finally(() => o.pool.release(buffer)));
+        } else {
+          await o.writer.write(offset, data); // reader-owned buffer: valid only until the next piece
+        }
+        result.dataBytes += data.length;
+        o.onProgress?.(data.length);
+      }
+    }
+  } finally {
+    while (pending.size > 0) await Promise.all([...pending]);
+  }
+  if (failure) throw failure;
+  return result;
+}
