@@ -1,0 +1,116 @@
+/**
+ * Orders one disk's stream files into a restore chain by their metadata links, not by file
+ * mtime: full → each inc whose `parentCheckpoint` is the previous `checkpointName`; diffs and
+ * offline incs (cumulative since their parent) follow their parent, oldest first. Gaps,
+ * duplicates and strays are refused with a message naming the missing link.
+ */
+import type { StreamMetadata } from "../format/metadata.js";
+import { CHECKPOINT_PREFIX, parseDataFileName } from "./layout.js";
+
+export interface ChainFile {
+  name: string;
+  meta: StreamMetadata;
+  mtimeMs: number;
+}
+
+export class ChainError extends Error {}
+
+type Role = "base" | "step" | "leaf";
+
+function checkpointIndex(name: string): number | null {
+  const m = new RegExp(`^${CHECKPOINT_PREFIX}\\.(\\d+)$`).exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+function roleOf(f: ChainFile): Role {
+  const level = parseDataFileName(f.name)?.level;
+  if (level === "full" || level === "copy") return "base";
+  if (level === "diff") return "leaf";
+  // inc: online incs create their checkpoint; offline incs reuse the parent's name (cumulative).
+  if (f.meta.incremental && f.meta.parentCheckpoint === f.meta.checkpointName) return "leaf";
+  return "step";
+}
+
+const byDate = (a: ChainFile, b: ChainFile) =>
+  a.meta.date < b.meta.date ? -1 : a.meta.date > b.meta.date ? 1 : a.mtimeMs - b.mtimeMs;
+
+/** The files to apply, in order. `disk` only names the disk in messages. */
+export function buildChain(disk: string, files: ChainFile[]): ChainFile[] {
+  const bases = files.filter((f) => roleOf(f) === "base");
+  if (bases.length === 0) throw new ChainError(`Unable to locate base full or copy backup for disk [${disk}].`);
+  if (bases.length > 1) throw new ChainError(`Disk [${disk}] has more than one full/copy backup: ${bases.map((b) => b.name).join(", ")}`);
+  const base = bases[0]!;
+  const isCopy = parseDataFileName(base.name)?.level === "copy";
+  const rest = files.filter((f) => f !== base);
+  if (isCopy) {
+    if (rest.length > 0) throw new ChainError(`File [${rest[0]!.name}] cannot follow the copy backup [${base.name}]: copies have no checkpoints.`);
+    return [base];
+  }
+  if (base.meta.incremental) throw new ChainError(`Base file [${base.name}] is marked incremental.`);
+
+  // The linear part: checkpoints created one after another.
+  const steps = rest.filter((f) => roleOf(f) === "step");
+  const established: ChainFile[] = [base];
+  const remaining = new Set(steps);
+  for (let cp = base.meta.checkpointName; remaining.size > 0; ) {
+    const index = checkpointIndex(cp);
+    const next = [...remaining].filter((f) =>
+      f.meta.incremental
+        ? f.meta.parentCheckpoint === cp
+        : // an inc that fell back to full: no parent, but the next checkpoint's name
+          index !== null && f.meta.checkpointName === `${CHECKPOINT_PREFIX}.${index + 1}`,
+    );
+    if (next.length === 0) break;
+    if (next.length > 1) throw new ChainError(`Files ${next.map((f) => `[${f.name}]`).join(" and ")} both continue checkpoint [${cp}] of disk [${disk}].`);
+    established.push(next[0]!);
+    remaining.delete(next[0]!);
+    cp = next[0]!.meta.checkpointName;
+  }
+  const reached = new Map(established.map((f, i) => [f.meta.checkpointName, i]));
+  for (const stray of remaining) {
+    throw new ChainError(
+      `File [${stray.name}] needs checkpoint [${stray.meta.parentCheckpoint || "?"}], which no file of disk [${disk}] provides` +
+        ` (chain ends at [${established.at(-1)!.meta.checkpointName}]): a file of the chain is missing.`,
+    );
+  }
+
+  // Cumulative files attach after the file that created their parent checkpoint.
+  const leaves = new Map<number, ChainFile[]>();
+  for (const leaf of rest.filter((f) => roleOf(f) === "leaf").sort(byDate)) {
+    const at = reached.get(leaf.meta.parentCheckpoint);
+    if (at === undefined) {
+      throw new ChainError(`File [${leaf.name}] needs checkpoint [${leaf.meta.parentCheckpoint}], which no file of disk [${disk}] provides.`);
+    }
+    leaves.set(at, [...(leaves.get(at) ?? []), leaf]);
+  }
+  return established.flatMap((f, i) => [f, ...(leaves.get(i) ?? [])]);
+}
+
+/** Cuts the chain after the first file whose checkpointName is `until` (point-in-time restore). */
+export function cutChain(disk: string, chain: ChainFile[], until: string | undefined): ChainFile[] {
+  if (!until) return chain;
+  const at = chain.findIndex((f) => f.meta.checkpointName === until);
+  if (at < 0) throw new ChainError(`Checkpoint [${until}] not found in the backup chain of disk [${disk}].`);
+  return chain.slice(0, at + 1);
+}
+
+/**
+ * Cross-checks a full chain with the set's checkpoint list: every checkpoint the list names
+ * (from the chain's full on) must be created by a file of this disk, so a deleted newest
+ * incremental is noticed. `until` limits the check to the checkpoints up to that point.
+ */
+export function checkChainAgainstCpt(disk: string, chain: ChainFile[], cpt: string[], until?: string): void {
+  if (cpt.length === 0 || chain.length === 0) return;
+  const start = cpt.indexOf(chain[0]!.meta.checkpointName);
+  if (start < 0) return; // the list belongs to another chain (e.g. a newer full elsewhere)
+  const created = new Set(chain.filter((f) => roleOf(f) !== "leaf").map((f) => f.meta.checkpointName));
+  const stop = until !== undefined && cpt.includes(until) ? cpt.indexOf(until) + 1 : cpt.length;
+  for (const name of cpt.slice(start, stop)) {
+    if (!created.has(name)) {
+      throw new ChainError(
+        `Checkpoint [${name}] is listed in the checkpoint file but no data file of disk [${disk}] holds it: ` +
+          `the file is missing or that backup run did not finish (use --until to restore an earlier point).`,
+      );
+    }
+  }
+}
