@@ -1,0 +1,59 @@
+/**
+ * Glue for the three bin entries: run a command's main(), turn `UsageExit`
+ * into output + exit status, make sure logging is closed, set the exit code.
+ */
+import { handleUsageExit, UsageExit, VERSION } from "./args.js";
+import { logging, type LogCounts, type LogManager } from "./log.js";
+
+/**
+ * The first log line: `Version: 2.47 Arguments: <argv0> <args…>` (upstream
+ * joins Python's sys.argv, whose first element is the script path).
+ */
+export function versionLine(args: readonly string[], argv0: string = process.argv[1] ?? "virtnbdbackup"): string {
+  return `Version: ${VERSION} Arguments: ${[argv0, ...args].join(" ")}`;
+}
+
+/**
+ * Exit status from the log counters at the end of a run (cli.md §1.3):
+ * any ERROR/CRITICAL → 1; else `--strict` with warnings → 2; else 0.
+ */
+export function exitCodeFromCounts(counts: LogCounts, strict = false): 0 | 1 | 2 {
+  if (counts.errors > 0) return 1;
+  if (strict && counts.warnings > 0) return 2;
+  return 0;
+}
+
+export interface RunIO {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  manager: LogManager;
+}
+
+/**
+ * Run `main(argv)` and return the exit status instead of exiting:
+ * - `UsageExit` (from parse*Args): its text is printed, its code returned;
+ * - any other exception: logged as ERROR (or printed if logging is not set
+ *   up) and 1 returned;
+ * - in every case the log file and syslog are closed before returning.
+ *
+ * A bin file then is: `process.exitCode = await runCommand(backupMain);`
+ */
+export async function runCommand(
+  main: (argv: string[]) => Promise<number> | number,
+  argv: string[] = process.argv.slice(2),
+  io: RunIO = { stdout: process.stdout, stderr: process.stderr, manager: logging },
+): Promise<number> {
+  let code: number;
+  try {
+    code = await main(argv);
+  } catch (e) {
+    if (e instanceof UsageExit) code = handleUsageExit(e, io.stdout, io.stderr);
+    else {
+      const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      io.manager.getLogger({ func: "main" }).error(`Unexpected error: ${msg}`);
+      code = 1;
+    }
+  }
+  await io.manager.close();
+  return code;
+}
