@@ -1,0 +1,46 @@
+/** Public API of the NBD layer: client, connect helper, extent queries, server and backends. */
+export { NbdClient, type BlockStatusReply, type ClientOptions, type WriteOptions, type ZeroOptions } from "./client.js";
+export { connect, resolveConnectOptions, type ConnectOptions } from "./connect.js";
+export type { ExportInfo } from "./handshake.js";
+export { listExports, listMetaContexts } from "./query.js";
+export {
+  backupExtents,
+  backupMetaContexts,
+  collectBackupExtents,
+  contextExtents,
+  ExtentList,
+  ExtentMerger,
+  summarizeBackupExtents,
+  walkBlockStatus,
+  type BackupExtent,
+  type BackupExtentOptions,
+  type ExtentSource,
+  type ExtentTotals,
+  type RawExtent,
+  type WalkRange,
+} from "./extents.js";
+export {
+  NbdBackendError,
+  NbdConnectionError,
+  NbdConnectionTimeout,
+  NbdError,
+  NbdHandshakeError,
+  NbdProtocolError,
+  NbdRequestError,
+} from "./errors.js";
+export { NbdServer, type ServerOptions } from "./server.js";
+export { BufferCache, type BackendExtent, type NbdBackend, type ZeroFlags } from "./backend.js";
+export { MemoryBackend } from "./memory-backend.js";
+export { FileBackend } from "./file-backend.js";
+export { formatNbdUri, parseNbdUri, DEFAULT_NBD_PORT, NbdUriError, type NbdTarget, type NbdUri } from "./uri.js";
+export { loadClientCredentials, TlsConfigError, type ClientTlsOptions, type ServerTlsOptions } from "./tls.js";
+export {
+  ALLOCATION_DEPTH,
+  BASE_ALLOCATION,
+  DEFAULT_MAX_REQUEST,
+  dirtyBitmapContext,
+  Errno,
+  STATE_DIRTY,
+  STATE_HOLE,
+  STATE_ZERO,
+} from "./protocol.js";
