@@ -334,7 +334,15 @@ export async function negotiate(transport: Transport, opts: NegotiateOptions): P
   const structured = opts.structuredReplies === false ? false : await hs.structuredReplies();
   let contexts = new Map<string, number>();
   const wanted = [...new Set(opts.metaContexts ?? [])];
-  if (structured && wanted.length > 0) contexts = await hs.setMetaContexts(opts.exportName, wanted);
+  if (structured && wanted.length > 0) {
+    try {
+      contexts = await hs.setMetaContexts(opts.exportName, wanted);
+    } catch (e) {
+      // No contexts then; NBD_OPT_GO reports an unknown export properly, and block status
+      // users check the contexts they need.
+      if (!(e instanceof NbdHandshakeError) || e.replyType === RepErr.TLS_REQD) throw e;
+    }
+  }
   const info = await hs.go(opts.exportName);
   const leftover = hs.queue.drain();
   if (leftover.length > 0) throw new NbdProtocolError("NBD server sent data before any request");
