@@ -1,10 +1,136 @@
-/** Loads the project's native addon (lz4 frames, Adler-32; libvirt joins later). */
+/** Loads the project's native addon (lz4 frames, Adler-32, libvirt). */
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export interface NativeAddon {
+declare const lvHandleKind: unique symbol;
+/**
+ * Opaque libvirt object handle made by the addon (src/native/libvirt/common.h). It owns one
+ * libvirt reference: `lvFree` (or `lvConnectClose`) drops it now, a GC finalizer otherwise.
+ * Use the typed classes in src/libvirt instead of these raw functions.
+ */
+export interface LvHandle<K extends string> {
+  readonly [lvHandleKind]: K;
+}
+export type LvConnectHandle = LvHandle<"connection">;
+export type LvDomainHandle = LvHandle<"domain">;
+export type LvCheckpointHandle = LvHandle<"checkpoint">;
+export type LvStoragePoolHandle = LvHandle<"storage pool">;
+export type LvStorageVolHandle = LvHandle<"storage volume">;
+/** Values of libvirt typed parameters (job stats, guest info). */
+export type LvTypedParams = Record<string, number | string | boolean>;
+
+/**
+ * Raw libvirt binding. Every function returning a Promise runs its libvirt call on libuv's pool
+ * and rejects with an Error carrying libvirt's `code` (virErrorNumber), `domain`
+ * (virErrorDomain), `level` and `libvirt: true`. Wrong argument types throw a TypeError
+ * synchronously; using a freed handle throws an Error synchronously.
+ */
+export interface LibvirtNative {
+  /** Drops a domain/checkpoint/pool/volume handle's reference now (idempotent). */
+  lvFree(handle: LvHandle<string>): void;
+  lvHandleInfo(handle: LvHandle<string>): { kind: string; open: boolean };
+  /** Local library version, major*1e6 + minor*1e3 + micro. */
+  lvGetVersion(): number;
+
+  /** virConnectOpenAuth when user/password/useAuth, else virConnectOpen(ReadOnly) (flags & VIR_CONNECT_RO). */
+  lvConnectOpen(
+    uri: string | null,
+    user: string | null,
+    password: string | null,
+    flags: number,
+    useAuth: boolean,
+  ): Promise<LvConnectHandle>;
+  /** Unregisters the close callback, drops the reference; resolves with libvirt's remaining count. */
+  lvConnectClose(conn: LvConnectHandle): Promise<number>;
+  lvConnectGetHostname(conn: LvConnectHandle): Promise<string>;
+  lvConnectGetURI(conn: LvConnectHandle): Promise<string>;
+  lvConnectGetLibVersion(conn: LvConnectHandle): Promise<number>;
+  lvConnectGetVersion(conn: LvConnectHandle): Promise<number>;
+  lvConnectIsAlive(conn: LvConnectHandle): Promise<boolean>;
+  lvConnectSetKeepAlive(conn: LvConnectHandle, interval: number, count: number): Promise<number>;
+  /** One per handle; called on the JS thread with a VIR_CONNECT_CLOSE_REASON_*; does not keep the process alive. */
+  lvConnectRegisterCloseCallback(conn: LvConnectHandle, cb: (reason: number) => void): Promise<void>;
+  lvConnectListAllDomains(conn: LvConnectHandle, flags: number): Promise<LvDomainHandle[]>;
+  lvDomainLookupByName(conn: LvConnectHandle, name: string, flags: number): Promise<LvDomainHandle>;
+  lvDomainLookupByUUIDString(conn: LvConnectHandle, uuid: string, flags: number): Promise<LvDomainHandle>;
+  lvDomainDefineXML(conn: LvConnectHandle, xml: string, flags: number): Promise<LvDomainHandle>;
+  lvDomainCreateXML(conn: LvConnectHandle, xml: string, flags: number): Promise<LvDomainHandle>;
+
+  /** Cached in the object, synchronous. */
+  lvDomainGetName(dom: LvDomainHandle): string;
+  /** Cached in the object, synchronous. */
+  lvDomainGetUUIDString(dom: LvDomainHandle): string;
+  lvDomainGetXMLDesc(dom: LvDomainHandle, flags: number): Promise<string>;
+  lvDomainGetState(dom: LvDomainHandle): Promise<{ state: number; reason: number }>;
+  lvDomainIsActive(dom: LvDomainHandle): Promise<number>;
+  lvDomainIsPersistent(dom: LvDomainHandle): Promise<number>;
+  lvDomainCreate(dom: LvDomainHandle, flags: number): Promise<number>;
+  lvDomainDestroy(dom: LvDomainHandle, flags: number): Promise<number>;
+  lvDomainShutdown(dom: LvDomainHandle, flags: number): Promise<number>;
+  lvDomainSuspend(dom: LvDomainHandle): Promise<number>;
+  lvDomainResume(dom: LvDomainHandle): Promise<number>;
+  lvDomainUndefine(dom: LvDomainHandle, flags: number): Promise<number>;
+  lvDomainGetAutostart(dom: LvDomainHandle): Promise<number>;
+  lvDomainSetAutostart(dom: LvDomainHandle, on: number): Promise<number>;
+  lvDomainBackupBegin(dom: LvDomainHandle, backupXml: string, checkpointXml: string | null, flags: number): Promise<number>;
+  lvDomainBackupGetXMLDesc(dom: LvDomainHandle, flags: number): Promise<string>;
+  lvDomainAbortJob(dom: LvDomainHandle): Promise<number>;
+  lvDomainGetJobInfo(dom: LvDomainHandle): Promise<{
+    type: number;
+    timeElapsed: number;
+    timeRemaining: number;
+    dataTotal: number;
+    dataProcessed: number;
+    dataRemaining: number;
+    memTotal: number;
+    memProcessed: number;
+    memRemaining: number;
+    fileTotal: number;
+    fileProcessed: number;
+    fileRemaining: number;
+  }>;
+  lvDomainGetJobStats(dom: LvDomainHandle, flags: number): Promise<{ type: number; params: LvTypedParams }>;
+  lvDomainGetBlockInfo(
+    dom: LvDomainHandle,
+    disk: string,
+    flags: number,
+  ): Promise<{ capacity: number; allocation: number; physical: number }>;
+  /** null when the disk has no block job. */
+  lvDomainGetBlockJobInfo(
+    dom: LvDomainHandle,
+    disk: string,
+    flags: number,
+  ): Promise<{ type: number; bandwidth: number; cur: number; end: number } | null>;
+  lvDomainFSFreeze(dom: LvDomainHandle, mountpoints: string[] | null, flags: number): Promise<number>;
+  lvDomainFSThaw(dom: LvDomainHandle, mountpoints: string[] | null, flags: number): Promise<number>;
+  lvDomainGetGuestInfo(dom: LvDomainHandle, types: number, flags: number): Promise<LvTypedParams>;
+  lvDomainQemuAgentCommand(dom: LvDomainHandle, command: string, timeout: number, flags: number): Promise<string>;
+  lvDomainQemuMonitorCommand(dom: LvDomainHandle, command: string, flags: number): Promise<string>;
+
+  lvDomainCheckpointCreateXML(dom: LvDomainHandle, xml: string, flags: number): Promise<LvCheckpointHandle>;
+  lvDomainCheckpointLookupByName(dom: LvDomainHandle, name: string, flags: number): Promise<LvCheckpointHandle>;
+  lvDomainListAllCheckpoints(dom: LvDomainHandle, flags: number): Promise<LvCheckpointHandle[]>;
+  /** Cached in the object, synchronous. */
+  lvCheckpointGetName(cp: LvCheckpointHandle): string;
+  lvCheckpointGetXMLDesc(cp: LvCheckpointHandle, flags: number): Promise<string>;
+  lvCheckpointDelete(cp: LvCheckpointHandle, flags: number): Promise<void>;
+  lvCheckpointGetParent(cp: LvCheckpointHandle, flags: number): Promise<LvCheckpointHandle>;
+
+  lvStoragePoolLookupByName(conn: LvConnectHandle, name: string): Promise<LvStoragePoolHandle>;
+  lvStoragePoolLookupByTargetPath(conn: LvConnectHandle, path: string): Promise<LvStoragePoolHandle>;
+  /** Cached in the object, synchronous. */
+  lvStoragePoolGetName(pool: LvStoragePoolHandle): string;
+  lvStoragePoolRefresh(pool: LvStoragePoolHandle, flags: number): Promise<void>;
+  lvStorageVolLookupByName(pool: LvStoragePoolHandle, name: string): Promise<LvStorageVolHandle>;
+  lvStorageVolLookupByPath(conn: LvConnectHandle, path: string): Promise<LvStorageVolHandle>;
+  /** Cached in the object, synchronous. */
+  lvStorageVolGetName(vol: LvStorageVolHandle): string;
+  lvStorageVolGetPath(vol: LvStorageVolHandle): Promise<string>;
+}
+
+export interface NativeAddon extends LibvirtNative {
   /** Bytes a destination buffer needs to hold one lz4 frame of `length` input bytes. */
   lz4CompressBound(length: number): number;
   /** Compresses `src` into one lz4 frame in `dst`; returns the frame length. */
