@@ -1,0 +1,141 @@
+/**
+ * Restores one disk: a new image (`<target>.partial`) made with the original's settings,
+ * served by qemu-nbd, every file of the chain applied through our NBD client, then moved to
+ * its final name. Any failure removes the partial image: no half-restored disk under a real name.
+ */
+import type { ChainFile } from "../backupset/chain.js";
+import { StreamReader } from "../format/reader.js";
+import type { Host } from "../host/host.js";
+import { connect, type NbdClient } from "../nbd/index.js";
+import { applyStream } from "../pipeline/restore-stream.js";
+import { createImage, type QcowSettings } from "../qemu/img.js";
+import { QemuNbdServer } from "../qemu/nbd-server.js";
+import type { BackupSetSource } from "../storage/set-source.js";
+import { BufferPool } from "../util/buffer-pool.js";
+import { humanize } from "../cli/humanize.js";
+import { pyPrettyDict } from "../util/python-repr.js";
+import { Adler32 } from "../format/checksum.js";
+import { readExactly } from "../format/source.js";
+import { NbdBlockWriter } from "./nbd-writer.js";
+
+export class RestoreError extends Error {}
+
+export interface RestoreLog {
+  info(m: string): void;
+  warning(m: string): void;
+  debug(m: string): void;
+}
+
+export interface DiskRestoreJob {
+  disk: string;
+  chain: ChainFile[];
+  /** Final image path on the host. */
+  target: string;
+  set: BackupSetSource;
+  host: Host;
+  socket: string;
+  settings?: QcowSettings;
+  preallocate: boolean;
+  compress: boolean;
+  until: string | null;
+  log: RestoreLog;
+  stdout: { write(s: string): unknown };
+  onProgress?: (bytes: number) => void;
+}
+
+async function storedChecksum(set: BackupSetSource, name: string): Promise<number | null> {
+  const names = new Set((await set.list()).map((f) => f.name));
+  if (!names.has(`${name}.chksum`)) return null;
+  const text = (await set.readFile(`${name}.chksum`)).toString("latin1").trim();
+  if (!/^\d+$/.test(text)) throw new RestoreError(`Checksum file [${name}.chksum] is not a number: ${JSON.stringify(text.slice(0, 20))}`);
+  return Number(text);
+}
+
+/** Compares the file's Adler-32 with its `.chksum` (runs alongside the apply). */
+async function checkChecksum(set: BackupSetSource, name: string, expected: number): Promise<void> {
+  const source = await set.open(name);
+  try {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    const sum = new Adler32();
+    for (let pos = 0; pos < source.size; pos += buf.length) {
+      const n = Math.min(buf.length, source.size - pos);
+      await readExactly(source, buf, 0, n, pos);
+      sum.update(buf, 0, n);
+    }
+    if (sum.value !== expected) throw new RestoreError(`Checksum mismatch for [${name}]: stored [${expected}], computed [${sum.value}]: the file is damaged.`);
+  } finally {
+    await source.close();
+  }
+}
+
+export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
+  const { host, log } = job;
+  if (await host.exists(job.target)) throw new RestoreError(`Target file already exists: [${job.target}], won't overwrite.`);
+  const partial = `${job.target}.partial`;
+  if (await host.exists(partial)) {
+    log.warning(`Removing leftover of an earlier failed restore: [${partial}]`);
+    await host.remove(partial);
+  }
+  const last = job.chain.at(-1)!.meta;
+  log.info(`Create virtual disk [${partial}] format: [${last.diskFormat}] size: [${last.virtualSize}]`);
+  await createImage(host, partial, { format: last.diskFormat, size: last.virtualSize, preallocate: job.preallocate, settings: job.settings });
+
+  let server: QemuNbdServer | null = null;
+  let client: NbdClient | null = null;
+  try {
+    server = QemuNbdServer.start(host, {
+      exportName: job.disk,
+      image: partial,
+      format: "qcow2",
+      socket: job.socket,
+      discard: true,
+      compressDriver: job.compress,
+    });
+    client = await server.guard(connect({ target: server.target, exportName: job.disk, attempts: 200, intervalMs: 50 }));
+    const writer = new NbdBlockWriter(client);
+    const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
+    for (const [i, file] of job.chain.entries()) {
+      await applyFile(job, file, writer, pool, i === 0);
+      if (job.until && file.meta.checkpointName === job.until) {
+        log.info(`Reached checkpoint [${job.until}], stopping`);
+        break;
+      }
+    }
+    await writer.flush();
+    await client.disconnect();
+    client = null;
+    await server.stop();
+    server = null;
+    await host.moveNoReplace(partial, job.target);
+  } catch (e) {
+    client?.close();
+    server?.kill();
+    await server?.stop().catch(() => undefined);
+    await host.remove(partial).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: NbdBlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
+  const { log, set } = job;
+  const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
+  if (file.meta.dataSize === 0) {
+    log.info(`File [${shown}] contains no dirty blocks, skipping.`);
+    return;
+  }
+  const source = await set.open(file.name);
+  try {
+    const reader = await StreamReader.open(source);
+    if (reader.compressed) log.info("Found compression trailer.");
+    log.info(`Applying data from backup file [${shown}] to target file [${job.target}].`);
+    job.stdout.write(pyPrettyDict(reader.rawMeta) + "\n");
+    const expected = await storedChecksum(set, file.name);
+    const [result] = await Promise.all([
+      applyStream({ reader, writer, pool, freshTarget: fresh, onProgress: job.onProgress }),
+      expected === null ? Promise.resolve() : checkChecksum(set, file.name, expected),
+    ]);
+    log.info(`End of stream, [${humanize(result.dataBytes)}] of data processed`);
+  } finally {
+    await source.close();
+  }
+}

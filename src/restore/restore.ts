@@ -1,0 +1,219 @@
+/**
+ * `virtnbdrestore` restore action (behaviour.md §11.4): every disk of the VM config (or a
+ * `--sequence`), rebuilt from its chain; then boot files, the config (`-c` adjusted), and
+ * optionally the domain defined in libvirt (`-D`). Any failure means exit 1.
+ */
+import { basename, join, resolve } from "node:path";
+import type { RestoreArgs } from "../cli/args.js";
+import type { Logger } from "../cli/log.js";
+import { logging } from "../cli/log.js";
+import { Progress } from "../cli/progress.js";
+import { buildChain, ChainError, checkChainAgainstCpt, cutChain, type ChainFile } from "../backupset/chain.js";
+import { parseCpt } from "../backupset/cpt.js";
+import { StreamReader } from "../format/reader.js";
+import type { Host } from "../host/host.js";
+import { LocalHost } from "../host/local.js";
+import { Connection } from "../libvirt/connection.js";
+import { DomainXml } from "../libvirt/domain-xml.js";
+import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
+import type { BackupSetSource, SetFile } from "../storage/set-source.js";
+import { selectDisks } from "../backup/disk-selection.js";
+import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
+import { restoreBootFiles } from "./boot-files.js";
+import { restoreDiskChain, RestoreError } from "./disk.js";
+import { writeFileDurably } from "../storage/durable.js";
+import { copySparse } from "./sparse-copy.js";
+
+type Out = { write(s: string): unknown };
+
+async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<ChainFile[]> {
+  const out: ChainFile[] = [];
+  for (const f of files) {
+    const source = await set.open(f.name);
+    try {
+      const reader = await StreamReader.open(source, { trailer: false });
+      out.push({ name: f.name, meta: reader.meta, mtimeMs: f.mtimeMs });
+    } finally {
+      await source.close();
+    }
+  }
+  return out;
+}
+
+async function openLibvirt(args: RestoreArgs, log: Logger): Promise<Connection | null> {
+  try {
+    return await Connection.open(args.uri, args.user && args.password ? { user: args.user, password: args.password } : {});
+  } catch (e) {
+    (args.define ? log.error.bind(log) : log.warning.bind(log))(`Failed to connect libvirt: [${(e as Error).message}]`);
+    return null;
+  }
+}
+
+export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequence: string[] | undefined, log: Logger, stdout: Out): Promise<number> {
+  let adjust = args.adjustConfig || args.define;
+  let define = args.define;
+  if (sequence) {
+    log.info("Disabling redefine and config adjust options.");
+    adjust = false;
+    define = false;
+  }
+  const host: Host = new LocalHost();
+  const listing = await set.list();
+  const progress = new Progress({ noprogress: args.noprogress });
+  logging.setConsole(progress);
+  let libvirt: Connection | null = null;
+  try {
+    if (define) {
+      libvirt = await openLibvirt(args, log);
+      if (!libvirt) return 1;
+    }
+    await host.mkdir(args.output);
+    const configFile = chooseVmConfig(listing, args.until);
+    if (!configFile) {
+      log.error("No domain config file found");
+      return 1;
+    }
+    const ctx: RestoreContext = { args, set, listing, host, log, stdout, progress };
+    if (sequence) return await restoreSequence(ctx, sequence);
+
+    const domain = DomainXml.parse((await set.readFile(configFile.name)).toString("utf8"));
+    const originalXml = domain.toString();
+    for (const disk of domain.disks()) {
+      if (disk.type !== "volume" || !disk.source?.volume) continue;
+      const path = join(args.output, disk.source.volume);
+      log.warning(`Disk [${disk.target}] is a storage volume: restoring as file [${path}].`);
+      disk.type = "file";
+      disk.removeSourceAttribute("pool");
+      disk.removeSourceAttribute("volume");
+      disk.setSourceFile(path);
+    }
+    const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
+    if (adjust) adjustCommonDisks(domain, args.raw, log);
+    const cpt = listing.find((f) => f.name === `${domain.name}.cpt`);
+    const cptNames = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
+    for (const disk of disks) {
+      const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && f.name.endsWith(".data"));
+      if (dataFiles.length === 0) {
+        log.warning(`No backup file for disk [${disk.target}] found, assuming it has been excluded.`);
+        if (adjust) domain.removeDisk(disk.target);
+        continue;
+      }
+      const target = join(args.output, disk.fileName);
+      if (disk.raw) {
+        if (!args.raw) continue;
+        await copyRawImage(ctx, dataFiles, target);
+        if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), null);
+        continue;
+      }
+      const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles)), args.until ?? undefined);
+      checkChainAgainstCpt(disk.target, chain, cptNames, args.until ?? undefined);
+      const settings = await settingsFor(ctx, disk.target, chain);
+      if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
+      await restoreChain(ctx, disk.target, chain, target, settings);
+      if (disk.backingFiles.length > 0 && !adjust) {
+        log.warning(`Target disk [${disk.target}] has a backing store: adjust the VM config or restore with -c.`);
+      }
+      if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), settings?.dataFile ?? null);
+    }
+    if (adjust) adjustIdentity(domain, args.name);
+    await restoreBootFiles(domain, set, listing, host, log);
+
+    const configOut = join(args.output, args.configFile);
+    await writeFileDurably(configOut, adjust ? domain.toString() : originalXml, true);
+    if (adjust) {
+      log.info(`Adjusted config placed in: [${configOut}]`);
+      if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
+    }
+    if (define && libvirt) {
+      const defined = await libvirt.defineXML(domain.toString());
+      log.info(`Defined VM [${domain.name}]`);
+      if (listing.some((f) => f.name.startsWith("autostart."))) {
+        await defined.setAutostart(true);
+        log.info("Autostart enabled for restored VM.");
+      }
+    }
+    return logging.counts.errors > 0 ? 1 : 0;
+  } catch (e) {
+    if (e instanceof ChainError || e instanceof RestoreError) log.error(`Disk restore failed: [${e.message}]`);
+    else log.error(`Disk restore failed: [${(e as Error).message}]`);
+    return 1;
+  } finally {
+    progress.stop();
+    logging.setConsole(null);
+    await libvirt?.close();
+  }
+}
+
+interface RestoreContext {
+  args: RestoreArgs;
+  set: BackupSetSource;
+  listing: SetFile[];
+  host: Host;
+  log: Logger;
+  stdout: Out;
+  progress: Progress;
+}
+
+async function settingsFor(ctx: RestoreContext, disk: string, chain: ChainFile[]): Promise<QcowSettings | undefined> {
+  const lastIdent = chain.at(-1)!.meta.checkpointName;
+  const candidates = ctx.listing
+    .filter((f) => f.name.startsWith(`${disk}.`) && f.name.endsWith(".qcow.json"))
+    .sort((a, b) => a.mtimeMs - b.mtimeMs);
+  const chosen = candidates.find((f) => f.name === `${disk}.${lastIdent}.qcow.json`) ?? candidates.at(-1);
+  if (!chosen) {
+    ctx.log.warning(`No QCOW image config found for disk [${disk}], image is created with default options.`);
+    return undefined;
+  }
+  return qcowSettingsFromInfo((await ctx.set.readFile(chosen.name)).toString("utf8"));
+}
+
+async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[], target: string, settings: QcowSettings | undefined): Promise<void> {
+  const total = chain.reduce((a, f) => a + f.meta.dataSize, 0);
+  const bar = ctx.progress.bar(disk, total);
+  try {
+    await restoreDiskChain({
+      disk,
+      chain,
+      target,
+      set: ctx.set,
+      host: ctx.host,
+      socket: ctx.args.socketfile,
+      settings,
+      preallocate: ctx.args.preallocate,
+      compress: ctx.args.compress,
+      until: ctx.args.until,
+      log: ctx.log,
+      stdout: ctx.stdout,
+      onProgress: (n) => bar.increment(n),
+    });
+  } finally {
+    bar.done();
+  }
+}
+
+async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise<number> {
+  const byName = new Map(ctx.listing.map((f) => [f.name, f]));
+  const files = await readChainFiles(ctx.set, sequence.map((n) => byName.get(n)!));
+  const disk = files[0]!.meta.diskName;
+  // The given order must be a valid chain (a prefix of the full one is fine).
+  const ordered = buildChain(disk, files);
+  if (ordered.some((f, i) => f.name !== files[i]!.name)) {
+    throw new ChainError(`Sequence order is wrong: the chain of these files is ${ordered.map((f) => f.name).join(",")}`);
+  }
+  const target = join(ctx.args.output, disk);
+  await restoreChain(ctx, disk, files, target, await settingsFor(ctx, disk, files));
+  return logging.counts.errors > 0 ? 1 : 0;
+}
+
+async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: string): Promise<void> {
+  const image = dataFiles.find((f) => f.name.endsWith(".copy.data")) ?? dataFiles[0]!;
+  if (await ctx.host.exists(target)) throw new RestoreError(`Target file already exists: [${target}], won't overwrite.`);
+  if (ctx.host.remote) throw new RestoreError(`Raw image restore to a remote host is not supported: [${target}]`);
+  ctx.log.info(`Copy raw image [${image.name}] to [${target}]`);
+  const source = await ctx.set.open(image.name);
+  try {
+    await copySparse(source, target);
+  } finally {
+    await source.close();
+  }
+}
