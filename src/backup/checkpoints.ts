@@ -1,0 +1,202 @@
+/**
+ * Checkpoint handling (behaviour.md §3): redefining checkpoints libvirt lost, clearing them
+ * before a full, choosing name and parent for inc/diff (falling back to full when the parent's
+ * bitmap is broken), and recording a new checkpoint in `<dom>.cpt` and the checkpoint dir.
+ */
+import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { checkpointName, checkpointXmlName, CHECKPOINT_PREFIX } from "../backupset/layout.js";
+import { formatCpt, readCpt } from "../backupset/cpt.js";
+import * as C from "../libvirt/constants.js";
+import type { Domain } from "../libvirt/domain.js";
+import { isLibvirtError } from "../libvirt/errors.js";
+import { parseXml, elementAt, textOf } from "../libvirt/domain-xml.js";
+import { writeFileDurably, fsyncDirectory } from "../storage/durable.js";
+
+export interface CheckpointLog {
+  info(m: string): void;
+  warning(m: string): void;
+  error(m: string): void;
+  critical(m: string): void;
+}
+
+export class CheckpointError extends Error {}
+
+export const isOurs = (name: string): boolean => name.includes(CHECKPOINT_PREFIX);
+
+/** Checkpoints not made by us: full/inc/diff refuse to run while one exists. */
+export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
+  const all = await domain.listAllCheckpoints();
+  const names = all.map((c) => c.name);
+  for (const c of all) c.free();
+  return names.filter((n) => !isOurs(n));
+}
+
+async function xmlFilesByMtime(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith(".xml"));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+  const withTime = await Promise.all(names.map(async (n) => ({ n, t: (await stat(join(dir, n))).mtimeMs })));
+  return withTime.sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : 1)).map((x) => join(dir, x.n));
+}
+
+/** Re-creates checkpoints from saved XML that libvirt does not know (transient VMs, other hosts). */
+export async function redefineMissing(domain: Domain, dir: string, log: CheckpointLog): Promise<void> {
+  const files = await xmlFilesByMtime(dir);
+  if (files.length > 0) log.info(`Loaded checkpoint list from: [${dir}]`);
+  for (const file of files) {
+    const xml = await readFile(file, "utf8");
+    const name = textOf(elementAt(parseXml(xml, file).documentElement!, "name"));
+    if (!name) throw new CheckpointError(`Checkpoint file [${file}] has no <name>`);
+    try {
+      (await domain.checkpointLookupByName(name)).free();
+      continue;
+    } catch (e) {
+      if (!isLibvirtError(e, C.VIR_ERR_NO_DOMAIN_CHECKPOINT)) throw e;
+    }
+    log.info(`Redefine missing checkpoint: [${name}]`);
+    try {
+      (await domain.checkpointCreateXML(xml, C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE)).free();
+    } catch (e) {
+      throw new CheckpointError(`Unable to redefine checkpoint [${name}] from [${file}]: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** True when libvirt accepts the checkpoint's own XML again (its bitmaps exist and are sound). */
+export async function validateCheckpoint(domain: Domain, name: string): Promise<boolean> {
+  try {
+    const cp = await domain.checkpointLookupByName(name);
+    try {
+      const xml = await cp.xmlDesc();
+      (await domain.checkpointCreateXML(xml, C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE)).free();
+      return true;
+    } finally {
+      cp.free();
+    }
+  } catch {
+    return false;
+  }
+}
+
+async function deleteCheckpoint(domain: Domain, name: string, log: CheckpointLog): Promise<void> {
+  const cp = await domain.checkpointLookupByName(name);
+  try {
+    if (await validateCheckpoint(domain, name)) {
+      await cp.delete(0);
+    } else {
+      log.warning("Checkpoint inconsistency detected, removing metadata for checkpoint.");
+      await cp.delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+    }
+  } finally {
+    cp.free();
+  }
+}
+
+/** Before a full backup: forget the old chain in libvirt, the checkpoint dir and the .cpt. */
+export async function removeAllForFull(domain: Domain, cptPath: string, dir: string, log: CheckpointLog): Promise<void> {
+  log.info("Removing all existent checkpoints before full backup.");
+  for (const file of await xmlFilesByMtime(dir)) await unlink(file);
+  const listed = await readCpt(cptPath);
+  let names: string[];
+  if (listed.length > 0) {
+    names = listed;
+  } else {
+    const all = await domain.listAllCheckpoints();
+    names = all.map((c) => c.name).filter(isOurs);
+    for (const c of all) c.free();
+  }
+  // Children first: deleting a parent merges its bitmap into the child otherwise.
+  for (const name of [...names].reverse()) {
+    try {
+      await deleteCheckpoint(domain, name, log);
+    } catch (e) {
+      if (listed.length > 0 && isLibvirtError(e, C.VIR_ERR_NO_DOMAIN_CHECKPOINT)) {
+        log.warning(`Checkpoint [${name}] listed in [${cptPath}] is unknown to libvirt.`);
+        continue;
+      }
+      throw new CheckpointError(`Unable to remove checkpoint [${name}]: ${(e as Error).message}`);
+    }
+  }
+  if (listed.length > 0) {
+    await unlink(cptPath).catch(() => undefined);
+    await fsyncDirectory(join(cptPath, ".."));
+  }
+}
+
+export interface CheckpointPlan {
+  /** Checkpoint created by this run (full/inc), or recorded in the metadata only. */
+  name: string;
+  /** Parent for inc/diff, "" otherwise. */
+  parent: string;
+  level: "copy" | "full" | "inc" | "diff";
+  /** The inc/diff fell back to full because the parent checkpoint is broken. */
+  fellBack: boolean;
+}
+
+/** Name and parent for this run (behaviour.md §3.3/§3.4). */
+export async function planCheckpoint(
+  level: "copy" | "full" | "inc" | "diff",
+  cpt: string[],
+  offline: boolean,
+  domain: Domain | null,
+  log: CheckpointLog,
+): Promise<CheckpointPlan> {
+  if (level === "copy") return { name: checkpointName(0), parent: "", level, fellBack: false };
+  if (level === "full") return { name: checkpointName(0), parent: "", level, fellBack: false };
+  if (cpt.length === 0) throw new CheckpointError("No existing checkpoints found, execute full backup first.");
+  const parent = cpt.at(-1)!;
+  const next = checkpointName(cpt.length);
+  log.info(`Next checkpoint id: [${cpt.length}].`);
+  log.info(`Parent checkpoint name [${parent}].`);
+  if (offline) {
+    log.info("Offline backup, using latest checkpoint, saving only delta.");
+    return { name: parent, parent, level, fellBack: false };
+  }
+  if (level === "diff") log.info(`Diff backup: saving delta since checkpoint: [${parent}].`);
+  if (domain && !(await validateCheckpoint(domain, parent))) {
+    log.warning(`Checkpoint [${parent}] is invalid, switching backup to full.`);
+    return { name: next, parent: "", level: "full", fellBack: true };
+  }
+  return { name: level === "diff" ? next : next, parent, level, fellBack: false };
+}
+
+/** After the job started: append to `.cpt` and save the checkpoint's XML (SIZE flag, else plain). */
+export async function recordCheckpoint(domain: Domain, name: string, cptPath: string, dir: string, log: CheckpointLog): Promise<void> {
+  const list = await readCpt(cptPath);
+  list.push(name);
+  await writeFileDurably(cptPath, formatCpt(list), true);
+  const cp = await domain.checkpointLookupByName(name);
+  try {
+    let xml: string;
+    try {
+      xml = await cp.xmlDesc(C.VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+    } catch {
+      log.warning("Unable to get checkpoint size, saving checkpoint config without size information.");
+      xml = await cp.xmlDesc(0);
+    }
+    const file = join(dir, checkpointXmlName(name));
+    log.info(`Saving checkpoint config to: [${file}]`);
+    await writeFileDurably(file, xml, true);
+  } finally {
+    cp.free();
+  }
+}
+
+/** Sum of `disks/disk/@size` of the parent checkpoint (for `-p` and `-T`). */
+export async function checkpointSize(domain: Domain, name: string): Promise<number> {
+  const cp = await domain.checkpointLookupByName(name);
+  try {
+    const doc = parseXml(await cp.xmlDesc(C.VIR_DOMAIN_CHECKPOINT_XML_SIZE), "checkpoint XML");
+    const disks = doc.getElementsByTagName("disk");
+    let total = 0;
+    for (let i = 0; i < disks.length; i++) total += Number(disks.item(i)!.getAttribute("size") ?? 0) || 0;
+    return total;
+  } finally {
+    cp.free();
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * One disk's transfer (behaviour.md §7.2): connect to its NBD export (the libvirt job's, or
+ * a qemu-nbd for offline domains), query extents, and write the stream or raw image into the
+ * target (directory: `.partial` → fsync → final name → `.chksum`; zip: one entry).
+ */
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { humanize } from "../cli/humanize.js";
+import { dataFileName, type Level } from "../backupset/layout.js";
+import { isoLocalNow, STREAM_VERSION } from "../format/metadata.js";
+import { StreamWriter } from "../format/writer.js";
+import type { Host } from "../host/host.js";
+import {
+  backupMetaContexts,
+  collectBackupExtents,
+  connect,
+  dirtyBitmapContext,
+  type ExtentList,
+  type NbdClient,
+  type NbdTarget,
+} from "../nbd/index.js";
+import { copyExtentsToRawFile } from "../pipeline/backup-raw.js";
+import { copyExtentsToStream } from "../pipeline/backup-stream.js";
+import type { BlockReader } from "../pipeline/types.js";
+import { QemuNbdServer } from "../qemu/nbd-server.js";
+import type { BackupTarget } from "../storage/target.js";
+import { moveInto, writeFileDurably } from "../storage/durable.js";
+import type { SizedPool } from "../util/sized-pool.js";
+import type { SelectedDisk } from "./disk-selection.js";
+import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
+
+export interface DiskLog {
+  info(m: string): void;
+  warning(m: string): void;
+  debug(m: string): void;
+}
+
+export interface DiskBackupOptions {
+  disk: SelectedDisk;
+  level: Level;
+  /** Level in the file name (an inc that fell back to full keeps the inc name). */
+  fileLevel: Level;
+  /** File name ident (checkpoint name, unix time, or "copy"). */
+  ident: string;
+  checkpointName: string;
+  parentCheckpoint: string;
+  /** Output format: stream, or raw image (-t raw, and always for raw disks). */
+  raw: boolean;
+  compressLevel: number | null;
+  sparseDetection: boolean;
+  useNbdinfo: boolean;
+  target: BackupTarget;
+  /** Online: the job's NBD server. Offline: null (a qemu-nbd is started here). */
+  online: { target: NbdTarget; dirtyContext: string | null } | null;
+  offline: { host: Host; socket: string; bitmap: string | null } | null;
+  pool: SizedPool;
+  log: DiskLog;
+  onTotal?: (bytes: number) => void;
+  onProgress?: (bytes: number) => void;
+  /** Registers a way to stop this disk's helpers when the run is interrupted. */
+  onCleanup?: (fn: () => void) => void;
+}
+
+export interface DiskBackupResult {
+  file: string;
+  dataBytes: number;
+}
+
+const READ_SIZE = 4 << 20;
+
+class NbdReader implements BlockReader {
+  constructor(private readonly client: NbdClient) {}
+  async read(offset: number, into: Buffer): Promise<void> {
+    await this.client.read(offset, into.length, into);
+  }
+}
+
+export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult> {
+  const { disk, log } = o;
+  let server: QemuNbdServer | null = null;
+  let client: NbdClient | null = null;
+  const incremental = o.level === "inc" || o.level === "diff";
+  try {
+    let target: NbdTarget;
+    let dirtyContext: string | null = null;
+    if (o.online) {
+      target = o.online.target;
+      dirtyContext = incremental ? o.online.dirtyContext : null;
+    } else {
+      const off = o.offline!;
+      log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
+      server = QemuNbdServer.start(off.host, {
+        exportName: disk.target,
+        image: disk.path,
+        format: disk.format,
+        socket: off.socket,
+        readOnly: true,
+        bitmap: incremental && off.bitmap ? off.bitmap : undefined,
+      });
+      const s = server;
+      o.onCleanup?.(() => s.kill());
+      target = { kind: "unix", path: off.socket };
+      dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
+    }
+    if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
+    const extentOptions = { dirtyContext, sparseDetection: o.sparseDetection };
+    const connecting = connect({
+      target,
+      exportName: disk.target,
+      metaContexts: backupMetaContexts(extentOptions),
+      attempts: server ? 200 : 20,
+      intervalMs: server ? 50 : 1000,
+      log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)),
+    });
+    client = server ? await server.guard(connecting) : await connecting;
+    const c = client;
+    o.onCleanup?.(() => c.close());
+    if (incremental && !o.sparseDetection) log.info("Skipping detection of sparse/fstrimmed blocks.");
+
+    const source = o.useNbdinfo ? await nbdinfoExtentSource(client, client.uri, backupMetaContexts(extentOptions)) : client;
+    if (o.useNbdinfo) log.info("Using qemu tools to query extents");
+    log.info("Start receiving backup extents.");
+    const extents: ExtentList = await collectBackupExtents(source, extentOptions);
+    log.info("Finished receiving extents.");
+    if (incremental && o.sparseDetection && extents.dataBytes > 0) {
+      log.info(`Detected ${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] non-sparse blocks for current bitmap.`);
+    }
+    log.info(`Got ${extents.count} extents to backup.`);
+    log.info(`${client.size} bytes [${humanize(client.size)}] virtual disk size`);
+    log.info(`${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] of data extents to backup`);
+    if (incremental && extents.dataBytes === 0) log.info("No dirty blocks found");
+    o.onTotal?.(extents.dataBytes);
+
+    const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
+    const reader = new NbdReader(client);
+    if (o.raw) {
+      await writeRawImage(o, name, reader, extents, client.size);
+    } else {
+      await writeStream(o, name, reader, extents, client);
+    }
+    await client.disconnect();
+    client = null;
+    if (server) await server.stop();
+    server = null;
+    return { file: name, dataBytes: extents.dataBytes };
+  } finally {
+    client?.close();
+    if (server) {
+      server.kill();
+      await server.stop().catch(() => undefined);
+    }
+  }
+}
+
+async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<void> {
+  const { log, disk } = o;
+  const incremental = o.level === "inc" || o.level === "diff";
+  log.info("Creating thin provisioned stream backup image");
+  const file = await o.target.createFile(name, { replace: false });
+  log.info(o.target.isArchive ? "Writing data to zip archive." : `Write data to target file: [${file.location}].`);
+  const chunkSize = client.maxIo > 0 ? client.maxIo : 32 << 20;
+  const writer = new StreamWriter(file, { compressed: o.compressLevel !== null, chunkSize });
+  try {
+    await writer.meta({
+      virtualSize: client.size,
+      dataSize: extents.dataBytes,
+      date: isoLocalNow(),
+      diskName: disk.target,
+      diskFormat: disk.format,
+      checkpointName: o.checkpointName,
+      compressed: o.compressLevel ?? false,
+      compressionMethod: "lz4",
+      parentCheckpoint: o.parentCheckpoint,
+      incremental,
+      streamVersion: STREAM_VERSION,
+    });
+    await copyExtentsToStream({
+      reader,
+      extents,
+      writer,
+      incremental,
+      compressLevel: o.compressLevel,
+      chunkSize,
+      readSize: Math.min(READ_SIZE, chunkSize),
+      pool: o.pool,
+      onProgress: o.onProgress,
+    });
+    const summary = await writer.finish();
+    await file.commit();
+    if (!o.target.isArchive) {
+      const path = join(o.target.directory, name);
+      log.info(`Checksum for file: [${path}]:[${summary.adler32}]`);
+      log.info(`Saving checksum to: [${path}.chksum]`);
+      await writeFileDurably(`${path}.chksum`, String(summary.adler32), false);
+    }
+  } catch (e) {
+    await file.abort();
+    throw e;
+  }
+}
+
+async function writeRawImage(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, size: number): Promise<void> {
+  if (o.target.isArchive) throw new Error("Output type raw not supported to stdout.");
+  o.log.info("Creating full provisioned raw backup image");
+  const path = join(o.target.directory, name);
+  const partial = `${path}.partial`;
+  o.log.info(`Write data to target file: [${partial}].`);
+  const fh = await open(partial, "w", 0o600);
+  try {
+    await copyExtentsToRawFile({ reader, extents, file: fh, diskSize: size, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await moveInto(partial, path, false);
+}
+

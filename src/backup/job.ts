@@ -1,0 +1,103 @@
+/**
+ * The libvirt side of an online backup (behaviour.md §4): pull-mode job XML with scratch
+ * files, pause/freeze around `backupBegin`, and the abort that ends the job.
+ */
+import { randomInt } from "node:crypto";
+import { join } from "node:path";
+import * as C from "../libvirt/constants.js";
+import type { Domain } from "../libvirt/domain.js";
+import { isLibvirtError } from "../libvirt/errors.js";
+import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvirt/backup-xml.js";
+import type { SelectedDisk } from "./disk-selection.js";
+
+export interface JobLog {
+  info(m: string): void;
+  warning(m: string): void;
+}
+
+export class JobStartError extends Error {}
+
+const SCRATCH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const randomTag = () => Array.from({ length: 5 }, () => SCRATCH_CHARS[randomInt(SCRATCH_CHARS.length)]).join("");
+
+export interface JobStartOptions {
+  domain: Domain;
+  disks: SelectedDisk[];
+  server: BackupServer;
+  scratchDir: string;
+  /** Parent checkpoint for inc/diff. */
+  incremental: string | null;
+  /** Checkpoint created with the job (full/inc). */
+  checkpoint: { name: string; parent: string } | null;
+  pause: boolean;
+  freezeMountpoints: string[] | null;
+  log: JobLog;
+  /** Called with true while filesystems are frozen (for cleanup on signals). */
+  onFrozen?: (frozen: boolean) => void;
+}
+
+export async function startBackupJob(o: JobStartOptions): Promise<void> {
+  const backupXml = buildBackupXml({
+    server: o.server,
+    disks: o.disks.map((d) => ({ name: d.target, scratchFile: join(o.scratchDir, `backup.${randomTag()}.${d.target}`) })),
+    incremental: o.incremental,
+  });
+  const checkpointXml = o.checkpoint
+    ? buildCheckpointXml({ name: o.checkpoint.name, parent: o.checkpoint.parent, disks: o.disks.filter((d) => d.format !== "raw").map((d) => d.target) })
+    : null;
+  let paused = false;
+  let frozen = false;
+  try {
+    if (o.pause) {
+      await o.domain.suspend();
+      paused = true;
+      o.log.info("Paused virtual machine.");
+    }
+    const state = await o.domain.state();
+    if (state.state === C.VIR_DOMAIN_PAUSED) {
+      o.log.info("Skipping filesystem freeze: domain is paused.");
+    } else {
+      try {
+        const n = await o.domain.fsFreeze(o.freezeMountpoints ?? undefined);
+        frozen = true;
+        o.onFrozen?.(true);
+        o.log.info(`Freezed [${n}] filesystems.`);
+      } catch (e) {
+        o.log.warning(`Guest agent is not responding, unable to freeze filesystems: ${(e as Error).message}`);
+      }
+    }
+    o.log.info("Starting backup job.");
+    try {
+      await o.domain.backupBegin(backupXml, checkpointXml);
+    } catch (e) {
+      if (isLibvirtError(e, C.VIR_ERR_CHECKPOINT_INCONSISTENT)) {
+        throw new JobStartError(`Bitmap inconsistency detected: please cleanup checkpoints using virsh and execute new full backup: ${(e as Error).message}`);
+      }
+      throw new JobStartError(`Failed to start backup: [${(e as Error).message}]`);
+    }
+  } finally {
+    if (frozen) {
+      try {
+        o.log.info(`Thawed [${await o.domain.fsThaw(o.freezeMountpoints ?? undefined)}] filesystems.`);
+      } catch (e) {
+        o.log.warning(`Unable to thaw filesystems: ${(e as Error).message}`);
+      }
+      o.onFrozen?.(false);
+    }
+    if (paused) {
+      await o.domain.resume();
+      o.log.info("Resumed virtual machine.");
+    }
+  }
+}
+
+/** True when a backup job runs on one of the disks (a leftover of a killed run, or another tool). */
+export async function runningBackupJob(domain: Domain, disks: SelectedDisk[]): Promise<boolean> {
+  for (const d of disks) {
+    const job = await domain.blockJobInfo(d.target).catch(() => null);
+    if (job && job.type === C.VIR_DOMAIN_BLOCK_JOB_TYPE_BACKUP) return true;
+  }
+  // libvirt may not report pull-mode backups as block jobs; the domain job tells for sure.
+  const info = await domain.jobInfo().catch(() => null);
+  return !!info && info.type !== C.VIR_DOMAIN_JOB_NONE;
+}

@@ -1,0 +1,91 @@
+/**
+ * The files saved with every run besides the disk data (backup-set-layout.md §6–§8):
+ * vmconfig, qcow.json per qcow disk, loader/nvram/kernel/initrd copies, autostart, osinfo.
+ * In stdout mode they stay in the working directory and are added to the zip as well.
+ */
+import { join } from "node:path";
+import { autostartFileName, bootFileName, osinfoFileName, qcowJsonFileName, vmconfigFileName, type Level } from "../backupset/layout.js";
+import type { Host } from "../host/host.js";
+import { qemuImgInfoJson } from "../qemu/img.js";
+import { writeFileDurably } from "../storage/durable.js";
+import type { BackupTarget } from "../storage/target.js";
+import { pythonJsonDumps } from "../util/python-json.js";
+import type { SelectedDisk } from "./disk-selection.js";
+
+export interface SideFileLog {
+  info(m: string): void;
+  warning(m: string): void;
+  error(m: string): void;
+}
+
+export interface SideFileContext {
+  dir: string;
+  /** Zip target in stdout mode (files are also added to it). */
+  archive: BackupTarget | null;
+  host: Host;
+  level: Level;
+  ident: string;
+  log: SideFileLog;
+}
+
+async function save(ctx: SideFileContext, name: string, data: string | Uint8Array): Promise<string> {
+  const path = join(ctx.dir, name);
+  // Side files of one ident are rewritten by a retried run: replace is harmless for them.
+  await writeFileDurably(path, data, true);
+  if (ctx.archive) await ctx.archive.putFile(name, data);
+  return path;
+}
+
+export async function saveVmConfig(ctx: SideFileContext, xml: string): Promise<void> {
+  const path = join(ctx.dir, vmconfigFileName(ctx.ident));
+  ctx.log.info(`Saving VM config to: [${path}]`);
+  try {
+    await save(ctx, vmconfigFileName(ctx.ident), xml);
+  } catch (e) {
+    ctx.log.error(`Failed to save VM config: [${(e as Error).message}]`);
+  }
+}
+
+export async function saveBootFiles(ctx: SideFileContext, paths: { loader?: string; nvram?: string; kernel?: string; initrd?: string }): Promise<void> {
+  for (const [kind, path] of Object.entries(paths)) {
+    if (!path) continue;
+    const name = bootFileName(path.slice(path.lastIndexOf("/") + 1), ctx.level, ctx.ident);
+    try {
+      const data = await ctx.host.readFile(path);
+      const saved = await save(ctx, name, data);
+      ctx.log.info(`Save additional boot config [${kind}] to: [${saved}]`);
+    } catch (e) {
+      ctx.log.warning(`Failed to save boot file [${path}]: ${(e as Error).message}`);
+    }
+  }
+}
+
+export async function saveQcowInfo(ctx: SideFileContext, disks: SelectedDisk[]): Promise<void> {
+  for (const disk of disks) {
+    if (!disk.format.startsWith("qcow")) continue;
+    let json: string;
+    try {
+      json = await qemuImgInfoJson(ctx.host, disk.path);
+    } catch (e) {
+      ctx.log.warning(`Failed to read qcow image info: [${(e as Error).message}]`);
+      continue;
+    }
+    try {
+      const path = await save(ctx, qcowJsonFileName(disk.target, ctx.ident), json);
+      ctx.log.info(`Saved qcow image config to: [${path}]`);
+    } catch (e) {
+      ctx.log.warning(`Failed to save qcow image config: [${(e as Error).message}]`);
+    }
+  }
+}
+
+/** autostart and osinfo live in the directory only (never in the zip, as in the original). */
+export async function saveAutostartAndOsinfo(ctx: SideFileContext, autostart: boolean, osinfo: Record<string, unknown> | null): Promise<void> {
+  if (autostart) {
+    await writeFileDurably(join(ctx.dir, autostartFileName(ctx.ident)), "True", true);
+    ctx.log.info("Autostart setting configured for virtual machine.");
+  }
+  if (osinfo) {
+    await writeFileDurably(join(ctx.dir, osinfoFileName(ctx.ident)), pythonJsonDumps(osinfo as never, 4), true);
+  }
+}
