@@ -26,12 +26,12 @@ export class Checkpoint {
    * Checkpoint XML (virDomainCheckpointGetXMLDesc). Flags: C.VIR_DOMAIN_CHECKPOINT_XML_SIZE (4)
    * adds `size` per disk (needs a running domain), NO_DOMAIN (2) leaves out `<domain>`.
    */
-  xmlDesc(flags = 0): Promise<string> {
+  async xmlDesc(flags = 0): Promise<string> {
     return lvCall(native.lvCheckpointGetXMLDesc(this.handle, flags));
   }
 
   /** Deletes the checkpoint (C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY / CHILDREN / CHILDREN_ONLY). */
-  delete(flags = 0): Promise<void> {
+  async delete(flags = 0): Promise<void> {
     return lvCall(native.lvCheckpointDelete(this.handle, flags));
   }
 

@@ -106,12 +106,12 @@ export class Connection {
   }
 
   /** Host name of the libvirt host (virConnectGetHostname). */
-  hostname(): Promise<string> {
+  async hostname(): Promise<string> {
     return lvCall(native.lvConnectGetHostname(this.handle));
   }
 
   /** The canonical URI of the connection (virConnectGetURI). */
-  canonicalUri(): Promise<string> {
+  async canonicalUri(): Promise<string> {
     return lvCall(native.lvConnectGetURI(this.handle));
   }
 
@@ -122,7 +122,7 @@ export class Connection {
   }
 
   /** Hypervisor version (virConnectGetVersion), e.g. 7002000 for qemu 7.2. */
-  hypervisorVersion(): Promise<number> {
+  async hypervisorVersion(): Promise<number> {
     return lvCall(native.lvConnectGetVersion(this.handle));
   }
 

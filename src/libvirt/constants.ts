@@ -217,6 +217,47 @@ export const VIR_DOMAIN_SHUTOFF = 5;
 export const VIR_DOMAIN_CRASHED = 6;
 export const VIR_DOMAIN_PMSUSPENDED = 7;
 
+/** Reasons for VIR_DOMAIN_RUNNING. */
+export const VIR_DOMAIN_RUNNING_UNKNOWN = 0;
+export const VIR_DOMAIN_RUNNING_BOOTED = 1;
+export const VIR_DOMAIN_RUNNING_MIGRATED = 2;
+export const VIR_DOMAIN_RUNNING_RESTORED = 3;
+export const VIR_DOMAIN_RUNNING_FROM_SNAPSHOT = 4;
+export const VIR_DOMAIN_RUNNING_UNPAUSED = 5;
+export const VIR_DOMAIN_RUNNING_MIGRATION_CANCELED = 6;
+export const VIR_DOMAIN_RUNNING_SAVE_CANCELED = 7;
+export const VIR_DOMAIN_RUNNING_WAKEUP = 8;
+export const VIR_DOMAIN_RUNNING_CRASHED = 9;
+export const VIR_DOMAIN_RUNNING_POSTCOPY = 10;
+export const VIR_DOMAIN_RUNNING_POSTCOPY_FAILED = 11;
+
+/** Reasons for VIR_DOMAIN_PAUSED. */
+export const VIR_DOMAIN_PAUSED_UNKNOWN = 0;
+export const VIR_DOMAIN_PAUSED_USER = 1;
+export const VIR_DOMAIN_PAUSED_MIGRATION = 2;
+export const VIR_DOMAIN_PAUSED_SAVE = 3;
+export const VIR_DOMAIN_PAUSED_DUMP = 4;
+export const VIR_DOMAIN_PAUSED_IOERROR = 5;
+export const VIR_DOMAIN_PAUSED_WATCHDOG = 6;
+export const VIR_DOMAIN_PAUSED_FROM_SNAPSHOT = 7;
+export const VIR_DOMAIN_PAUSED_SHUTTING_DOWN = 8;
+export const VIR_DOMAIN_PAUSED_SNAPSHOT = 9;
+export const VIR_DOMAIN_PAUSED_CRASHED = 10;
+export const VIR_DOMAIN_PAUSED_STARTING_UP = 11;
+export const VIR_DOMAIN_PAUSED_POSTCOPY = 12;
+export const VIR_DOMAIN_PAUSED_POSTCOPY_FAILED = 13;
+
+/** Reasons for VIR_DOMAIN_SHUTOFF. */
+export const VIR_DOMAIN_SHUTOFF_UNKNOWN = 0;
+export const VIR_DOMAIN_SHUTOFF_SHUTDOWN = 1;
+export const VIR_DOMAIN_SHUTOFF_DESTROYED = 2;
+export const VIR_DOMAIN_SHUTOFF_CRASHED = 3;
+export const VIR_DOMAIN_SHUTOFF_MIGRATED = 4;
+export const VIR_DOMAIN_SHUTOFF_SAVED = 5;
+export const VIR_DOMAIN_SHUTOFF_FAILED = 6;
+export const VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT = 7;
+export const VIR_DOMAIN_SHUTOFF_DAEMON = 8;
+
 /** Flags for `Domain.create()` / `Connection.createXML()`. */
 export const VIR_DOMAIN_NONE = 0;
 export const VIR_DOMAIN_START_PAUSED = 1;
@@ -293,6 +334,19 @@ export const VIR_DOMAIN_JOB_UNBOUNDED = 2;
 export const VIR_DOMAIN_JOB_COMPLETED = 3;
 export const VIR_DOMAIN_JOB_FAILED = 4;
 export const VIR_DOMAIN_JOB_CANCELLED = 5;
+
+/** Job operations (`Domain.jobStats().params.operation`). */
+export const VIR_DOMAIN_JOB_OPERATION_UNKNOWN = 0;
+export const VIR_DOMAIN_JOB_OPERATION_START = 1;
+export const VIR_DOMAIN_JOB_OPERATION_SAVE = 2;
+export const VIR_DOMAIN_JOB_OPERATION_RESTORE = 3;
+export const VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN = 4;
+export const VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT = 5;
+export const VIR_DOMAIN_JOB_OPERATION_SNAPSHOT = 6;
+export const VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT = 7;
+export const VIR_DOMAIN_JOB_OPERATION_DUMP = 8;
+export const VIR_DOMAIN_JOB_OPERATION_BACKUP = 9;
+export const VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_DELETE = 10;
 
 /** Flags for `Domain.jobStats()`. */
 export const VIR_DOMAIN_JOB_STATS_COMPLETED = 1;

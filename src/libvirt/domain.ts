@@ -86,12 +86,12 @@ export class Domain {
   }
 
   /** Domain XML (virDomainGetXMLDesc; C.VIR_DOMAIN_XML_INACTIVE, _SECURE, …). */
-  xmlDesc(flags = 0): Promise<string> {
+  async xmlDesc(flags = 0): Promise<string> {
     return lvCall(native.lvDomainGetXMLDesc(this.handle, flags));
   }
 
   /** virDomainGetState. */
-  state(): Promise<DomainState> {
+  async state(): Promise<DomainState> {
     return lvCall(native.lvDomainGetState(this.handle));
   }
 
@@ -165,7 +165,7 @@ export class Domain {
   }
 
   /** XML of the running backup job (virDomainBackupGetXMLDesc). */
-  backupXmlDesc(flags = 0): Promise<string> {
+  async backupXmlDesc(flags = 0): Promise<string> {
     return lvCall(native.lvDomainBackupGetXMLDesc(this.handle, flags));
   }
 
@@ -175,22 +175,22 @@ export class Domain {
   }
 
   /** virDomainGetJobInfo. */
-  jobInfo(): Promise<JobInfo> {
+  async jobInfo(): Promise<JobInfo> {
     return lvCall(native.lvDomainGetJobInfo(this.handle));
   }
 
   /** virDomainGetJobStats (C.VIR_DOMAIN_JOB_STATS_COMPLETED, …). */
-  jobStats(flags = 0): Promise<JobStats> {
+  async jobStats(flags = 0): Promise<JobStats> {
     return lvCall(native.lvDomainGetJobStats(this.handle, flags));
   }
 
   /** virDomainGetBlockInfo for a disk target ("sda") or source path. */
-  blockInfo(disk: string, flags = 0): Promise<BlockInfo> {
+  async blockInfo(disk: string, flags = 0): Promise<BlockInfo> {
     return lvCall(native.lvDomainGetBlockInfo(this.handle, disk, flags));
   }
 
   /** virDomainGetBlockJobInfo: the disk's running block job, or null. */
-  blockJobInfo(disk: string, flags = 0): Promise<BlockJobInfo | null> {
+  async blockJobInfo(disk: string, flags = 0): Promise<BlockJobInfo | null> {
     return lvCall(native.lvDomainGetBlockJobInfo(this.handle, disk, flags));
   }
 
@@ -199,12 +199,12 @@ export class Domain {
    * mountpoints, or all. Resolves with the number frozen. Without an agent: LibvirtError
    * (C.VIR_ERR_ARGUMENT_UNSUPPORTED "QEMU guest agent is not configured").
    */
-  fsFreeze(mountpoints?: readonly string[]): Promise<number> {
+  async fsFreeze(mountpoints?: readonly string[]): Promise<number> {
     return lvCall(native.lvDomainFSFreeze(this.handle, mountpoints ? [...mountpoints] : null, 0));
   }
 
   /** Thaws guest filesystems (virDomainFSThaw); resolves with the number thawed. */
-  fsThaw(mountpoints?: readonly string[]): Promise<number> {
+  async fsThaw(mountpoints?: readonly string[]): Promise<number> {
     return lvCall(native.lvDomainFSThaw(this.handle, mountpoints ? [...mountpoints] : null, 0));
   }
 
@@ -212,7 +212,7 @@ export class Domain {
    * Guest information from the agent (virDomainGetGuestInfo) as a flat key/value map, e.g.
    * `os.id`, `os.name`, `os.machine`, `hostname`, `fs.0.mountpoint`. `types` 0 means all.
    */
-  guestInfo(types = 0, flags = 0): Promise<LvTypedParams> {
+  async guestInfo(types = 0, flags = 0): Promise<LvTypedParams> {
     return lvCall(native.lvDomainGetGuestInfo(this.handle, types, flags));
   }
 
@@ -220,7 +220,7 @@ export class Domain {
    * Sends a raw guest-agent JSON command (virDomainQemuAgentCommand). `timeout` in seconds or
    * C.VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT / _BLOCK / _NOWAIT.
    */
-  qemuAgentCommand(command: string, timeout: number = C.VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT, flags = 0): Promise<string> {
+  async qemuAgentCommand(command: string, timeout: number = C.VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT, flags = 0): Promise<string> {
     return lvCall(native.lvDomainQemuAgentCommand(this.handle, command, timeout, flags));
   }
 
@@ -228,12 +228,12 @@ export class Domain {
    * Sends a qemu monitor command (virDomainQemuMonitorCommand): QMP JSON, or HMP text with
    * C.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP. Resolves with the reply.
    */
-  qemuMonitorCommand(command: string, flags = 0): Promise<string> {
+  async qemuMonitorCommand(command: string, flags = 0): Promise<string> {
     return lvCall(native.lvDomainQemuMonitorCommand(this.handle, command, flags));
   }
 
   /** HMP shortcut for qemuMonitorCommand. */
-  hmp(command: string): Promise<string> {
+  async hmp(command: string): Promise<string> {
     return this.qemuMonitorCommand(command, C.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP);
   }
 

@@ -23,7 +23,7 @@ export class StoragePool {
   }
 
   /** Rescans the pool's volumes (virStoragePoolRefresh). */
-  refresh(flags = 0): Promise<void> {
+  async refresh(flags = 0): Promise<void> {
     return lvCall(native.lvStoragePoolRefresh(this.handle, flags));
   }
 
@@ -56,7 +56,7 @@ export class StorageVol {
   }
 
   /** The volume's path on the host (virStorageVolGetPath). */
-  path(): Promise<string> {
+  async path(): Promise<string> {
     return lvCall(native.lvStorageVolGetPath(this.handle));
   }
 

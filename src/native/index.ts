@@ -31,6 +31,8 @@ export interface LibvirtNative {
   /** Drops a domain/checkpoint/pool/volume handle's reference now (idempotent). */
   lvFree(handle: LvHandle<string>): void;
   lvHandleInfo(handle: LvHandle<string>): { kind: string; open: boolean };
+  /** Handles still holding a libvirt reference / handle objects not yet garbage-collected (leak tests). */
+  lvHandleCounts(): { open: number; wrapped: number };
   /** Local library version, major*1e6 + minor*1e3 + micro. */
   lvGetVersion(): number;
 

@@ -1,6 +1,7 @@
 // Handles, errors, typed parameters, the generic pool worker and libvirt's event loop thread.
 #include "common.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -17,6 +18,10 @@ const napi_type_tag kHandleTag = {0x6c1b3a0f7e2d4c59ULL, 0x9a85e1f3b2d04c77ULL};
 
 void SilentErrorHandler(void*, virErrorPtr) {}
 
+// Handles whose libvirt reference is still held, and handle objects not yet finalized.
+std::atomic<long> gOpenHandles{0};
+std::atomic<long> gWrappedHandles{0};
+
 void FinalizeHandle(napi_env, void* data, void*) {
   auto* h = static_cast<Handle*>(data);
   if (h->ptr) {
@@ -29,7 +34,9 @@ void FinalizeHandle(napi_env, void* data, void*) {
       UnrefRaw(h->kind, h->ptr);
     }
     h->ptr = nullptr;
+    gOpenHandles--;
   }
+  gWrappedHandles--;
   delete h;
 }
 
@@ -52,8 +59,18 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   if (h->ptr) {
     UnrefRaw(h->kind, h->ptr);
     h->ptr = nullptr;
+    gOpenHandles--;
   }
   return env.Undefined();
+}
+
+// lvHandleCounts() → { open, wrapped }: handles still holding a libvirt reference, and handle
+// objects not yet garbage-collected. For leak tests.
+Napi::Value HandleCounts(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("open", (double)gOpenHandles.load());
+  out.Set("wrapped", (double)gWrappedHandles.load());
+  return out;
 }
 
 // lvHandleInfo(handle) → { kind, open }: for diagnostics and tests.
@@ -122,7 +139,10 @@ Napi::Object NewHandle(Napi::Env env, Kind kind, void* ptr) {
     UnrefRaw(kind, ptr);
     delete h;
     Napi::Error::New(env, "cannot wrap libvirt handle").ThrowAsJavaScriptException();
+    return obj;
   }
+  gOpenHandles++;
+  gWrappedHandles++;
   return obj;
 }
 
@@ -346,12 +366,15 @@ void EnsureEventLoop() {
   });
 }
 
+void HandleClosed() { gOpenHandles--; }
+
 void InitCommon(Napi::Env env, Napi::Object exports) {
   virInitialize();
   // libvirt prints every error to stderr by default; errors reach JS as rejections instead.
   virSetErrorFunc(nullptr, SilentErrorHandler);
   exports.Set("lvFree", Napi::Function::New(env, Free, "lvFree"));
   exports.Set("lvHandleInfo", Napi::Function::New(env, HandleInfo, "lvHandleInfo"));
+  exports.Set("lvHandleCounts", Napi::Function::New(env, HandleCounts, "lvHandleCounts"));
   exports.Set("lvGetVersion", Napi::Function::New(env, GetVersion, "lvGetVersion"));
 }
 

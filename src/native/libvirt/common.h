@@ -35,6 +35,9 @@ struct Handle {
 void RefRaw(Kind kind, void* ptr);
 void UnrefRaw(Kind kind, void* ptr);
 
+// Bookkeeping for lvHandleCounts when a handle is closed outside lvFree (connection close).
+void HandleClosed();
+
 // Wraps a libvirt object (whose reference the handle now owns) into a new JS handle object.
 Napi::Object NewHandle(Napi::Env env, Kind kind, void* ptr);
 

@@ -32,7 +32,12 @@ void OnConnectionClosed(virConnectPtr, int reason, void* opaque) {
   state->tsfn.NonBlockingCall(new int(reason), [](Napi::Env env, Napi::Function fn, int* r) {
     int value = *r;
     delete r;
-    if (env != nullptr && fn != nullptr) fn.Call({Napi::Number::New(env, value)});
+    if (env == nullptr || fn == nullptr) return;
+    // Plain N-API on purpose: during environment teardown calls into JS fail, and the
+    // node-addon-api wrappers would turn that failure into a fatal error.
+    napi_value recv, arg, result;
+    if (napi_get_undefined(env, &recv) != napi_ok || napi_create_int32(env, value, &arg) != napi_ok) return;
+    napi_call_function(env, recv, fn, 1, &arg, &result);
   });
 }
 
@@ -118,6 +123,7 @@ Napi::Value ConnectClose(const Napi::CallbackInfo& info) {
   virConnectPtr conn = static_cast<virConnectPtr>(h->ptr);
   std::shared_ptr<CloseCallbackState> cb = std::move(h->closeCallback);
   h->ptr = nullptr;
+  HandleClosed();
   auto remaining = std::make_shared<int>(0);
   return Run(
       env, {},
