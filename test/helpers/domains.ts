@@ -1,0 +1,568 @@
+/**
+ * Throwaway libvirt test domains for integration tests (real libvirtd, TCG, no guest OS).
+ *
+ * API
+ * ---
+ *   const d = await testDomain(t, { disks: [{}, { size: 32 * MiB }], start: true });
+ *     Creates (and with `start` boots) a domain and registers cleanup with `t.after`, so it is
+ *     destroyed, undefined (checkpoint/snapshot metadata, nvram) and its files deleted even when
+ *     the test fails. `withDomain(t, opts, async (d) => …)` does the same around a callback and
+ *     cleans up as soon as the callback settles. `createTestDomain(opts)` leaves cleanup to you
+ *     (`await d.cleanup()`).
+ *
+ *   Options (TestDomainOptions): `disks` (DiskSpec[], default one 64 MiB qcow2 with
+ *   defaultContent(0)), `cdrom` (attach an empty SATA cdrom after the disks), `machine`
+ *   ("q35" default, or "pc"), `start`, `guestAgentChannel` (add the qemu-ga virtio channel;
+ *   no agent ever answers), `uri` (default $VNBT_LIBVIRT_URI or qemu:///system),
+ *   `connection` (reuse one; otherwise the domain owns a connection and closes it).
+ *   DiskSpec: `size` (bytes, default 64 MiB), `format` ("qcow2" default | "raw"), `content`
+ *   (ContentOp[], default defaultContent(index)). ContentOp: `{ pattern, offset, length }`
+ *   (qemu-io write -P), `{ seed, offset, length }` (seeded random bytes), `{ zero: true,
+ *   offset, length }` (write-zeroes). Everything else stays a hole.
+ *
+ *   TestDomain: `name` ("vnbt-<pid>-<random>"), `dir` (temp dir with the images),
+ *   `connection`, `domain` (our binding's Domain), `disks` (TestDisk: target sda/sdb/…,
+ *   path, format, size, spec), `start(flags?)`, `destroy()`, `isRunning()`,
+ *   `hmp(cmd)`, `blockNode(target)` (qemu node name + qdev id of a running disk),
+ *   `writePattern(target, offset, length, byte)` / `writeRandom(target, offset, length, seed)`
+ *   / `writeZeroes(target, offset, length)`: through HMP `qemu-io -d <qdev>` while running,
+ *   through qemu-io on the image while shut off (spec content is updated either way, so
+ *   `expectedHash(target)` follows), `diskHash(target)` / `diskHashes()`: sha256 of the full
+ *   virtual disk content, read through an NBD export of the running qemu (HMP nbd_server_start
+ *   on a private socket; fails while a backup job's NBD server runs) or from the shut-off image
+ *   (qemu-nbd + nbdcopy), `expectedHash(target)`: sha256 computed from the spec, `cleanup()`.
+ *
+ *   Helpers: `seededBytes(seed, length)` (deterministic bytes), `contentHash(size, ops)`,
+ *   `defaultContent(i)`, `sweepStaleTestDomains({ all? })` (removes vnbt- domains and temp dirs
+ *   left by dead test processes; runs once per process before the first domain is created),
+ *   `TEST_DOMAIN_PREFIX`, `MiB`.
+ */
+import { execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Connection } from "../../src/libvirt/connection.js";
+import * as C from "../../src/libvirt/constants.js";
+import type { Domain } from "../../src/libvirt/domain.js";
+import { DomainXml } from "../../src/libvirt/domain-xml.js";
+import { isLibvirtError } from "../../src/libvirt/errors.js";
+
+const execFileP = promisify(execFile);
+
+export const MiB = 1024 * 1024;
+export const TEST_DOMAIN_PREFIX = "vnbt-";
+const DIR_PREFIX = "vnbt-dom-";
+const DEFAULT_URI = process.env["VNBT_LIBVIRT_URI"] ?? "qemu:///system";
+
+export type ContentOp =
+  | { pattern: number; offset: number; length: number }
+  | { seed: number; offset: number; length: number }
+  | { zero: true; offset: number; length: number };
+
+export interface DiskSpec {
+  size?: number;
+  format?: "qcow2" | "raw";
+  content?: ContentOp[];
+}
+
+export interface TestDomainOptions {
+  disks?: DiskSpec[];
+  cdrom?: boolean;
+  machine?: "q35" | "pc";
+  start?: boolean;
+  guestAgentChannel?: boolean;
+  uri?: string;
+  connection?: Connection;
+}
+
+export interface TestDisk {
+  target: string;
+  path: string;
+  format: "qcow2" | "raw";
+  size: number;
+  /** The content written so far (spec content plus later writes through the helpers). */
+  content: ContentOp[];
+}
+
+interface AfterHook {
+  after(fn: () => Promise<void> | void): void;
+}
+
+/**
+ * Content used when a DiskSpec gives none: patterns, seeded random data and holes, scaled to the
+ * disk (for 64 MiB: 1 MiB of 0x11+i at 0, 2 MiB random at 4 MiB, 64 KiB of 0xa0+i at 7 MiB + 4 KiB,
+ * 64 KiB of 0xee at the end).
+ */
+export function defaultContent(index: number, size = 64 * MiB): ContentOp[] {
+  const unit = Math.max(4096, Math.floor(size / 64 / 4096) * 4096); // 1 MiB for 64 MiB
+  const small = Math.min(64 * 1024, unit);
+  return [
+    { pattern: 0x11 + index, offset: 0, length: unit },
+    { seed: 1000 + index, offset: 4 * unit, length: 2 * unit },
+    { pattern: 0xa0 + index, offset: 7 * unit + 4096, length: small },
+    { pattern: 0xee, offset: size - small, length: small },
+  ];
+}
+
+/** Deterministic pseudo-random bytes (xorshift128+ seeded with splitmix64). */
+export function seededBytes(seed: number, length: number): Buffer {
+  const mask = (1n << 64n) - 1n;
+  let z = BigInt(seed >>> 0) + 0x9e3779b97f4a7c15n;
+  const splitmix = (): bigint => {
+    z = (z + 0x9e3779b97f4a7c15n) & mask;
+    let x = z;
+    x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & mask;
+    x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & mask;
+    return x ^ (x >> 31n);
+  };
+  // 32-bit xorshift128 state (fast in plain JS numbers).
+  const s = new Uint32Array(4);
+  const a = splitmix();
+  const b = splitmix();
+  s[0] = Number(a & 0xffffffffn) || 1;
+  s[1] = Number(a >> 32n);
+  s[2] = Number(b & 0xffffffffn);
+  s[3] = Number(b >> 32n);
+  const out = Buffer.alloc(length);
+  const words = new Uint32Array(out.buffer, out.byteOffset, Math.floor(length / 4));
+  let t: number;
+  const next = (): number => {
+    t = s[0]! ^ (s[0]! << 11);
+    s[0] = s[1]!;
+    s[1] = s[2]!;
+    s[2] = s[3]!;
+    s[3] = (s[3]! ^ (s[3]! >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
+    return s[3]!;
+  };
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  for (let i = words.length * 4; i < length; i++) out[i] = next() & 0xff;
+  return out;
+}
+
+function applyOp(buf: Buffer, op: ContentOp): void {
+  const end = op.offset + op.length;
+  if ("pattern" in op) buf.fill(op.pattern, op.offset, end);
+  else if ("seed" in op) seededBytes(op.seed, op.length).copy(buf, op.offset);
+  else buf.fill(0, op.offset, end);
+}
+
+/** sha256 (hex) of a disk of `size` bytes after applying `ops` to zeros. */
+export function contentHash(size: number, ops: readonly ContentOp[]): string {
+  const buf = Buffer.alloc(size);
+  for (const op of ops) applyOp(buf, op);
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await execFileP(cmd, args, { maxBuffer: 16 * MiB });
+    return stdout;
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    const detail = [err.stderr, err.stdout].filter((x) => x && x.trim()).join("\n") || err.message;
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${detail.trim()}`);
+  }
+}
+
+/** sha256 of the raw bytes `nbdcopy <source> -` writes to stdout. */
+function nbdcopyHash(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("nbdcopy", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const hash = createHash("sha256");
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => hash.update(chunk));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve(hash.digest("hex"));
+      else reject(new Error(`nbdcopy ${args.join(" ")} failed (${code}): ${stderr.trim()}`));
+    });
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+const UNDEFINE_FLAGS =
+  C.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+  C.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+  C.VIR_DOMAIN_UNDEFINE_NVRAM |
+  C.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
+
+/** Destroys (if running) and undefines a domain, ignoring "already gone". */
+async function removeDomain(domain: Domain): Promise<void> {
+  const gone = [C.VIR_ERR_NO_DOMAIN, C.VIR_ERR_OPERATION_INVALID];
+  try {
+    if (await domain.isActive()) await domain.destroy();
+  } catch (e) {
+    if (!isLibvirtError(e, gone)) throw e;
+  }
+  try {
+    if (await domain.isPersistent()) await domain.undefine(UNDEFINE_FLAGS);
+  } catch (e) {
+    if (!isLibvirtError(e, gone)) throw e;
+  }
+  domain.free();
+}
+
+const STALE_NAME = /^vnbt-(\d+)-/;
+
+/**
+ * Removes test domains, transient test storage pools and temp dirs left behind by test
+ * processes that are gone (names carry the creating PID). With `all`, everything starting with
+ * "vnbt-" goes, running tests or not. Resolves with the removed domain and pool names.
+ */
+export async function sweepStaleTestDomains(options: { all?: boolean; connection?: Connection } = {}): Promise<string[]> {
+  const conn = options.connection ?? (await Connection.open(DEFAULT_URI));
+  const removed: string[] = [];
+  try {
+    for (const d of await conn.listAllDomains()) {
+      const m = STALE_NAME.exec(d.name);
+      const stale = d.name.startsWith(TEST_DOMAIN_PREFIX) && (options.all || (m && !pidAlive(Number(m[1]))));
+      if (stale) {
+        await removeDomain(d);
+        removed.push(d.name);
+      } else {
+        d.free();
+      }
+    }
+  } finally {
+    if (!options.connection) await conn.close();
+  }
+  // Transient storage pools made by tests (libvirt-storage.test.ts), through virsh.
+  const pools = await run("virsh", ["-c", DEFAULT_URI, "pool-list", "--all", "--name"]).catch(() => "");
+  for (const pool of pools.split("\n").map((x) => x.trim())) {
+    const m = STALE_NAME.exec(pool);
+    if (pool.startsWith(TEST_DOMAIN_PREFIX) && (options.all || (m && !pidAlive(Number(m[1]))))) {
+      await run("virsh", ["-c", DEFAULT_URI, "pool-destroy", pool]).catch(() => "");
+      await run("virsh", ["-c", DEFAULT_URI, "pool-undefine", pool]).catch(() => "");
+      removed.push(pool);
+    }
+  }
+  const base = process.env["VNBT_TMPDIR"] ?? tmpdir();
+  for (const entry of await readdir(base).catch(() => [] as string[])) {
+    const m = /^vnbt-dom-(\d+)-/.exec(entry);
+    if (m && (options.all || !pidAlive(Number(m[1])))) {
+      await rm(join(base, entry), { recursive: true, force: true });
+    }
+  }
+  return removed;
+}
+
+let swept: Promise<unknown> | null = null;
+
+/**
+ * libvirt 9.0 re-probes qemu on every domain definition (about 4 s each, ~50 s per define) when
+ * /dev/kvm exists but the qemu user cannot open it: the capability cache then never validates.
+ * Debian's udev rule gives /dev/kvm group kvm, mode 0660; containers often lack it.
+ */
+async function warnAboutKvmPermissions(): Promise<void> {
+  const st = await stat("/dev/kvm").catch(() => null);
+  if (st && (st.mode & 0o060) !== 0o060) {
+    process.emitWarning(
+      "/dev/kvm is not group read/writable: libvirt will re-probe qemu on every define/start " +
+        "(very slow). Fix: chgrp kvm /dev/kvm && chmod 0660 /dev/kvm",
+    );
+  }
+}
+
+function targetName(index: number): string {
+  // sda … sdz, sdaa … (libvirt's naming).
+  let n = index;
+  let s = "";
+  do {
+    s = String.fromCharCode(97 + (n % 26)) + s;
+    n = Math.floor(n / 26) - 1;
+  } while (n >= 0);
+  return `sd${s}`;
+}
+
+function domainXml(name: string, opts: TestDomainOptions, disks: TestDisk[]): string {
+  const lines = [
+    `<domain type='qemu'>`,
+    `  <name>${name}</name>`,
+    `  <memory unit='MiB'>64</memory>`,
+    `  <vcpu>1</vcpu>`,
+    `  <os>`,
+    `    <type arch='x86_64' machine='${opts.machine ?? "q35"}'>hvm</type>`,
+    `  </os>`,
+    `  <on_poweroff>destroy</on_poweroff>`,
+    `  <on_reboot>destroy</on_reboot>`,
+    `  <on_crash>destroy</on_crash>`,
+    `  <devices>`,
+  ];
+  for (const d of disks) {
+    lines.push(
+      `    <disk type='file' device='disk'>`,
+      `      <driver name='qemu' type='${d.format}'/>`,
+      `      <source file='${d.path}'/>`,
+      `      <target dev='${d.target}' bus='sata'/>`,
+      `    </disk>`,
+    );
+  }
+  if (opts.cdrom) {
+    lines.push(
+      `    <disk type='file' device='cdrom'>`,
+      `      <driver name='qemu' type='raw'/>`,
+      `      <target dev='${targetName(disks.length)}' bus='sata'/>`,
+      `      <readonly/>`,
+      `    </disk>`,
+    );
+  }
+  if (opts.guestAgentChannel) {
+    lines.push(
+      `    <channel type='unix'>`,
+      `      <target type='virtio' name='org.qemu.guest_agent.0'/>`,
+      `    </channel>`,
+    );
+  }
+  lines.push(`    <memballoon model='none'/>`, `  </devices>`, `</domain>`);
+  return lines.join("\n");
+}
+
+function opToQemuIo(op: ContentOp, randomFile: string | null): string {
+  if ("pattern" in op) return `write -P 0x${op.pattern.toString(16)} ${op.offset} ${op.length}`;
+  if ("seed" in op) return `write -s ${randomFile} ${op.offset} ${op.length}`;
+  return `write -z ${op.offset} ${op.length}`;
+}
+
+export class TestDomain {
+  #randomCounter = 0;
+  #cleaned = false;
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    readonly connection: Connection,
+    readonly domain: Domain,
+    readonly disks: TestDisk[],
+    private readonly ownsConnection: boolean,
+  ) {}
+
+  /** @internal use createTestDomain / testDomain / withDomain. */
+  static async create(opts: TestDomainOptions = {}): Promise<TestDomain> {
+    swept ??= Promise.all([sweepStaleTestDomains().catch(() => []), warnAboutKvmPermissions()]);
+    await swept;
+    const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
+    const name = `${TEST_DOMAIN_PREFIX}${id}`;
+    const base = process.env["VNBT_TMPDIR"] ?? tmpdir();
+    const dir = await mkdtemp(join(base, `${DIR_PREFIX}${id}-`));
+    // qemu runs as libvirt-qemu: it must reach the images (libvirt relabels the files themselves).
+    await chmod(dir, 0o755);
+    const specs = opts.disks ?? [{}];
+    const disks: TestDisk[] = specs.map((spec, i) => {
+      const format = spec.format ?? "qcow2";
+      const size = spec.size ?? 64 * MiB;
+      return {
+        target: targetName(i),
+        path: join(dir, `${targetName(i)}.${format}`),
+        format,
+        size,
+        content: [...(spec.content ?? defaultContent(i, size))],
+      };
+    });
+    const ownsConnection = !opts.connection;
+    const conn = opts.connection ?? (await Connection.open(opts.uri ?? DEFAULT_URI));
+    let domain: Domain | undefined;
+    try {
+      for (const d of disks) {
+        await run("qemu-img", ["create", "-q", "-f", d.format, d.path, String(d.size)]);
+      }
+      for (const d of disks) {
+        const ops = d.content;
+        if (ops.length === 0) continue;
+        const args = ["-f", d.format];
+        for (const op of ops) {
+          let file: string | null = null;
+          if ("seed" in op) {
+            file = join(dir, `random-${op.seed}-${op.length}.bin`);
+            await writeFile(file, seededBytes(op.seed, op.length), { mode: 0o644 });
+          }
+          args.push("-c", opToQemuIo(op, file));
+        }
+        args.push(d.path);
+        await run("qemu-io", args);
+      }
+      domain = await conn.defineXML(domainXml(name, opts, disks));
+      const td = new TestDomain(name, dir, conn, domain, disks, ownsConnection);
+      if (opts.start) await td.start();
+      return td;
+    } catch (e) {
+      if (domain) await removeDomain(domain).catch(() => undefined);
+      if (ownsConnection) await conn.close().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  disk(target: string): TestDisk {
+    const d = this.disks.find((x) => x.target === target);
+    if (!d) throw new Error(`test domain ${this.name} has no disk ${target}`);
+    return d;
+  }
+
+  async start(flags = 0): Promise<void> {
+    await this.domain.create(flags);
+  }
+
+  async destroy(): Promise<void> {
+    if (await this.domain.isActive()) await this.domain.destroy();
+  }
+
+  isRunning(): Promise<boolean> {
+    return this.domain.isActive();
+  }
+
+  /** HMP command; a reply that reports an error throws. */
+  async hmp(command: string): Promise<string> {
+    const reply = await this.domain.hmp(command);
+    if (/^(Error|error):|Could not|Cannot|failed/m.test(reply)) {
+      throw new Error(`HMP "${command}" on ${this.name}: ${reply.trim()}`);
+    }
+    return reply;
+  }
+
+  /** qemu node name (for nbd_server_add) and qdev id (for qemu-io -d) of a running disk. */
+  async blockNode(target: string): Promise<{ node: string; qdev: string }> {
+    const live = DomainXml.parse(await this.domain.xmlDesc());
+    const disk = live.disk(target);
+    const alias = disk ? disk.element.getElementsByTagName("alias")[0]?.getAttribute("name") : null;
+    if (!alias) throw new Error(`disk ${target} of ${this.name} has no alias (is the domain running?)`);
+    const info = await this.domain.hmp("info block");
+    let node: string | null = null;
+    let current: string | null = null;
+    for (const line of info.split(/\r?\n/)) {
+      const head = /^(\S+)(?: \([^)]*\))?: /.exec(line);
+      if (head) current = head[1]!;
+      const att = /^\s+Attached to:\s+(\S+)/.exec(line);
+      if (att && att[1] === alias) node = current;
+    }
+    if (!node) throw new Error(`no block node attached to ${alias} in "info block":\n${info}`);
+    return { node, qdev: alias };
+  }
+
+  async #write(target: string, op: ContentOp): Promise<void> {
+    const disk = this.disk(target);
+    let file: string | null = null;
+    if ("seed" in op) {
+      file = join(this.dir, `random-w${this.#randomCounter++}-${op.seed}-${op.length}.bin`);
+      await writeFile(file, seededBytes(op.seed, op.length), { mode: 0o644 });
+    }
+    const cmd = opToQemuIo(op, file);
+    if (await this.isRunning()) {
+      const { qdev } = await this.blockNode(target);
+      await this.hmp(`qemu-io -d ${qdev} "${cmd}"`);
+    } else {
+      await run("qemu-io", ["-f", disk.format, "-c", cmd, disk.path]);
+    }
+    if (file) await rm(file, { force: true });
+    disk.content.push(op);
+  }
+
+  /** Fills a range with one byte value (running: HMP qemu-io on the live disk). */
+  writePattern(target: string, offset: number, length: number, pattern: number): Promise<void> {
+    return this.#write(target, { pattern, offset, length });
+  }
+
+  /** Writes seededBytes(seed, length) at offset. */
+  writeRandom(target: string, offset: number, length: number, seed: number): Promise<void> {
+    return this.#write(target, { seed, offset, length });
+  }
+
+  /** Writes zeroes (qemu-io write -z) over a range. */
+  writeZeroes(target: string, offset: number, length: number): Promise<void> {
+    return this.#write(target, { zero: true, offset, length });
+  }
+
+  /** sha256 of the content the helpers wrote (what diskHash should report). */
+  expectedHash(target: string): string {
+    const d = this.disk(target);
+    return contentHash(d.size, d.content);
+  }
+
+  /**
+   * sha256 of a disk's full virtual content: from the running qemu through a private NBD export,
+   * or from the image file when shut off.
+   */
+  async diskHash(target: string): Promise<string> {
+    const disk = this.disk(target);
+    if (!(await this.isRunning())) {
+      return nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", disk.format, disk.path, "]", "-"]);
+    }
+    const { node } = await this.blockNode(target);
+    const sockDir = join(this.dir, "nbd");
+    await mkdir(sockDir, { recursive: true });
+    await chmod(sockDir, 0o777);
+    const sock = join(sockDir, `${target}.sock`);
+    await this.hmp(`nbd_server_start unix:${sock}`);
+    try {
+      await this.hmp(`nbd_server_add ${node} ${target}`);
+      return await nbdcopyHash([`nbd+unix:///${target}?socket=${sock}`, "-"]);
+    } finally {
+      await this.domain.hmp("nbd_server_stop").catch(() => undefined);
+      await rm(sock, { force: true });
+    }
+  }
+
+  /** diskHash for every disk, by target. */
+  async diskHashes(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const d of this.disks) out[d.target] = await this.diskHash(d.target);
+    return out;
+  }
+
+  /** Destroys and undefines the domain, closes its own connection, deletes the files. Idempotent. */
+  async cleanup(): Promise<void> {
+    if (this.#cleaned) return;
+    this.#cleaned = true;
+    const errors: unknown[] = [];
+    try {
+      await removeDomain(this.domain);
+    } catch (e) {
+      // The handle may be unusable (e.g. the test closed the connection): go by name.
+      try {
+        const conn = await Connection.open(this.connection.uri);
+        try {
+          await removeDomain(await conn.lookupDomain(this.name));
+        } finally {
+          await conn.close();
+        }
+      } catch (e2) {
+        if (!isLibvirtError(e2, C.VIR_ERR_NO_DOMAIN)) errors.push(e, e2);
+      }
+    }
+    if (this.ownsConnection) await this.connection.close().catch((e) => errors.push(e));
+    await rm(this.dir, { recursive: true, force: true }).catch((e) => errors.push(e));
+    if (errors.length > 0) throw new AggregateError(errors, `cleanup of test domain ${this.name} failed`);
+  }
+}
+
+/** Creates a test domain; the caller must `cleanup()` it. */
+export function createTestDomain(opts: TestDomainOptions = {}): Promise<TestDomain> {
+  return TestDomain.create(opts);
+}
+
+/** Creates a test domain and registers its cleanup with `t.after`. */
+export async function testDomain(t: AfterHook, opts: TestDomainOptions = {}): Promise<TestDomain> {
+  const d = await TestDomain.create(opts);
+  t.after(() => d.cleanup());
+  return d;
+}
+
+/** Runs `fn` with a fresh test domain and removes it afterwards (also registered with `t.after`). */
+export async function withDomain<T>(t: AfterHook, opts: TestDomainOptions, fn: (d: TestDomain) => Promise<T>): Promise<T> {
+  const d = await testDomain(t, opts);
+  try {
+    return await fn(d);
+  } finally {
+    await d.cleanup();
+  }
+}
