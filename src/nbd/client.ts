@@ -3,7 +3,7 @@
  * advertises multi-conn), with requests split at the server's limits and spread over the
  * connections. All data commands, block status, flush and disconnect.
  */
-import { NbdConnection, type ConnectionOptions } from "./connection.js";
+import { DEFAULT_MAX_BYTES_IN_FLIGHT, NbdConnection, type ConnectionOptions } from "./connection.js";
 import { NbdError } from "./errors.js";
 import type { ExportInfo, NegotiateOptions } from "./handshake.js";
 import { Cmd, CmdFlag, MAX_U32 } from "./protocol.js";
@@ -11,6 +11,7 @@ import type { ClientTlsOptions } from "./tls.js";
 import { formatNbdUri, type NbdTarget } from "./uri.js";
 
 export interface ClientOptions extends ConnectionOptions {
+  // maxBytesInFlight: for the whole client (split evenly over the connections).
   target: NbdTarget;
   exportName: string;
   metaContexts?: readonly string[];
@@ -20,7 +21,15 @@ export interface ClientOptions extends ConnectionOptions {
   structuredReplies?: boolean;
   /** Connections to open when the server allows multi-conn (default 1). */
   connections?: number;
+  /**
+   * Largest READ/WRITE sent on the wire (default 256 KiB, capped at the server's maximum):
+   * bigger calls are split and the pieces run in parallel. Servers (qemu-nbd) answer many
+   * mid-sized requests faster than a few huge ones.
+   */
+  requestSize?: number;
 }
+
+export const DEFAULT_REQUEST_SIZE = 256 * 1024;
 
 export interface WriteOptions {
   /** Force unit access: the reply comes after the data is on stable storage. */
@@ -49,7 +58,7 @@ export class NbdClient {
   private readonly writesInFlight = new Set<Promise<unknown>>();
   private rr = 0;
   private closedFlag = false;
-  /** Largest READ/WRITE request. */
+  /** Largest READ/WRITE request sent on the wire. */
   readonly maxIo: number;
   /** Largest length for block status / zero / trim / cache requests. */
   readonly maxLength: number;
@@ -58,11 +67,12 @@ export class NbdClient {
   private constructor(
     readonly connections: readonly NbdConnection[],
     readonly target: NbdTarget,
+    requestSize: number,
   ) {
     const info = connections[0]!.info;
     const align = info.minBlockSize > 1 ? info.minBlockSize : 512;
     this.maxLength = MAX_U32 - align + 1;
-    const maxIo = Math.min(info.maxRequestSize, MAX_U32);
+    const maxIo = Math.max(info.minBlockSize, Math.min(info.maxRequestSize, MAX_U32, requestSize));
     this.maxIo = info.minBlockSize > 1 ? maxIo - (maxIo % info.minBlockSize) : maxIo;
     this.idToName = connections.map((c) => new Map([...c.info.metaContexts].map(([n, id]) => [id, n])));
   }
@@ -75,9 +85,9 @@ export class NbdClient {
       metaContexts: opts.metaContexts ?? [],
       tls: opts.tls ?? null,
     };
+    const want = Math.max(1, Math.floor(opts.connections ?? 1));
     const first = await NbdConnection.open(opts.target, neg, opts);
     const conns = [first];
-    const want = Math.max(1, Math.floor(opts.connections ?? 1));
     if (want > 1 && first.info.canMultiConn) {
       const extra = await Promise.allSettled(
         Array.from({ length: want - 1 }, () => NbdConnection.open(opts.target, neg, opts)),
@@ -90,7 +100,10 @@ export class NbdClient {
         }
       }
     }
-    return new NbdClient(conns, opts.target);
+    // The byte budget is for the whole client; each connection gets its share.
+    const budget = opts.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;
+    for (const c of conns) c.maxBytesInFlight = Math.ceil(budget / conns.length);
+    return new NbdClient(conns, opts.target, opts.requestSize ?? DEFAULT_REQUEST_SIZE);
   }
 
   get info(): ExportInfo {

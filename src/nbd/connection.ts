@@ -12,7 +12,7 @@ import { Transport, type TransportOptions } from "./transport.js";
 import { describeTarget, type NbdTarget } from "./uri.js";
 
 export interface ConnectionOptions extends TransportOptions {
-  /** Payload bytes (READ + WRITE) outstanding at most; one larger request may go alone. Default 64 MiB. */
+  /** Payload bytes (READ + WRITE) outstanding at most; one larger request may go alone. Default 16 MiB. */
   maxBytesInFlight?: number;
   /** Requests outstanding at most. Default 64. */
   maxRequestsInFlight?: number;
@@ -26,7 +26,8 @@ interface Req extends PendingRequest {
   reject: (e: Error) => void;
 }
 
-export const DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+const BIG_READ = 64 * 1024;
 export const DEFAULT_MAX_REQUESTS_IN_FLIGHT = 64;
 
 export class NbdConnection {
@@ -42,7 +43,10 @@ export class NbdConnection {
   private idleWaiters: (() => void)[] = [];
   private closedPromise: Promise<void>;
   private readonly parser: ReplyParser;
-  private readonly maxBytes: number;
+  /** READs of at least BIG_READ bytes outstanding: worth reading reply headers separately. */
+  private bigReads = 0;
+  /** Payload bytes outstanding at most (adjustable, e.g. when a pool shares a budget). */
+  maxBytesInFlight: number;
   private readonly maxRequests: number;
 
   private constructor(
@@ -50,7 +54,7 @@ export class NbdConnection {
     private readonly transport: Transport,
     opts: ConnectionOptions,
   ) {
-    this.maxBytes = opts.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;
+    this.maxBytesInFlight = opts.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;
     this.maxRequests = opts.maxRequestsInFlight ?? DEFAULT_MAX_REQUESTS_IN_FLIGHT;
     this.parser = new ReplyParser(
       {
@@ -69,7 +73,13 @@ export class NbdConnection {
         resolve();
       });
     });
-    transport.setSink(this.parser);
+    const parser = this.parser;
+    transport.setSink({
+      feed: (b, s, e) => parser.feed(b, s, e),
+      readTarget: () => parser.readTarget(),
+      filledTarget: (n) => parser.filledTarget(n),
+      headerRead: () => this.bigReads > 0 && parser.idle,
+    });
   }
 
   /** Connects and negotiates one connection. */
@@ -130,12 +140,13 @@ export class NbdConnection {
 
   private canSend(bytes: number): boolean {
     if (this.pending.size >= this.maxRequests) return false;
-    return this.inFlightBytes === 0 || this.inFlightBytes + bytes <= this.maxBytes;
+    return this.inFlightBytes === 0 || this.inFlightBytes + bytes <= this.maxBytesInFlight;
   }
 
   private send(req: Req): void {
     this.pending.set(req.cookie, req);
     this.inFlightBytes += req.bytes;
+    if (req.command === Cmd.READ && req.length >= BIG_READ) this.bigReads++;
     const h = Buffer.allocUnsafe(REQUEST_HEADER_LEN);
     encodeRequest(h, 0, req.flags, req.command, req.cookie, req.offset, req.length);
     this.transport.write(h);
@@ -170,6 +181,7 @@ export class NbdConnection {
   private onComplete(req: Req): void {
     this.pending.delete(req.cookie);
     this.inFlightBytes -= req.bytes;
+    if (req.command === Cmd.READ && req.length >= BIG_READ) this.bigReads--;
     req.data = null;
     if (req.errno !== 0) {
       req.reject(new NbdRequestError(req.command, req.offset, req.length, req.errno, req.errorMessage, this.info.exportName));
@@ -213,6 +225,7 @@ export class NbdConnection {
     this.queueHead = 0;
     this.inFlightBytes = 0;
     this.queuedBytesTotal = 0;
+    this.bigReads = 0;
     for (const r of [...pend, ...queued]) r.reject(this.lostError(r.command, r.offset, r.length, reason));
     const ws = this.idleWaiters;
     this.idleWaiters = [];

@@ -20,7 +20,15 @@ export interface ByteSink {
   readTarget(): Buffer | null;
   /** `n` bytes were read directly into the buffer last returned by `readTarget()`. */
   filledTarget(n: number): void;
+  /**
+   * True when the next read should fetch only a reply header (+ data offset), so that the
+   * payload behind it can go straight to its destination instead of through the scratch.
+   */
+  headerRead?(): boolean;
 }
+
+/** A structured reply header plus the 8-byte offset of a data chunk. */
+export const HEADER_READ = 28;
 
 const NULL_SINK: ByteSink = {
   feed() {},
@@ -42,6 +50,7 @@ export interface TransportOptions {
 export class Transport {
   private sink: ByteSink = NULL_SINK;
   private readonly scratch: Buffer | null;
+  private readonly scratchHead: Buffer | null;
   private current: net.Socket;
   private closeHandlers: ((err: Error | null) => void)[] = [];
   private lastError: Error | null = null;
@@ -55,6 +64,7 @@ export class Transport {
   ) {
     if (zeroCopy) {
       this.scratch = Buffer.allocUnsafeSlow(scratchSize);
+      this.scratchHead = this.scratch.subarray(0, HEADER_READ);
       // `onread` is honoured by the Socket constructor (net.connect passes it there).
       const opts: net.SocketConstructorOpts & net.ConnectOpts = {
         onread: {
@@ -68,6 +78,7 @@ export class Transport {
       this.current = new net.Socket(opts);
     } else {
       this.scratch = null;
+      this.scratchHead = null;
       this.current = new net.Socket();
       this.current.on("data", this.onData);
     }
@@ -209,6 +220,7 @@ export class Transport {
       try {
         const t = this.sink.readTarget();
         if (t && t.length > 0) return t;
+        if (this.sink.headerRead?.()) return this.scratchHead!;
       } catch (e) {
         this.destroy(e as Error);
       }
@@ -219,7 +231,7 @@ export class Transport {
   private onRead(n: number, buf: Uint8Array): void {
     if (this.closedFlag) return;
     try {
-      if (buf === this.scratch) this.sink.feed(this.scratch, 0, n);
+      if (buf === this.scratch || buf === this.scratchHead) this.sink.feed(this.scratch!, 0, n);
       else this.sink.filledTarget(n);
     } catch (e) {
       this.destroy(e as Error);

@@ -73,7 +73,7 @@ describe("nbd client <-> server", () => {
     const c = await client(t, socket, "d");
     const data = pattern(3 * MiB + 123, 9);
     await c.write(MiB - 7, data, { fua: true });
-    assert.equal(mem.flushes, 1);
+    assert.equal(mem.flushes, Math.ceil(data.length / (256 * 1024)), "one FUA per 256 KiB wire request");
     assert.deepEqual(await c.read(MiB - 7, data.length), data);
     const into = Buffer.alloc(100);
     const got = await c.read(MiB - 7, 50, into);
@@ -163,8 +163,9 @@ describe("nbd client <-> server", () => {
       write: (o, d) => mem.write(o, d),
     };
     const { socket } = await serve(t, { s: slow });
-    const c = await client(t, socket, "s", { maxBytesInFlight: 4 * MiB });
+    const c = await client(t, socket, "s", { maxBytesInFlight: 4 * MiB, requestSize: 8 * MiB });
     assert.equal(c.info.maxRequestSize, MiB);
+    assert.equal(c.maxIo, MiB);
     assert.equal(c.info.minBlockSize, 512);
     const data = pattern(10 * MiB, 5);
     await c.write(0, data);
@@ -179,6 +180,11 @@ describe("nbd client <-> server", () => {
     const all = await Promise.all(reads);
     all.forEach((b, i) => assert.deepEqual(b, data.subarray(i * 4096, (i + 1) * 4096)));
     assert.ok(peak > 4, `peak ${peak}`);
+    // By default reads go out in 256 KiB requests.
+    const d = await client(t, socket, "s");
+    calls = 0;
+    assert.deepEqual(await d.read(0, 2 * MiB), data.subarray(0, 2 * MiB));
+    assert.equal(calls, 8);
   });
 
   it("spreads requests over several connections when multi-conn is allowed", async (t) => {
