@@ -4,7 +4,7 @@
  * `maxBytesInFlight` payload bytes are outstanding (more wait in a FIFO queue). A lost
  * connection rejects every pending and queued request.
  */
-import { describeRequest, NbdConnectionError, NbdRequestError } from "./errors.js";
+import { describeRequest, NbdConnectionError, NbdHandshakeError, NbdRequestError } from "./errors.js";
 import { negotiate, type ExportInfo, type NegotiateOptions } from "./handshake.js";
 import { Cmd, encodeRequest, Errno, REQUEST_HEADER_LEN } from "./protocol.js";
 import { newPendingRequest, ReplyParser, type PendingRequest } from "./reply-parser.js";
@@ -12,6 +12,8 @@ import { Transport, type TransportOptions } from "./transport.js";
 import { describeTarget, type NbdTarget } from "./uri.js";
 
 export interface ConnectionOptions extends TransportOptions {
+  /** Give up when option negotiation has not finished after this many ms (default 30000). */
+  handshakeTimeoutMs?: number;
   /** Payload bytes (READ + WRITE) outstanding at most; one larger request may go alone. Default 16 MiB. */
   maxBytesInFlight?: number;
   /** Requests outstanding at most. Default 64. */
@@ -86,12 +88,23 @@ export class NbdConnection {
   static async open(target: NbdTarget, neg: NegotiateOptions, opts: ConnectionOptions = {}): Promise<NbdConnection> {
     // TLS sockets deliver data events; onread only applies to plain sockets.
     const transport = await Transport.connect(target, { ...opts, zeroCopy: neg.tls ? false : opts.zeroCopy ?? true });
+    const limit = opts.handshakeTimeoutMs ?? 30000;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      transport.destroy();
+    }, limit);
     try {
       const info = await negotiate(transport, neg);
+      clearTimeout(timer);
       if (transport.closed) throw new NbdConnectionError("NBD server closed the connection after negotiation");
       return new NbdConnection(info, transport, opts);
     } catch (e) {
+      clearTimeout(timer);
       transport.destroy();
+      if (timedOut) {
+        throw new NbdHandshakeError(`NBD server at ${describeTarget(target)} did not complete negotiation within ${limit} ms`);
+      }
       throw e;
     }
   }

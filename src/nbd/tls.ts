@@ -16,8 +16,9 @@ export interface ClientTlsOptions {
   /** Name to check the server certificate against (defaults to the TCP host). */
   hostname?: string;
   /**
-   * Check the certificate's name against `hostname`. Default: true for TCP, false for unix
-   * sockets (the chain is always verified against the CA).
+   * Check the certificate's name against `hostname`. Default: true when a name is known (TCP
+   * host or explicit `hostname`), false for unix sockets (the chain is always verified
+   * against the CA).
    */
   verifyHostname?: boolean;
 }
@@ -103,7 +104,7 @@ export function startClientTls(
 ): Promise<tls.TLSSocket> {
   const creds = loadClientCredentials(opts);
   const hostname = opts.hostname ?? defaultHost;
-  const verifyHostname = opts.verifyHostname ?? defaultHost !== undefined;
+  const verifyHostname = opts.verifyHostname ?? hostname !== undefined;
   return new Promise((resolve, reject) => {
     const connOpts: tls.ConnectionOptions = {
       socket,

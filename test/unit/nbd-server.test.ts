@@ -3,8 +3,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import net from "node:net";
 import {
   backupExtents,
+  blockReader,
+  blockWriter,
   BASE_ALLOCATION,
   connect,
   Errno,
@@ -263,5 +266,31 @@ describe("nbd client <-> server", () => {
     const { socket } = await serve(t, { sda: new MemoryBackend(2 * MiB) }, { defaultExport: "sda" });
     const c = await client(t, socket, "");
     assert.equal(c.size, 2 * MiB);
+  });
+
+  it("gives up on a server that never negotiates", async (t) => {
+    const dir = await tempDir(t, "vnbt-nbd-");
+    const socket = join(dir, "mute.sock");
+    const mute = net.createServer(() => {});
+    await new Promise<void>((r) => mute.listen(socket, r));
+    t.after(() => new Promise<void>((r) => mute.close(() => r())));
+    await assert.rejects(
+      NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", handshakeTimeoutMs: 100 }),
+      (e: unknown) => e instanceof NbdHandshakeError && /did not complete negotiation within 100 ms/.test(e.message),
+    );
+  });
+
+  it("adapts to the copy engines' reader/writer interfaces", async (t) => {
+    const mem = new MemoryBackend(4 * MiB);
+    const { socket } = await serve(t, { d: mem });
+    const c = await client(t, socket, "d");
+    const w = blockWriter(c);
+    await w.write(4096, Buffer.alloc(8192, 7));
+    await w.zero(8192, 4096);
+    await w.flush();
+    const into = Buffer.alloc(12288);
+    await blockReader(c).read(0, into);
+    assert.deepEqual(into, Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 7), Buffer.alloc(4096)]));
+    assert.equal(mem.flushes, 1);
   });
 });
