@@ -108,6 +108,11 @@ export class Domain {
     await lvCall(native.lvDomainCreate(this.handle, flags));
   }
 
+  /** Same as create(): starts the domain. */
+  async start(flags = 0): Promise<void> {
+    await this.create(flags);
+  }
+
   /** Stops the domain immediately (virDomainDestroyFlags). */
   async destroy(flags = 0): Promise<void> {
     await lvCall(native.lvDomainDestroy(this.handle, flags));

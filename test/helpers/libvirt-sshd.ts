@@ -1,7 +1,8 @@
 /**
  * A private sshd on 127.0.0.1 for qemu+ssh tests: its own host key, a fresh client key and
  * root login with that key only. `uri(path)` gives a libvirt URI through it;
- * `killSessions()` ends the ssh sessions (the libvirt connection sees EOF). Stopped by t.after.
+ * `killSessions()` ends the ssh sessions (the libvirt connection sees EOF), `signalSessions()`
+ * can freeze them (SIGSTOP: keepalive timeouts). Stopped by t.after.
  * Resolves null when sshd is not installed.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -21,6 +22,8 @@ export interface PrivateSshd {
   uri(path: string): string;
   /** Kills the sshd session processes (children of the listener), keeping the listener. */
   killSessions(): Promise<number>;
+  /** Sends a signal (e.g. SIGSTOP/SIGCONT) to the session processes and their children. */
+  signalSessions(signal: NodeJS.Signals): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -86,7 +89,15 @@ export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void
       for (const pid of pids) process.kill(pid, "SIGTERM");
       return pids.length;
     },
+    async signalSessions(signal) {
+      const sessions = await childPids(listener.pid!);
+      const all = [...sessions];
+      for (const pid of sessions) all.push(...(await childPids(pid)));
+      for (const pid of all) process.kill(pid, signal);
+      return all.length;
+    },
     async stop() {
+      await sshd.signalSessions("SIGCONT").catch(() => 0);
       for (const pid of await childPids(listener.pid!)) process.kill(pid, "SIGTERM");
       if (listener.exitCode === null) {
         const exited = new Promise((r) => listener.once("exit", r));

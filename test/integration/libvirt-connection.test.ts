@@ -4,7 +4,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { hostname as localHostname } from "node:os";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { hostname as localHostname, tmpdir } from "node:os";
 import { promisify } from "node:util";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -77,6 +80,26 @@ test("unknown domain: VIR_ERR_NO_DOMAIN with libvirt's message", async (t) => {
     return true;
   });
   await rejectsWith(c.lookupDomainByUUID("00000000-0000-0000-0000-00000000abcd"), C.VIR_ERR_NO_DOMAIN);
+});
+
+test("libvirt's default error printing to stderr is silenced", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "vnbt-lv-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const lib = fileURLToPath(new URL("../../src/libvirt/index.ts", import.meta.url));
+  const script = join(dir, "fail.mts");
+  await writeFile(
+    script,
+    `import { Connection } from ${JSON.stringify(lib)};\n` +
+      `await Connection.open("bogus:///x").catch(() => {});\n` +
+      `const c = await Connection.open(${JSON.stringify(URI)});\n` +
+      `await c.lookupDomain("vnbt-does-not-exist").catch(() => {});\n` +
+      `await c.close();\n` +
+      `console.log("done");\n`,
+  );
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  const { stdout, stderr } = await execFileP(process.execPath, ["--import", "tsx", script], { cwd: root });
+  assert.equal(stdout.trim(), "done");
+  assert.equal(stderr, "");
 });
 
 test("read-only connection: reads work, writes are denied", async (t) => {
@@ -194,6 +217,30 @@ test("qemu+ssh through a private sshd: remote calls, keepalive, close callback w
     await assert.rejects(dom.state(), LibvirtError);
   } finally {
     clearInterval(keepAlive);
+  }
+});
+
+test("qemu+ssh keepalive: a frozen peer closes the connection with reason keepalive", async (t) => {
+  const sshd = await startPrivateSshd(t);
+  if (!sshd) {
+    t.skip("sshd not available");
+    return;
+  }
+  const c = await open(t, sshd.uri("/system"));
+  assert.equal(await c.setKeepAlive(1, 1), true);
+  const keepAlive = setInterval(() => {}, 1000);
+  try {
+    const closed = new Promise<number>((resolve) => void c.onClose(resolve));
+    await c.hostname(); // registration settled, link healthy
+    assert.ok((await sshd.signalSessions("SIGSTOP")) >= 1);
+    const t0 = Date.now();
+    const reason = await closed;
+    assert.equal(closeReasonName(reason), "keepalive");
+    assert.ok(Date.now() - t0 < 10000);
+    assert.equal(await c.isAlive(), false);
+  } finally {
+    clearInterval(keepAlive);
+    await sshd.signalSessions("SIGCONT");
   }
 });
 
