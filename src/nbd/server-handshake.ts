@@ -35,6 +35,8 @@ export interface ServerExport {
 export interface ServerHandshakeContext {
   queue: ByteQueue;
   write(b: Buffer): void;
+  /** Resolves once the replies written so far are (mostly) flushed: a client that never reads stalls here. */
+  drained(): Promise<void>;
   /** Upgrade to TLS after the ACK has been written; the queue then receives decrypted bytes. */
   startTls(): Promise<void>;
   tlsAvailable: boolean;
@@ -104,6 +106,7 @@ export async function serverNegotiate(ctx: ServerHandshakeContext): Promise<Sess
   const replyErr = (opt: number, type: number, message: string): void => reply(opt, type, Buffer.from(message, "utf8"));
 
   for (;;) {
+    await ctx.drained();
     const h = await q.read(16);
     if (h.readUInt32BE(0) !== IHAVEOPT_HI || h.readUInt32BE(4) !== IHAVEOPT_LO) throw new NbdProtocolError("bad option magic");
     const opt = h.readUInt32BE(8);

@@ -53,6 +53,8 @@ export interface ServerOptions {
 
 /** Bound on descriptors in one block status reply. */
 const MAX_REPLY_EXTENTS = 64 * 1024;
+/** Replies queued in the socket beyond this stop further request processing until drained. */
+const WRITE_HIGH_WATER = 8 * 1024 * 1024;
 
 export class NbdServer {
   private server: net.Server | null = null;
@@ -150,6 +152,7 @@ class ServerConnection {
   private backlog: Buffer[] = [];
   private disconnecting = false;
   private closed = false;
+  private waitingDrain = false;
   private readonly maxInflight: number;
 
   constructor(
@@ -173,6 +176,23 @@ class ServerConnection {
     this.socket.destroy();
   }
 
+  private congested(): boolean {
+    return this.socket.writableLength > WRITE_HIGH_WATER;
+  }
+
+  private drained(): Promise<void> {
+    if (!this.congested() || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.socket.on("close", done);
+    });
+  }
+
   private readonly onHandshakeData = (chunk: Buffer): void => {
     this.queue.push(chunk);
   };
@@ -186,6 +206,7 @@ class ServerConnection {
         write: (b) => {
           this.socket.write(b);
         },
+        drained: () => this.drained(),
         startTls: () => this.startTls(),
         tlsAvailable: srv.secureContext !== null,
         tlsRequired: !!tlsOpts?.required,
@@ -270,6 +291,17 @@ class ServerConnection {
 
   private maybeResume(): void {
     if (!this.paused || this.inflight >= this.maxInflight || this.disconnecting) return;
+    if (this.congested()) {
+      // The client is not reading its replies: wait before taking more requests.
+      if (!this.waitingDrain) {
+        this.waitingDrain = true;
+        void this.drained().then(() => {
+          this.waitingDrain = false;
+          this.maybeResume();
+        });
+      }
+      return;
+    }
     this.paused = false;
     while (this.backlog.length > 0 && !this.paused) {
       const c = this.backlog.shift()!;
@@ -299,7 +331,11 @@ class ServerConnection {
           if (this.inflight === 0) this.socket.end();
         } else this.maybeResume();
       });
-    return this.inflight < this.maxInflight;
+    if (this.inflight >= this.maxInflight || this.congested()) {
+      this.pause();
+      return false;
+    }
+    return true;
   }
 
   // --- replies ---------------------------------------------------------------------

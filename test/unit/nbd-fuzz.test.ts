@@ -253,4 +253,36 @@ describe("nbd fuzz", () => {
     }
     assert.ok(opened > 0);
   });
+
+  it("server stops taking requests from a client that does not read its replies", async (t) => {
+    const dir = await tempDir(t, "vnbt-nbd-fuzz-");
+    const socket = join(dir, "bp.sock");
+    const mem = new MemoryBackend(64 << 20);
+    mem.write(0, Buffer.alloc(64 << 20, 1));
+    const server = new NbdServer({ exports: { d: mem }, sparseReads: false });
+    await server.listen({ path: socket });
+    t.after(() => server.close());
+    const N = 256;
+    const s = net.connect(socket);
+    t.after(() => s.destroy());
+    await new Promise<void>((r) => s.once("connect", () => r()));
+    s.pause();
+    const reqs = [clientTranscript("d")];
+    for (let i = 0; i < N; i++) reqs.push(request(Cmd.READ, i + 1, (i % 64) << 20, 1 << 20));
+    s.write(Buffer.concat(reqs));
+    const before = process.memoryUsage().arrayBuffers;
+    await sleep(700);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    assert.ok(grown < 128 << 20, `server buffered ${grown >> 20} MiB for a client that does not read`);
+    // Reading resumes the flow: every reply arrives.
+    let got = 0;
+    await new Promise<void>((resolve) => {
+      s.on("data", (d: Buffer) => {
+        got += d.length;
+        if (got >= N * ((1 << 20) + 28)) resolve();
+      });
+      s.resume();
+    });
+    assert.ok(got >= N * ((1 << 20) + 28));
+  });
 });
