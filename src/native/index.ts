@@ -28,7 +28,7 @@ export type LvTypedParams = Record<string, number | string | boolean>;
  * synchronously; using a freed handle throws an Error synchronously.
  */
 export interface LibvirtNative {
-  /** Drops a domain/checkpoint/pool/volume handle's reference now (idempotent). */
+  /** Gives up a domain/checkpoint/pool/volume handle's reference now (idempotent; the unref runs off-thread). */
   lvFree(handle: LvHandle<string>): void;
   lvHandleInfo(handle: LvHandle<string>): { kind: string; open: boolean };
   /** Handles still holding a libvirt reference / handle objects not yet garbage-collected (leak tests). */

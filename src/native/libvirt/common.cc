@@ -2,7 +2,9 @@
 #include "common.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -22,20 +24,65 @@ void SilentErrorHandler(void*, virErrorPtr) {}
 std::atomic<long> gOpenHandles{0};
 std::atomic<long> gWrappedHandles{0};
 
+// Drops libvirt references on one background thread, in order. Dropping the last reference of a
+// domain can close its connection (an RPC), so neither lvFree nor GC finalizers do it on the JS
+// thread. Allocated once and never destroyed: the detached thread may outlive static destructors.
+class Releaser {
+ public:
+  static Releaser& Get() {
+    static Releaser* instance = new Releaser();
+    return *instance;
+  }
+  void Push(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(fn));
+      if (!started_) {
+        started_ = true;
+        std::thread([this] { Loop(); }).detach();
+      }
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+      virResetLastError();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool started_ = false;
+};
+
+// Takes the handle's reference away from it and releases it in the background.
+void ReleaseHandle(Handle* h) {
+  if (!h->ptr) return;
+  Kind kind = h->kind;
+  void* ptr = h->ptr;
+  h->ptr = nullptr;
+  gOpenHandles--;
+  if (kind == Kind::Connect) {
+    std::shared_ptr<CloseCallbackState> cb = std::move(h->closeCallback);
+    Releaser::Get().Push([ptr, cb]() mutable { DropConnection(static_cast<virConnectPtr>(ptr), std::move(cb)); });
+  } else {
+    Releaser::Get().Push([kind, ptr] { UnrefRaw(kind, ptr); });
+  }
+}
+
 void FinalizeHandle(napi_env, void* data, void*) {
   auto* h = static_cast<Handle*>(data);
-  if (h->ptr) {
-    if (h->kind == Kind::Connect) {
-      // Closing a connection is an RPC; never block the JS thread (GC) with it.
-      virConnectPtr conn = static_cast<virConnectPtr>(h->ptr);
-      std::shared_ptr<CloseCallbackState> cb = std::move(h->closeCallback);
-      std::thread([conn, cb]() mutable { DropConnection(conn, std::move(cb)); }).detach();
-    } else {
-      UnrefRaw(h->kind, h->ptr);
-    }
-    h->ptr = nullptr;
-    gOpenHandles--;
-  }
+  ReleaseHandle(h);
   gWrappedHandles--;
   delete h;
 }
@@ -45,8 +92,9 @@ Napi::Value TypeError(Napi::Env env, const std::string& message) {
   return env.Undefined();
 }
 
-// lvFree(handle): drops the handle's reference now (domains, checkpoints, pools, volumes).
-// Connections must be closed with lvConnectClose. Freeing twice is a no-op.
+// lvFree(handle): takes the handle's reference away now (domains, checkpoints, pools, volumes);
+// libvirt's unref runs on the release thread. Connections are closed with lvConnectClose.
+// Freeing twice is a no-op.
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().CheckTypeTag(&kHandleTag)) {
@@ -56,11 +104,7 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   if (napi_unwrap(env, info[0], &data) != napi_ok || !data) return TypeError(env, "lvFree: bad handle");
   auto* h = static_cast<Handle*>(data);
   if (h->kind == Kind::Connect) return TypeError(env, "lvFree: use lvConnectClose for connections");
-  if (h->ptr) {
-    UnrefRaw(h->kind, h->ptr);
-    h->ptr = nullptr;
-    gOpenHandles--;
-  }
+  ReleaseHandle(h);
   return env.Undefined();
 }
 

@@ -3,9 +3,10 @@
 //
 // Handles: every libvirt object (connection, domain, checkpoint, storage pool, storage volume)
 // is a plain JS object, type-tagged and wrapped around a `Handle`. The handle owns one libvirt
-// reference. `lvFree(handle)` (or `lvConnectClose` for connections) drops it deterministically;
-// a GC finalizer drops it if JS never did. A call in flight takes its own libvirt reference, so
-// freeing a handle while a call runs is safe.
+// reference. `lvFree(handle)` (or `lvConnectClose` for connections) gives it up deterministically;
+// a GC finalizer does if JS never did. The actual unref runs on a background release thread (the
+// last reference of a domain may close its connection, an RPC). A call in flight takes its own
+// libvirt reference, so freeing a handle while a call runs is safe.
 #pragma once
 #include <napi.h>
 #include <libvirt/libvirt.h>
