@@ -1,0 +1,327 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ChainIndexBuilder, HOLE, Layer, type ChainIndex } from "../../src/map/chain-index.js";
+import { ChainBackend, PieceCache } from "../../src/map/chain-backend.js";
+import { ChainLoadError, loadChain } from "../../src/map/chain.js";
+import { MapFileError } from "../../src/map/chain-files.js";
+import { STATE_HOLE, STATE_ZERO } from "../../src/nbd/protocol.js";
+import { buildStream, pattern, type TestExtent } from "../helpers/streams.js";
+import { tempDir } from "../helpers/tmp.js";
+import { fullExtents, modelDisk, writeStoredZip } from "../helpers/map-model.js";
+
+// ---------------------------------------------------------------- index rules on synthetic layers
+
+/** Byte-level model: piece number per byte (HOLE for holes). */
+function modelPieces(layers: { size: number; full: boolean; frames: [number, number, number][] }[]): Int32Array {
+  let m = new Int32Array(0);
+  for (const l of layers) {
+    const next = new Int32Array(l.size).fill(HOLE);
+    if (!l.full) next.set(m.subarray(0, Math.min(m.length, l.size)));
+    for (const [s, len, p] of l.frames) for (let b = s; b < Math.min(s + len, l.size); b++) next[b] = p;
+    m = next;
+  }
+  return m;
+}
+
+function indexPieces(ix: ChainIndex): Int32Array {
+  const out = new Int32Array(ix.size);
+  for (let i = 0; i < ix.rangeCount; i++) out.fill(ix.rangePieces[i]!, ix.rangeStarts[i]!, ix.rangeEnd(i));
+  return out;
+}
+
+function build(layers: { size: number; full: boolean; frames: [number, number, number][] }[]): ChainIndex {
+  const b = new ChainIndexBuilder();
+  for (const l of layers) {
+    const layer = new Layer(l.size, l.full);
+    for (const [s, len, p] of l.frames) {
+      const piece = p === HOLE ? HOLE : b.addPiece({ file: 0, diskStart: s, length: len, pos: 0, csize: -1 });
+      assert.equal(piece, p);
+      layer.add(s, len, piece);
+    }
+    b.apply(layer);
+  }
+  return b.finish();
+}
+
+test("index: an inc overrides only where it has data frames; a full's zero frames are holes", () => {
+  const ix = build([
+    { size: 100, full: true, frames: [[0, 10, 0], [10, 40, HOLE], [50, 50, 1]] },
+    { size: 100, full: false, frames: [[5, 10, 2], [60, 5, 3]] },
+  ]);
+  assert.deepEqual(
+    ix.segments(0, 100).map((s) => [s.start, s.length, s.piece]),
+    [[0, 5, 0], [5, 10, 2], [15, 35, HOLE], [50, 10, 1], [60, 5, 3], [65, 35, 1]],
+  );
+  assert.equal(ix.dataBytes(), 65);
+});
+
+test("index: a full-style stream later in the chain (inc fallen back to full) replaces everything, holes included", () => {
+  const ix = build([
+    { size: 100, full: true, frames: [[0, 100, 0]] },
+    { size: 100, full: false, frames: [[10, 10, 1]] },
+    { size: 100, full: true, frames: [[0, 30, HOLE], [30, 10, 2], [40, 60, HOLE]] },
+  ]);
+  assert.deepEqual(ix.segments(0, 100).map((s) => [s.start, s.length, s.piece]), [[0, 30, HOLE], [30, 10, 2], [40, 60, HOLE]]);
+});
+
+test("index: lookup by binary search, segments clipped to the request, neighbours of one hole merged", () => {
+  const ix = build([{ size: 64, full: true, frames: [[0, 8, HOLE], [8, 8, HOLE], [16, 16, 0], [32, 32, 1]] }]);
+  assert.equal(ix.rangeCount, 3);
+  assert.equal(ix.find(0), 0);
+  assert.equal(ix.find(15), 0);
+  assert.equal(ix.find(16), 1);
+  assert.equal(ix.find(63), 2);
+  assert.deepEqual(ix.segments(20, 20).map((s) => [s.start, s.length, s.piece]), [[20, 12, 0], [32, 8, 1]]);
+  assert.deepEqual(ix.segments(60, 100), [{ start: 60, length: 4, piece: 1 }]);
+});
+
+test("index: the disk size follows the last file (grown disks read holes, shrunk disks are cut)", () => {
+  const grown = build([
+    { size: 50, full: true, frames: [[0, 50, 0]] },
+    { size: 100, full: false, frames: [[80, 10, 1]] },
+  ]);
+  assert.equal(grown.size, 100);
+  assert.deepEqual(grown.segments(0, 100).map((s) => [s.start, s.length, s.piece]), [[0, 50, 0], [50, 30, HOLE], [80, 10, 1], [90, 10, HOLE]]);
+  const shrunk = build([
+    { size: 100, full: true, frames: [[0, 100, 0]] },
+    { size: 40, full: false, frames: [[30, 20, 1]] },
+  ]);
+  assert.equal(shrunk.size, 40);
+  assert.deepEqual(shrunk.segments(0, 100).map((s) => [s.start, s.length, s.piece]), [[0, 30, 0], [30, 10, 1]]);
+});
+
+test("index: random chains agree with a byte-level model", () => {
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  for (let round = 0; round < 300; round++) {
+    const layers: { size: number; full: boolean; frames: [number, number, number][] }[] = [];
+    let piece = 0;
+    const nLayers = 1 + rnd(6);
+    let size = 1 + rnd(400);
+    for (let l = 0; l < nLayers; l++) {
+      if (rnd(5) === 0) size = 1 + rnd(400);
+      const full = l === 0 || rnd(6) === 0;
+      const frames: [number, number, number][] = [];
+      let pos = 0;
+      while (pos < size) {
+        const gap = full ? 0 : rnd(40);
+        const start = pos + gap;
+        if (start >= size) break;
+        const len = 1 + rnd(Math.min(60, size - start));
+        const hole = full ? rnd(3) === 0 : false;
+        frames.push([start, len, hole ? HOLE : piece++]);
+        pos = start + len;
+      }
+      layers.push({ size, full, frames });
+    }
+    const ix = build(layers);
+    assert.deepEqual(indexPieces(ix), modelPieces(layers), `round ${round}`);
+    for (let i = 1; i < ix.rangeCount; i++) assert.notEqual(ix.rangePieces[i], ix.rangePieces[i - 1], "neighbours merged");
+  }
+});
+
+// ---------------------------------------------------------------- chains of real stream files
+
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+interface Spec {
+  name: string;
+  size: number;
+  full: boolean;
+  extents: TestExtent[];
+  checkpoint: string;
+  parent: string;
+}
+
+function chainSpecs(size: number): Spec[] {
+  const fullData = [
+    { start: 0, data: pattern(256 * KiB, 1) },
+    { start: MiB, data: pattern(512 * KiB + 100, 2) },
+    { start: 3 * MiB, data: pattern(300 * KiB, 3) },
+  ];
+  return [
+    { name: "sda.full.data", size, full: true, extents: fullExtents(size, fullData), checkpoint: "virtnbdbackup.0", parent: "" },
+    {
+      name: "sda.inc.virtnbdbackup.1.data",
+      size,
+      full: false,
+      extents: [
+        { start: 64 * KiB, data: pattern(64 * KiB, 4) },
+        { start: MiB + 200 * KiB, data: pattern(400 * KiB, 5) },
+        { start: 2 * MiB, data: pattern(4096, 6) }, // over a hole of the full
+      ],
+      checkpoint: "virtnbdbackup.1",
+      parent: "virtnbdbackup.0",
+    },
+    {
+      name: "sda.inc.virtnbdbackup.2.data",
+      size,
+      full: false,
+      extents: [
+        { start: 0, data: pattern(4096, 7) },
+        { start: 3 * MiB + 4096, data: Buffer.alloc(8192) }, // dirty block now zero (1.9.15 writes these as data)
+      ],
+      checkpoint: "virtnbdbackup.2",
+      parent: "virtnbdbackup.1",
+    },
+  ];
+}
+
+async function writeChain(dir: string, specs: Spec[], opts: { compressLevel?: number; chunkSize?: number } = {}): Promise<string[]> {
+  const paths: string[] = [];
+  for (const s of specs) {
+    const bytes = await buildStream(s.extents, {
+      virtualSize: s.size,
+      ...(opts.compressLevel !== undefined ? { compressLevel: opts.compressLevel } : {}),
+      ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+      meta: { incremental: !s.full, checkpointName: s.checkpoint, parentCheckpoint: s.parent },
+    });
+    const p = join(dir, s.name);
+    await writeFile(p, bytes);
+    paths.push(p);
+  }
+  return paths;
+}
+
+async function readAll(backend: ChainBackend, step: number): Promise<Buffer> {
+  const out = Buffer.alloc(backend.size);
+  const jobs: Promise<void>[] = [];
+  for (let off = 0; off < backend.size; off += step) {
+    const n = Math.min(step, backend.size - off);
+    jobs.push(backend.read(off, n, out.subarray(off, off + n)));
+  }
+  await Promise.all(jobs);
+  return out;
+}
+
+for (const variant of [
+  { label: "uncompressed", opts: {} },
+  { label: "lz4-compressed", opts: { compressLevel: 2 } },
+  { label: "lz4-compressed, extents split into several lz4 frames", opts: { compressLevel: 2, chunkSize: 64 * KiB } },
+]) {
+  test(`chain (${variant.label}): every point in time reads like the model, at odd request sizes`, async (t) => {
+    const dir = await tempDir(t);
+    const size = 4 * MiB;
+    const specs = chainSpecs(size);
+    const paths = await writeChain(dir, specs, variant.opts);
+    for (let upTo = 1; upTo <= specs.length; upTo++) {
+      const chain = await loadChain(paths.slice(0, upTo));
+      try {
+        const backend = new ChainBackend(chain.index, chain.sources, { cacheBytes: 256 * KiB });
+        const expected = modelDisk(specs.slice(0, upTo).map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+        assert.equal(backend.size, size);
+        for (const step of [4096, 65536 + 512, 1000003]) {
+          assert.ok((await readAll(backend, step)).equals(expected), `point ${upTo}, request size ${step}`);
+        }
+        if (variant.opts.chunkSize) assert.ok(chain.index.pieceCount > 10, "chunked extents became several pieces");
+      } finally {
+        await chain.close();
+      }
+    }
+  });
+}
+
+test("chain: block status reports the full's holes as hole|zero and inc data as data", async (t) => {
+  const dir = await tempDir(t);
+  const specs = chainSpecs(4 * MiB);
+  const chain = await loadChain(await writeChain(dir, specs));
+  t.after(() => chain.close());
+  const backend = new ChainBackend(chain.index, chain.sources);
+  const HZ = STATE_HOLE | STATE_ZERO;
+  assert.deepEqual(backend.blockStatus(0, 4 * MiB), [
+    { length: 256 * KiB, flags: 0 },
+    { length: 768 * KiB, flags: HZ },
+    { length: 600 * KiB, flags: 0 }, // the full's 512K+100 at 1M, extended by the inc's 400K at 1M+200K
+    { length: 2 * MiB - (MiB + 600 * KiB), flags: HZ },
+    { length: 4096, flags: 0 },
+    { length: MiB - 4096, flags: HZ },
+    { length: 300 * KiB, flags: 0 },
+    { length: MiB - 300 * KiB, flags: HZ },
+  ]);
+  assert.deepEqual(new ChainBackend(chain.index, chain.sources, { maxExtents: 2 }).blockStatus(0, 4 * MiB).length, 2);
+});
+
+test("chain: streams inside zip archives (one per run, or archive:entry) read in place", async (t) => {
+  const dir = await tempDir(t);
+  const specs = chainSpecs(4 * MiB);
+  const streams = await Promise.all(
+    specs.map((s) =>
+      buildStream(s.extents, {
+        virtualSize: s.size,
+        compressLevel: 2,
+        meta: { incremental: !s.full, checkpointName: s.checkpoint, parentCheckpoint: s.parent },
+      }),
+    ),
+  );
+  const full = join(dir, "full.zip");
+  await writeStoredZip(full, [
+    { name: specs[0]!.name, data: streams[0]! },
+    { name: "vmconfig.virtnbdbackup.0.xml", data: Buffer.from("<domain/>") },
+  ]);
+  const inc1 = join(dir, "inc1.zip");
+  await writeStoredZip(inc1, [{ name: specs[1]!.name, data: streams[1]! }]);
+  const both = join(dir, "two-disks.zip");
+  await writeStoredZip(both, [
+    { name: "sdb.full.data", data: streams[0]! },
+    { name: specs[2]!.name, data: streams[2]! },
+  ]);
+  const chain = await loadChain([full, inc1, `${both}:${specs[2]!.name}`]);
+  t.after(() => chain.close());
+  const backend = new ChainBackend(chain.index, chain.sources);
+  assert.ok((await readAll(backend, 65536)).equals(modelDisk(specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })))));
+  await assert.rejects(loadChain([both]), (e: Error) => e instanceof MapFileError && /several data files.*sdb\.full\.data/.test(e.message));
+  await assert.rejects(loadChain([join(dir, "missing.data")]), (e: Error) => e instanceof MapFileError && /No such file/.test(e.message));
+});
+
+test("chain order: misordered, gapped, foreign-disk and inc-first lists are refused", async (t) => {
+  const dir = await tempDir(t);
+  const [full, inc1, inc2] = await writeChain(dir, chainSpecs(4 * MiB));
+  const refused = async (files: string[], re: RegExp) =>
+    assert.rejects(loadChain(files), (e: Error) => e instanceof ChainLoadError && re.test(e.message), files.join(","));
+  await refused([full!, inc2!, inc1!], /not given in chain order.*sda\.full\.data,.*inc\.virtnbdbackup\.1\.data,.*inc\.virtnbdbackup\.2\.data/);
+  await refused([full!, inc2!], /needs checkpoint \[virtnbdbackup\.1\]/);
+  await refused([inc1!, inc2!], /Sequence must start with a full backup/);
+  await refused([full!, inc1!, inc1!], /given twice/);
+  const other = join(dir, "vda.inc.virtnbdbackup.1.data");
+  await writeFile(
+    other,
+    await buildStream([], { virtualSize: 4 * MiB, meta: { diskName: "vda", incremental: true, checkpointName: "virtnbdbackup.1", parentCheckpoint: "virtnbdbackup.0" } }),
+  );
+  await refused([full!, other], /backup of disk \[vda\]/);
+  // renamed files are ordered by their metadata
+  const renamed = join(dir, "b.data");
+  await writeFile(renamed, await buildStream([], { virtualSize: 4 * MiB, meta: { incremental: true, checkpointName: "virtnbdbackup.1", parentCheckpoint: "virtnbdbackup.0" } }));
+  const ok = await loadChain([full!, renamed]);
+  await ok.close();
+});
+
+test("piece cache: LRU by bytes, concurrent users share one decode, failed decodes are not kept", async () => {
+  let decodes = 0;
+  const cache = new PieceCache(300, async (p) => {
+    decodes++;
+    if (p === 99) throw new Error("bad frame");
+    return Buffer.alloc(100, p);
+  });
+  const [a, b] = await Promise.all([cache.get(1, 100), cache.get(1, 100)]);
+  assert.equal(decodes, 1);
+  assert.equal(a, b);
+  await cache.get(2, 100);
+  await cache.get(3, 100);
+  await cache.get(1, 100); // hit: 1 becomes the newest
+  await cache.get(4, 100); // evicts 2 (least recently used)
+  assert.equal(decodes, 4);
+  await cache.get(1, 100);
+  assert.equal(decodes, 4);
+  await cache.get(2, 100);
+  assert.equal(decodes, 5);
+  await assert.rejects(cache.get(99, 100), /bad frame/);
+  await assert.rejects(cache.get(99, 100), /bad frame/);
+  assert.equal(decodes, 7);
+  assert.ok(cache.size <= 3);
+});
