@@ -76,8 +76,8 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
     const ctx: RestoreContext = { args, set, listing, host, log, stdout, progress };
     if (sequence) return await restoreSequence(ctx, sequence);
 
-    const domain = DomainXml.parse((await set.readFile(configFile.name)).toString("utf8"));
-    const originalXml = domain.toString();
+    const originalXml = await set.readFile(configFile.name);
+    const domain = DomainXml.parse(originalXml.toString("utf8"));
     for (const disk of domain.disks()) {
       if (disk.type !== "volume" || !disk.source?.volume) continue;
       const path = join(args.output, disk.source.volume);
