@@ -1,4 +1,5 @@
 /** Random-access bytes of one stream file: a plain file, or a stored entry inside a zip. */
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 
 export interface RandomAccessSource {
@@ -6,6 +7,8 @@ export interface RandomAccessSource {
   readonly name: string;
   readonly size: number;
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** Optional blocking variant (a plain pread on the event loop; for tiny page-cache reads). */
+  readSync?(buf: Uint8Array, offset: number, length: number, position: number): number;
   close(): Promise<void>;
 }
 
@@ -42,6 +45,12 @@ export class FileRangeSource implements RandomAccessSource {
     if (n === 0) return 0;
     const { bytesRead } = await this.fh.read(buf, offset, n, this.base + position);
     return bytesRead;
+  }
+
+  readSync(buf: Uint8Array, offset: number, length: number, position: number): number {
+    const n = Math.max(0, Math.min(length, this.size - position));
+    if (n === 0) return 0;
+    return readSync(this.fh.fd, buf, offset, n, this.base + position);
   }
 
   async close(): Promise<void> {

@@ -189,12 +189,15 @@ async function writeChain(dir: string, specs: Spec[], opts: { compressLevel?: nu
   return paths;
 }
 
-async function readAll(backend: ChainBackend, step: number): Promise<Buffer> {
-  const out = Buffer.alloc(backend.size);
+/** Reads the whole export in `step` pieces: all at once (async path), or one by one (small reads alone take the synchronous path). */
+async function readAll(backend: ChainBackend, step: number, oneByOne = false): Promise<Buffer> {
+  const out = Buffer.alloc(backend.size, 0xee);
   const jobs: Promise<void>[] = [];
   for (let off = 0; off < backend.size; off += step) {
     const n = Math.min(step, backend.size - off);
-    jobs.push(backend.read(off, n, out.subarray(off, off + n)));
+    const job = backend.read(off, n, out.subarray(off, off + n));
+    if (oneByOne) await job;
+    else jobs.push(job);
   }
   await Promise.all(jobs);
   return out;
@@ -218,8 +221,12 @@ for (const variant of [
         assert.equal(backend.size, size);
         for (const step of [4096, 65536 + 512, 1000003]) {
           assert.ok((await readAll(backend, step)).equals(expected), `point ${upTo}, request size ${step}`);
+          assert.ok((await readAll(backend, step, true)).equals(expected), `point ${upTo}, request size ${step}, one by one`);
         }
-        if (variant.opts.chunkSize) assert.ok(chain.index.pieceCount > 10, "chunked extents became several pieces");
+        if (variant.opts.chunkSize) {
+          assert.ok(chain.index.pieceCount > 10, "chunked extents became several pieces");
+          assert.ok(backend.pieceCache.prefetches > 0, "sequential reads decode the next lz4 frame ahead");
+        }
       } finally {
         await chain.close();
       }
