@@ -13,7 +13,7 @@ import { MapFileError } from "../map/chain-files.js";
 import { MapSession } from "../map/session.js";
 import { StreamFormatError } from "../format/errors.js";
 import { attachDevice, connectHost, detachDevice, deviceErrors } from "../nbdkit-plugin/device.js";
-import { cowBlockSize, describeExit, missingModules, nbdkitInstall, which, type ExitInfo } from "../nbdkit-plugin/nbdkit.js";
+import { cowBlockSize, describeExit, missingModules, nbdkitInstall, tail, which, type ExitInfo } from "../nbdkit-plugin/nbdkit.js";
 
 type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo };
 
@@ -164,7 +164,7 @@ async function run(args: ReturnType<typeof parseMapArgs>, log: Logger, signal: P
 
   const stop = await Promise.race([signal, nbdkitGone]);
   if (stop.kind === "nbdkit") {
-    log.error(`nbdkit process exited unexpectedly (${describeExit(stop.exit)}), see [${session.nbdkitLog}]`);
+    log.error(`nbdkit process exited unexpectedly (${describeExit(stop.exit)}): ${await tail(session.nbdkitLog)}`);
     await teardown();
     return 1;
   }

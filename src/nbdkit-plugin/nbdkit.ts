@@ -224,7 +224,7 @@ export function describeExit(e: ExitInfo): string {
 }
 
 /** The last lines of a log file, on one line (for error messages). */
-async function tail(path: string, lines = 5): Promise<string> {
+export async function tail(path: string, lines = 5): Promise<string> {
   try {
     const text = (await readFile(path, "utf8")).trim();
     return text ? text.split("\n").slice(-lines).join(" | ") : "(no output)";
