@@ -31,7 +31,8 @@ function testFiles(dir) {
 
 function runTests(files, concurrency) {
   if (files.length === 0) return;
-  run(process.execPath, ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, ...files]);
+  // A hung peer must fail its test, not stall CI: 5 minutes per test at most.
+  run(process.execPath, ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...files]);
 }
 
 if (!["all", "unit", "integration"].includes(mode)) {
