@@ -69,6 +69,9 @@ export interface NegotiateOptions {
   tls?: ClientTlsOptions | null;
 }
 
+/** What NBD_OPT_INFO / NBD_OPT_GO tell about an export. */
+export type BasicInfo = Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls">;
+
 /** Option replies are small (names, info records); anything larger is hostile. */
 const MAX_OPTION_REPLY = 64 * 1024;
 
@@ -231,57 +234,61 @@ export class ClientHandshake {
   }
 
   /** NBD_OPT_GO with a block size request; falls back to NBD_OPT_EXPORT_NAME. */
-  async go(exportName: string): Promise<Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls">> {
+  go(exportName: string): Promise<BasicInfo> {
+    return this.infoOrGo(Opt.GO, exportName);
+  }
+
+  /** NBD_OPT_INFO: the export's details without entering transmission (needs fixed newstyle and server support). */
+  info(exportName: string): Promise<BasicInfo> {
+    if (!this.fixedNewstyle) throw new NbdHandshakeError("NBD_OPT_INFO needs fixed newstyle negotiation");
+    return this.infoOrGo(Opt.INFO, exportName);
+  }
+
+  private async infoOrGo(opt: number, exportName: string): Promise<BasicInfo> {
     let size = -1;
     let tflags = 0;
     let min = 0;
     let pref = 0;
     let max = 0;
     let description = "";
-    if (this.fixedNewstyle) {
-      this.send(Opt.GO, encodeInfoRequest(exportName, [Info.BLOCK_SIZE]));
-      for (;;) {
-        const r = await this.reply(Opt.GO);
-        if (r.type === Rep.INFO) {
-          if (r.data.length < 2) throw new NbdProtocolError("short NBD_REP_INFO");
-          const it = r.data.readUInt16BE(0);
-          if (it === Info.EXPORT) {
-            if (r.data.length !== 12) throw new NbdProtocolError("bad NBD_INFO_EXPORT length");
-            size = readU64(r.data, 2);
-            tflags = r.data.readUInt16BE(10);
-          } else if (it === Info.BLOCK_SIZE) {
-            if (r.data.length !== 14) throw new NbdProtocolError("bad NBD_INFO_BLOCK_SIZE length");
-            min = r.data.readUInt32BE(2);
-            pref = r.data.readUInt32BE(6);
-            max = r.data.readUInt32BE(10);
-          } else if (it === Info.DESCRIPTION) {
-            description = r.data.toString("utf8", 2);
-          }
-          continue;
+    if (!this.fixedNewstyle) return this.exportName(exportName);
+    this.send(opt, encodeInfoRequest(exportName, [Info.BLOCK_SIZE, Info.DESCRIPTION]));
+    for (;;) {
+      const r = await this.reply(opt);
+      if (r.type === Rep.INFO) {
+        if (r.data.length < 2) throw new NbdProtocolError("short NBD_REP_INFO");
+        const it = r.data.readUInt16BE(0);
+        if (it === Info.EXPORT) {
+          if (r.data.length !== 12) throw new NbdProtocolError("bad NBD_INFO_EXPORT length");
+          size = readU64(r.data, 2);
+          tflags = r.data.readUInt16BE(10);
+        } else if (it === Info.BLOCK_SIZE) {
+          if (r.data.length !== 14) throw new NbdProtocolError("bad NBD_INFO_BLOCK_SIZE length");
+          min = r.data.readUInt32BE(2);
+          pref = r.data.readUInt32BE(6);
+          max = r.data.readUInt32BE(10);
+        } else if (it === Info.DESCRIPTION) {
+          description = r.data.toString("utf8", 2, Math.min(r.data.length, 2 + MAX_STRING_LEN));
         }
-        if (r.type === Rep.ACK) {
-          if (size < 0) throw new NbdProtocolError("NBD server accepted NBD_OPT_GO without sending the export size");
-          break;
-        }
-        if (r.type === RepErr.UNSUP) {
-          return this.exportName(exportName);
-        }
-        this.checkTlsRequired(r);
-        if (r.type === RepErr.UNKNOWN) {
-          throw new NbdHandshakeError(`NBD export '${exportName}' not found on server (${this.errorText(r)})`, r.type);
-        }
-        if (r.type & REP_FLAG_ERROR) {
-          throw new NbdHandshakeError(`NBD server refused export '${exportName}' (${this.errorText(r)})`, r.type);
-        }
-        throw new NbdProtocolError(`unexpected reply ${r.type} to NBD_OPT_GO`);
+        continue;
       }
-    } else {
-      return this.exportName(exportName);
+      if (r.type === Rep.ACK) {
+        if (size < 0) throw new NbdProtocolError(`NBD server accepted ${optionName(opt)} without sending the export size`);
+        return this.finishInfo(exportName, size, tflags, min, pref, max, description);
+      }
+      if (r.type === RepErr.UNSUP && opt === Opt.GO) return this.exportName(exportName);
+      this.checkTlsRequired(r);
+      if (r.type === RepErr.UNKNOWN) {
+        throw new NbdHandshakeError(`NBD export '${exportName}' not found on server (${this.errorText(r)})`, r.type);
+      }
+      if (r.type & REP_FLAG_ERROR) {
+        throw new NbdHandshakeError(`NBD server refused export '${exportName}' (${this.errorText(r)})`, r.type);
+      }
+      throw new NbdProtocolError(`unexpected reply ${r.type} to ${optionName(opt)}`);
     }
-    return this.finishInfo(exportName, size, tflags, min, pref, max, description);
   }
 
-  private async exportName(exportName: string): Promise<Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls">> {
+  private async exportName(exportName: string): Promise<BasicInfo> {
     this.send(Opt.EXPORT_NAME, Buffer.from(exportName, "utf8"));
     let b: Buffer;
     try {
@@ -304,7 +311,7 @@ export class ClientHandshake {
     pref: number,
     max: number,
     description: string,
-  ): Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls"> {
+  ): BasicInfo {
     if (!Number.isFinite(size)) throw new NbdProtocolError("NBD export size beyond 2^53 bytes");
     if (min !== 0 || pref !== 0 || max !== 0) {
       const pow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;

@@ -32,9 +32,17 @@ function track(p: ChildProcess): void {
   p.once("exit", () => live.delete(p));
   if (!exitHook) {
     exitHook = true;
-    process.once("exit", () => {
+    const killAll = (): void => {
       for (const c of live) c.kill("SIGKILL");
-    });
+    };
+    process.once("exit", killAll);
+    // A test run that is interrupted or timed out must not leave servers behind.
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      process.once(sig, () => {
+        killAll();
+        setImmediate(() => process.exit(sig === "SIGINT" ? 130 : 143));
+      });
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import {
   dirtyBitmapContext,
   NbdClient,
   NbdHandshakeError,
+  queryExportInfo,
   type BackupExtent,
   type ConnectOptions,
   type RawExtent,
@@ -98,6 +99,11 @@ describe("nbd client vs qemu-nbd", () => {
 
   it("negotiates export info and meta contexts", async (t) => {
     const q = await startQemuNbd(t, { image, exportName: "sda", bitmap: BITMAP, allocationDepth: true });
+    // NBD_OPT_INFO first: qemu-nbd -e 4 takes no fifth client while our four are connected.
+    const info = await queryExportInfo({ target: q.target, exportName: "sda" });
+    assert.equal(info.size, SIZE);
+    assert.equal(info.readOnly, true);
+    assert.equal(info.maxBlockSize, 32 * MiB);
     const c = await open(t, { uri: q.uri, metaContexts: [BASE_ALLOCATION, DIRTY, ALLOCATION_DEPTH], connections: 4 });
     assert.equal(c.size, SIZE);
     assert.equal(c.exportName, "sda");
@@ -109,6 +115,10 @@ describe("nbd client vs qemu-nbd", () => {
     assert.equal(c.info.maxRequestSize, 32 * MiB);
     assert.deepEqual([...c.info.metaContexts.keys()].sort(), [BASE_ALLOCATION, ALLOCATION_DEPTH, DIRTY].sort());
     await assert.rejects(c.write(0, Buffer.alloc(512)), /read-only/);
+    await assert.rejects(queryExportInfo({ target: q.target, exportName: "sda", handshakeTimeoutMs: 200 }), /did not answer within 200 ms/);
+    // REQ_ONE: one descriptor per context.
+    const one = await c.blockStatus(0, SIZE, { reqOne: true });
+    for (const flat of one.contexts.values()) assert.equal(flat.length, 2);
   });
 
   it("reports the same per-context extents as nbdinfo --map", async (t) => {
@@ -184,6 +194,8 @@ describe("nbd client vs qemu-nbd", () => {
     await c.writeZeroes(6 * MiB, 2 * MiB);
     expect.fill(0, 6 * MiB, 8 * MiB);
     await c.writeZeroes(8 * MiB, 64 * KiB, { noHole: true });
+    if (c.info.canFastZero) await c.writeZeroes(8 * MiB + 64 * KiB, 64 * KiB, { fastZero: true });
+    expect.fill(0, 8 * MiB + 64 * KiB, 8 * MiB + 128 * KiB);
     expect.fill(0, 8 * MiB, 8 * MiB + 64 * KiB);
     await c.trim(12 * MiB, 2 * MiB);
     expect.fill(0, 12 * MiB, 14 * MiB); // qcow2 discard reads back as zeroes

@@ -14,6 +14,7 @@ import {
   listExports,
   listMetaContexts,
   MemoryBackend,
+  queryExportInfo,
   NbdBackendError,
   NbdClient,
   NbdConnectionError,
@@ -67,6 +68,11 @@ describe("nbd client <-> server", () => {
     assert.deepEqual(list.map((e) => e.name).sort(), ["disk", "ro"]);
     assert.equal(list.find((e) => e.name === "disk")!.description, "scratch");
     assert.deepEqual(await listMetaContexts({ target: { kind: "unix", path: socket }, exportName: "disk" }), [BASE_ALLOCATION]);
+    const info = await queryExportInfo({ target: { kind: "unix", path: socket }, exportName: "disk" });
+    assert.equal(info.size, 8 * MiB);
+    assert.equal(info.description, "scratch");
+    assert.equal(info.canTrim, true);
+    await assert.rejects(queryExportInfo({ target: { kind: "unix", path: socket }, exportName: "zz" }), /'zz' not found/);
     await assert.rejects(client(t, socket, "nope"), (e: unknown) => e instanceof NbdHandshakeError && /'nope' not found/.test(e.message));
   });
 
@@ -82,7 +88,7 @@ describe("nbd client <-> server", () => {
     const got = await c.read(MiB - 7, 50, into);
     assert.equal(got.buffer, into.buffer);
     assert.deepEqual(got, data.subarray(0, 50));
-    await c.writeZeroes(2 * MiB, MiB);
+    await c.writeZeroes(2 * MiB, MiB, { fastZero: true, noHole: true });
     const z = await c.read(2 * MiB - 1, MiB + 2);
     assert.equal(z[0], data[MiB + 6]);
     assert.ok(z.subarray(1, MiB + 1).every((b) => b === 0));
@@ -143,6 +149,11 @@ describe("nbd client <-> server", () => {
       message: "NBD read at offset 4096 (65536 bytes) failed: EIO (Input/output error): read failed: disk on fire [export 'vda']",
     });
     await assert.rejects(c.write(0, Buffer.alloc(10)), /write at offset 0 \(10 bytes\) failed: ENOSPC/);
+    // Zeroing without backend support: emulated with writes, never "fast".
+    assert.equal(c.info.canWriteZeroes, true);
+    assert.equal(c.info.canFastZero, false);
+    await assert.rejects(c.writeZeroes(0, 4096, { fastZero: true }), /no fast zero support/);
+    await assert.rejects(c.writeZeroes(0, 4096), /write at offset 0 \(4096 bytes\) failed: ENOSPC|write-zeroes at offset 0 \(4096 bytes\) failed: ENOSPC/);
     assert.equal((await c.read(0, 4096)).length, 4096);
     await assert.rejects(c.read(MiB - 1, 2), RangeError);
   });
