@@ -531,7 +531,7 @@ class ServerConnection {
         sock.uncork();
         return;
       }
-      sock.cork();
+      const out: Buffer[] = [];
       for (let i = 0; i < pieces.length; i++) {
         const [rel, n, hole] = pieces[i]!;
         const flags = i === pieces.length - 1 ? REPLY_FLAG_DONE : 0;
@@ -539,17 +539,18 @@ class ServerConnection {
           const h = encodeStructuredHeader(flags, ReplyType.OFFSET_HOLE, r.cookieHi, r.cookieLo, 12, 12);
           writeU64(h, r.offset + rel, 20);
           h.writeUInt32BE(n, 28);
-          sock.write(h);
+          out.push(h);
         } else {
           const h = encodeStructuredHeader(flags, ReplyType.OFFSET_DATA, r.cookieHi, r.cookieLo, 8 + n, 8);
           writeU64(h, r.offset + rel, 20);
-          sock.write(h);
-          sock.write(buf.subarray(rel, rel + n));
+          out.push(h, buf.subarray(rel, rel + n));
         }
       }
-      // The buffer is free once the socket has taken everything.
+      // The buffer is free once the socket has taken everything (callback of the last write).
       released = true;
-      sock.write(Buffer.alloc(0), () => buffers.release(buf));
+      sock.cork();
+      for (let i = 0; i < out.length - 1; i++) sock.write(out[i]!);
+      sock.write(out[out.length - 1]!, () => buffers.release(buf));
       sock.uncork();
     } finally {
       release();

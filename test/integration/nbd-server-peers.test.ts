@@ -237,4 +237,24 @@ describe("our nbd server vs real clients", () => {
     const plain = await run("nbdinfo", [s.uri("sec")], { allowFail: true });
     assert.notEqual(plain.code, 0);
   });
+
+  it("listens on TCP too (nbdinfo, qemu-img, our client)", async (t) => {
+    const { mem, content } = sample(8 * MiB);
+    const server = new NbdServer({ exports: { tcp: mem } });
+    const target = await server.listen({ port: 0, host: "127.0.0.1" });
+    t.after(() => server.close());
+    assert.equal(target.kind, "tcp");
+    const port = target.kind === "tcp" ? target.port : 0;
+    const uri = `nbd://127.0.0.1:${port}/tcp`;
+    assert.match((await run("nbdinfo", [uri])).stdout, /export-size: 8388608/);
+    const dir = await tempDir(t, "vnbt-nbd-srv-");
+    const ref = join(dir, "ref.raw");
+    await writeFile(ref, content);
+    assert.match((await run("qemu-img", ["compare", "-f", "raw", "-F", "raw", uri, ref])).stdout, /identical/);
+    const c = await connect({ uri, metaContexts: [BASE_ALLOCATION], connections: 2, intervalMs: 1 });
+    t.after(() => c.close());
+    assert.equal(c.connections.length, 2);
+    assert.ok((await c.read(0, 8 * MiB)).equals(content));
+    await c.disconnect();
+  });
 });
