@@ -9,6 +9,7 @@ import { humanize } from "../cli/humanize.js";
 import { dataFileName, type Level } from "../backupset/layout.js";
 import { isoLocalNow, STREAM_VERSION } from "../format/metadata.js";
 import { StreamWriter } from "../format/writer.js";
+import { IntegrityRecorder, integrityName } from "../format/integrity.js";
 import type { Host } from "../host/host.js";
 import {
   backupMetaContexts,
@@ -159,7 +160,8 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
   const file = await o.target.createFile(name, { replace: false });
   log.info(o.target.isArchive ? "Writing data to zip archive." : `Write data to target file: [${file.location}].`);
   const chunkSize = client.maxIo > 0 ? client.maxIo : 32 << 20;
-  const writer = new StreamWriter(file, { compressed: o.compressLevel !== null, chunkSize });
+  const integrity = new IntegrityRecorder();
+  const writer = new StreamWriter(file, { compressed: o.compressLevel !== null, chunkSize, integrity });
   try {
     await writer.meta({
       virtualSize: client.size,
@@ -184,9 +186,13 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
       readSize: Math.min(READ_SIZE, chunkSize),
       pool: o.pool,
       onProgress: o.onProgress,
+      integrity,
     });
     const summary = await writer.finish();
     await file.commit();
+    // Our per-frame CRCs: next to the data file, or the entry after it in the zip.
+    if (o.target.isArchive) await o.target.putFile(integrityName(name), integrity.text());
+    else await writeFileDurably(join(o.target.directory, integrityName(name)), integrity.text(), false);
     if (!o.target.isArchive) {
       const path = join(o.target.directory, name);
       log.info(`Checksum for file: [${path}]:[${summary.adler32}]`);

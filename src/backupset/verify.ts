@@ -8,6 +8,7 @@ import { StreamReader } from "../format/reader.js";
 import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
+import { loadIntegrity } from "./integrity.js";
 
 export interface VerifyLog {
   info(message: string): void;
@@ -49,10 +50,19 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
     // Raw images (-t raw, --raw disks) are plain disk images: whole sectors, no frames.
     if (magic.toString("latin1") !== "meta " && source.size % 512 === 0) return "raw";
     const reader = await StreamReader.open(source);
+    const check = await loadIntegrity(set, name);
+    check?.meta(reader.metaBytes);
     for await (const frame of reader.frames()) {
-      if (frame.kind !== "data" || !reader.compressed) continue; // raw payload bytes carry no checksum of their own
-      for await (const piece of reader.pieces(frame, pool)) if (piece.buffer) pool.release(piece.buffer);
+      check?.frame(frame.kind, frame.start, frame.length);
+      // Without a record, raw payload bytes carry no checksum: only headers are checked.
+      if (frame.kind !== "data" || (!reader.compressed && !check)) continue;
+      for await (const piece of reader.pieces(frame, pool)) {
+        check?.data(piece.data);
+        if (piece.buffer) pool.release(piece.buffer);
+      }
+      check?.endData();
     }
+    check?.end();
     return "stream";
   } finally {
     await source.close();

@@ -60,6 +60,8 @@ export class StreamReader {
     readonly source: RandomAccessSource,
     readonly meta: StreamMetadata,
     readonly rawMeta: Record<string, unknown>,
+    /** The metadata JSON exactly as stored. */
+    readonly metaBytes: Buffer,
     readonly compressed: boolean,
     readonly trailer: TrailerEntry[] | null,
     /** File position of the first body frame. */
@@ -98,7 +100,7 @@ export class StreamReader {
     if (compressed && options.trailer !== false) {
       ({ trailer, bodyEnd } = await readTrailer(source));
     }
-    return new StreamReader(source, parsed.meta, parsed.raw, compressed, trailer, FRAME_LEN + h.length + 2, bodyEnd);
+    return new StreamReader(source, parsed.meta, parsed.raw, json.subarray(0, h.length), compressed, trailer, FRAME_LEN + h.length + 2, bodyEnd);
   }
 
   /** Body frames in order; ends after a valid `stop`. Payloads are skipped unless read with `pieces`. */

@@ -8,6 +8,7 @@ import { encodeHeader, FRAME_LEN, TERM, type FrameKind } from "./frame.js";
 import { formatMetadata, type StreamMetadata } from "./metadata.js";
 import type { ByteSink } from "./sink.js";
 import { formatTrailer, type TrailerEntry } from "./trailer.js";
+import type { IntegrityRecorder } from "./integrity.js";
 
 export interface StreamWriterOptions {
   /** Payloads are lz4 frames (one per piece) and a trailer is written. */
@@ -15,6 +16,8 @@ export interface StreamWriterOptions {
   /** Extents of at least this length were read (and compressed) in pieces of this size. */
   chunkSize: number;
   stagingSize?: number;
+  /** Records each frame for the `.integrity` side file (data CRCs are fed by the caller). */
+  integrity?: IntegrityRecorder;
 }
 
 export interface StreamSummary {
@@ -48,6 +51,7 @@ export class StreamWriter {
     if (this.bytes + this.staged !== 0) throw new Error("stream writer: meta must come first");
     const json = Buffer.from(formatMetadata(meta), "latin1"); // ASCII by construction
     this.expectedDataSize = meta.dataSize;
+    this.options.integrity?.meta(json);
     await this.header("meta", 0, json.length);
     await this.put(json);
     await this.put(TERM);
@@ -57,6 +61,7 @@ export class StreamWriter {
     this.checkOrder(start, length);
     await this.header("data", start, length);
     this.open = { start, length, received: 0, frames: [], frameBytes: 0 };
+    this.options.integrity?.beginData(start, length);
   }
 
   /**
@@ -89,6 +94,7 @@ export class StreamWriter {
     } else if (o.received !== o.length) {
       throw new Error(`stream writer: data frame at ${o.start} got ${o.received} of ${o.length} bytes`);
     }
+    this.options.integrity?.endData();
     this.dataSize += o.length;
     this.nextStart = o.start + o.length;
     this.open = null;
@@ -98,6 +104,7 @@ export class StreamWriter {
   async zero(start: number, length: number): Promise<void> {
     this.checkOrder(start, length);
     this.nextStart = start + length;
+    this.options.integrity?.zero(start, length);
     await this.header("zero", start, length);
   }
 

@@ -23,6 +23,8 @@ export interface StreamBackupOptions {
   readSize: number;
   pool: SizedPool;
   onProgress?: ProgressFn;
+  /** Receives every data byte (uncompressed) for the per-frame CRCs. */
+  integrity?: { data(chunk: Uint8Array): void };
 }
 
 export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void> {
@@ -55,6 +57,7 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
       const buf = await item.buffer;
       try {
         const data = buf.subarray(0, item.length);
+        o.integrity?.data(data);
         if (!encoder || !out || !extent) {
           await o.writer.payload(data);
         } else {

@@ -6,6 +6,7 @@
 import type { StreamReader } from "../format/reader.js";
 import type { BufferPool } from "../util/buffer-pool.js";
 import type { BlockWriter, ProgressFn } from "./types.js";
+import type { IntegrityChecker } from "../format/integrity.js";
 
 export interface StreamRestoreOptions {
   reader: StreamReader;
@@ -14,6 +15,8 @@ export interface StreamRestoreOptions {
   /** The target holds only zeros so far (first file of a chain on a new image). */
   freshTarget: boolean;
   onProgress?: ProgressFn;
+  /** Checks frames against the `.integrity` record before they count as applied. */
+  integrity?: IntegrityChecker | null;
 }
 
 export interface StreamRestoreResult {
@@ -35,9 +38,12 @@ export async function applyStream(o: StreamRestoreOptions): Promise<StreamRestor
     pending.add(tracked);
   };
   const result: StreamRestoreResult = { dataBytes: 0, zeroedBytes: 0 };
+  const check = o.integrity ?? null;
   try {
+    check?.meta(o.reader.metaBytes);
     for await (const frame of o.reader.frames()) {
       if (failure) break;
+      check?.frame(frame.kind, frame.start, frame.length);
       if (frame.kind === "zero") {
         if (!o.freshTarget) {
           track(o.writer.zero(frame.start, frame.length));
@@ -51,6 +57,7 @@ export async function applyStream(o: StreamRestoreOptions): Promise<StreamRestor
           break;
         }
         const { buffer, data, offset } = piece;
+        check?.data(data);
         if (buffer) {
           track(o.writer.write(offset, data).finally(() => o.pool.release(buffer)));
         } else {
@@ -59,7 +66,9 @@ export async function applyStream(o: StreamRestoreOptions): Promise<StreamRestor
         result.dataBytes += data.length;
         o.onProgress?.(data.length);
       }
+      if (!failure) check?.endData();
     }
+    if (!failure) check?.end();
   } finally {
     while (pending.size > 0) await Promise.all([...pending]);
   }

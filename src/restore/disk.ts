@@ -17,6 +17,7 @@ import { pyPrettyDict } from "../util/python-repr.js";
 import { Adler32 } from "../format/checksum.js";
 import { readExactly } from "../format/source.js";
 import { NbdBlockWriter } from "./nbd-writer.js";
+import { loadIntegrity } from "../backupset/integrity.js";
 
 export class RestoreError extends Error {}
 
@@ -130,8 +131,9 @@ async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: NbdBlockW
     log.info(`Applying data from backup file [${shown}] to target file [${job.target}].`);
     job.stdout.write(pyPrettyDict(reader.rawMeta) + "\n");
     const expected = await storedChecksum(set, file.name);
+    const integrity = await loadIntegrity(set, file.name);
     const [result] = await Promise.all([
-      applyStream({ reader, writer, pool, freshTarget: fresh, onProgress: job.onProgress }),
+      applyStream({ reader, writer, pool, freshTarget: fresh, onProgress: job.onProgress, integrity }),
       expected === null ? Promise.resolve() : checkChecksum(set, file.name, expected),
     ]);
     log.info(`End of stream, [${humanize(result.dataBytes)}] of data processed`);

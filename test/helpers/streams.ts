@@ -3,6 +3,7 @@ import { StreamWriter } from "../../src/format/writer.js";
 import { lz4Compress, lz4CompressBound } from "../../src/format/lz4.js";
 import type { StreamMetadata } from "../../src/format/metadata.js";
 import { MemorySink } from "./memory-streams.js";
+import type { IntegrityRecorder } from "../../src/format/integrity.js";
 
 export type TestExtent = { start: number; data: Buffer } | { start: number; zero: number };
 
@@ -11,13 +12,15 @@ export interface BuildOptions {
   compressLevel?: number;
   chunkSize?: number;
   meta?: Partial<StreamMetadata>;
+  /** Records frames and data CRCs for an `.integrity` file. */
+  integrity?: IntegrityRecorder;
 }
 
 export async function buildStream(extents: TestExtent[], o: BuildOptions): Promise<Buffer> {
   const chunkSize = o.chunkSize ?? 32 * 1024 * 1024;
   const compressed = o.compressLevel !== undefined;
   const sink = new MemorySink();
-  const w = new StreamWriter(sink, { compressed, chunkSize });
+  const w = new StreamWriter(sink, { compressed, chunkSize, integrity: o.integrity });
   const dataSize = extents.reduce((a, e) => a + ("data" in e ? e.data.length : 0), 0);
   await w.meta({
     virtualSize: o.virtualSize,
@@ -39,6 +42,7 @@ export async function buildStream(extents: TestExtent[], o: BuildOptions): Promi
       continue;
     }
     await w.beginData(e.start, e.data.length);
+    o.integrity?.data(e.data);
     const pieces = e.data.length >= chunkSize ? Math.ceil(e.data.length / chunkSize) : 1;
     for (let i = 0; i < pieces; i++) {
       const piece = e.data.subarray(i * chunkSize, pieces === 1 ? e.data.length : (i + 1) * chunkSize);

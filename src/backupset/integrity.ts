@@ -1,0 +1,10 @@
+/** The `.integrity` record of a data file in a set, as a checker (null when the set has none). */
+import { IntegrityChecker, integrityName, parseIntegrity } from "../format/integrity.js";
+import type { BackupSetSource } from "../storage/set-source.js";
+
+export async function loadIntegrity(set: BackupSetSource, dataFile: string): Promise<IntegrityChecker | null> {
+  const name = integrityName(dataFile);
+  if (!(await set.list()).some((f) => f.name === name)) return null;
+  const shown = set.pathOf(name) ?? `${set.location}:${name}`;
+  return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.pathOf(dataFile) ?? `${set.location}:${dataFile}`);
+}
