@@ -58,8 +58,14 @@ export class NbdClient {
   private readonly writesInFlight = new Set<Promise<unknown>>();
   private rr = 0;
   private closedFlag = false;
-  /** Largest READ/WRITE request sent on the wire. */
+  /**
+   * Largest READ/WRITE the server accepts: upstream's `maxRequestSize` (the announced maximum
+   * block size, or 32 MiB), capped to 32 bits and aligned. This is what the stream format's
+   * chunking follows.
+   */
   readonly maxIo: number;
+  /** Size of the READ/WRITE requests actually sent (`requestSize` option, at most `maxIo`). */
+  readonly requestSize: number;
   /** Largest length for block status / zero / trim / cache requests. */
   readonly maxLength: number;
   private readonly idToName: Map<number, string>[];
@@ -70,10 +76,11 @@ export class NbdClient {
     requestSize: number,
   ) {
     const info = connections[0]!.info;
-    const align = info.minBlockSize > 1 ? info.minBlockSize : 512;
-    this.maxLength = MAX_U32 - align + 1;
-    const maxIo = Math.max(info.minBlockSize, Math.min(info.maxRequestSize, MAX_U32, requestSize));
-    this.maxIo = info.minBlockSize > 1 ? maxIo - (maxIo % info.minBlockSize) : maxIo;
+    const lengthAlign = info.minBlockSize > 1 ? info.minBlockSize : 512;
+    this.maxLength = MAX_U32 - lengthAlign + 1;
+    const align = (n: number): number => (info.minBlockSize > 1 ? Math.max(info.minBlockSize, n - (n % info.minBlockSize)) : n);
+    this.maxIo = align(Math.min(info.maxRequestSize, MAX_U32));
+    this.requestSize = Math.min(this.maxIo, align(Math.max(1, requestSize)));
     this.idToName = connections.map((c) => new Map([...c.info.metaContexts].map(([n, id]) => [id, n])));
   }
 
@@ -199,7 +206,7 @@ export class NbdClient {
     if (dest.length < length) throw new RangeError(`NBD read: buffer of ${dest.length} bytes for ${length} bytes`);
     const target = dest.length === length ? dest : dest.subarray(0, length);
     if (length === 0) return target;
-    await this.split(Cmd.READ, 0, offset, length, this.maxIo, target, null);
+    await this.split(Cmd.READ, 0, offset, length, this.requestSize, target, null);
     return target;
   }
 
@@ -215,7 +222,7 @@ export class NbdClient {
     this.check(offset, data.length, "write");
     this.needWritable("write");
     if (data.length === 0) return;
-    await this.split(Cmd.WRITE, this.writeFlags(opts), offset, data.length, this.maxIo, null, data);
+    await this.split(Cmd.WRITE, this.writeFlags(opts), offset, data.length, this.requestSize, null, data);
     if (opts?.fua && !this.info.canFua && this.info.canFlush) await this.flush();
   }
 

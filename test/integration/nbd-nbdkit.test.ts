@@ -37,6 +37,7 @@ describe("nbd client vs nbdkit", () => {
     assert.equal(c.connections.length, 2);
     assert.equal(c.info.maxBlockSize, 0, "nbdkit memory announces no block size");
     assert.equal(c.info.maxRequestSize, 32 * MiB);
+    assert.equal(c.maxIo, 32 * MiB);
     const data = Buffer.alloc(5 * MiB);
     for (let i = 0; i < data.length; i++) data[i] = (i >> 9) & 0xff;
     await c.write(3 * MiB, data, { fua: true });

@@ -113,6 +113,7 @@ describe("nbd client vs qemu-nbd", () => {
     assert.equal(c.connections.length, 4);
     assert.equal(c.info.maxBlockSize, 32 * MiB);
     assert.equal(c.info.maxRequestSize, 32 * MiB);
+    assert.equal(c.maxIo, 32 * MiB);
     assert.deepEqual([...c.info.metaContexts.keys()].sort(), [BASE_ALLOCATION, ALLOCATION_DEPTH, DIRTY].sort());
     await assert.rejects(c.write(0, Buffer.alloc(512)), /read-only/);
     await assert.rejects(queryExportInfo({ target: q.target, exportName: "sda", handshakeTimeoutMs: 200 }), /did not answer within 200 ms/);

@@ -180,6 +180,7 @@ describe("nbd client <-> server", () => {
     const c = await client(t, socket, "s", { maxBytesInFlight: 4 * MiB, requestSize: 8 * MiB });
     assert.equal(c.info.maxRequestSize, MiB);
     assert.equal(c.maxIo, MiB);
+    assert.equal(c.requestSize, MiB);
     assert.equal(c.info.minBlockSize, 512);
     const data = pattern(10 * MiB, 5);
     await c.write(0, data);
@@ -196,6 +197,8 @@ describe("nbd client <-> server", () => {
     assert.ok(peak > 4, `peak ${peak}`);
     // By default reads go out in 256 KiB requests.
     const d = await client(t, socket, "s");
+    assert.equal(d.maxIo, MiB, "maxIo stays the server's limit (stream chunking follows it)");
+    assert.equal(d.requestSize, 256 * 1024);
     calls = 0;
     assert.deepEqual(await d.read(0, 2 * MiB), data.subarray(0, 2 * MiB));
     assert.equal(calls, 8);
