@@ -7,7 +7,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { MemoryBackend, NbdClient, NbdServer, BASE_ALLOCATION, NbdError } from "../../src/nbd/index.js";
+import { MemoryBackend, NbdClient, NbdServer, BASE_ALLOCATION, NbdError, NbdProtocolError } from "../../src/nbd/index.js";
 import { Cmd } from "../../src/nbd/protocol.js";
 import { newPendingRequest, ReplyParser, type PendingRequest } from "../../src/nbd/reply-parser.js";
 import { RequestParser } from "../../src/nbd/request-parser.js";
@@ -15,9 +15,11 @@ import {
   clientTranscript,
   dataChunk,
   errorChunk,
+  greeting,
   holeChunk,
   mutate,
   noneChunk,
+  optionReply,
   pattern,
   prng,
   request,
@@ -284,5 +286,27 @@ describe("nbd fuzz", () => {
       s.resume();
     });
     assert.ok(got >= N * ((1 << 20) + 28));
+  });
+
+  it("client refuses huge lengths announced during negotiation without allocating them", async (t) => {
+    const dir = await tempDir(t, "vnbt-nbd-fuzz-");
+    const socket = join(dir, "huge.sock");
+    const hugeReply = Buffer.concat([greeting(), optionReply(8, 1), Buffer.from("0003e889045565a9" + "0000000a" + "00000004" + "fffffff0", "hex")]);
+    const srv = net.createServer((s) => {
+      s.on("error", () => {});
+      s.resume(); // read (and drop) whatever the client sends, so its close is noticed
+      s.write(hugeReply);
+      // Then keep the connection open and silent: the client must not wait for 4 GiB.
+    });
+    await new Promise<void>((r) => srv.listen(socket, r));
+    t.after(() => new Promise<void>((r) => srv.close(() => r())));
+    const before = process.memoryUsage().arrayBuffers;
+    const t0 = Date.now();
+    await assert.rejects(
+      NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", metaContexts: [BASE_ALLOCATION], handshakeTimeoutMs: 5000 }),
+      (e: unknown) => e instanceof NbdProtocolError && /option reply of 4294967280 bytes/.test(e.message),
+    );
+    assert.ok(Date.now() - t0 < 1000);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 16 << 20);
   });
 });
