@@ -1,0 +1,177 @@
+/**
+ * Running our real `bin/virtnbdbackup.js` / `bin/virtnbdrestore.js` (the built `dist/`, as users
+ * run them) in integration tests, and recording the truth a backup set must restore to.
+ *
+ *   const r = await ourBackup(["-d", d.name, "-l", "full", "-o", dir]);   // { exitCode, stdout, stderr, all }
+ *   const r = await ourBackup([...,"-o", "-"], { stdoutFile: zip, cwd });   // zip archive into a file
+ *   const p = startOurBackup([...]);  p.child.kill("SIGINT");  await p.result;
+ *   const r = await ourRestore(["-i", dir, "-o", out]);
+ *   const truth = await captureTruth(d);                                   // { sda: sha256, … }
+ *   await imageHash(path, "qcow2")                                          // sha256 of the virtual content
+ *
+ * `--nocolor` is always passed. `ensureBuilt()` runs once per process: the native addon is built
+ * when missing or older than its sources, `tsc` when `dist/` is missing or older than `src/`.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { execa, type ResultPromise } from "execa";
+import type { TestDomain } from "./domains.js";
+
+export const ROOT = new URL("../..", import.meta.url).pathname;
+export const OUR_BACKUP = join(ROOT, "bin/virtnbdbackup.js");
+export const OUR_RESTORE = join(ROOT, "bin/virtnbdrestore.js");
+const ADDON = join(ROOT, "src/native/build/Release/virtnbd.node");
+
+function newest(dir: string, accept: (name: string) => boolean): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name !== "build") t = Math.max(t, newest(p, accept));
+    } else if (accept(e.name)) t = Math.max(t, statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+const mtime = (p: string): number => {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return 0;
+  }
+};
+
+function runOrThrow(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+}
+
+let built = false;
+/** Builds what is stale (native addon, then tsc into dist/); cheap when everything is current. */
+export function ensureBuilt(): void {
+  if (built) return;
+  const nativeSrc = newest(join(ROOT, "src/native"), (n) => /\.(cc|h|gyp)$/.test(n));
+  if (mtime(ADDON) < nativeSrc) runOrThrow("npm", ["run", "--silent", "build:native"]);
+  // Both bins start from dist/cli/run.js; any src/*.ts newer than the oldest entry point → tsc.
+  const dist = Math.min(mtime(join(ROOT, "dist/cli/backup.js")), mtime(join(ROOT, "dist/cli/restore.js")), mtime(join(ROOT, "dist/cli/run.js")));
+  if (dist < newest(join(ROOT, "src"), (n) => n.endsWith(".ts"))) runOrThrow("npx", ["tsc", "-p", "tsconfig.json"]);
+  built = true;
+}
+
+export interface ToolResult {
+  exitCode: number;
+  /** Set when the process died from a signal it did not handle. */
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr interleaved. */
+  all: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  /** Send stdout into this file (zip archives with `-o -`); `stdout` is then "". */
+  stdoutFile?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+function toResult(r: Awaited<ResultPromise>): ToolResult {
+  return {
+    exitCode: r.exitCode ?? (r.signal ? 128 : 1),
+    signal: r.signal ?? null,
+    stdout: typeof r.stdout === "string" ? r.stdout : "",
+    stderr: String(r.stderr ?? ""),
+    all: String(r.all ?? ""),
+  };
+}
+
+export interface RunningTool {
+  child: ResultPromise;
+  pid: number;
+  result: Promise<ToolResult>;
+}
+
+function start(bin: string, args: string[], o: RunOptions = {}): RunningTool {
+  ensureBuilt();
+  const child = execa(process.execPath, [bin, "--nocolor", ...args], {
+    cwd: o.cwd ?? ROOT,
+    env: o.env,
+    reject: false,
+    all: true,
+    stdin: "ignore",
+    stdout: o.stdoutFile ? { file: o.stdoutFile } : "pipe",
+    timeout: o.timeoutMs ?? 240_000,
+    killSignal: "SIGKILL",
+  });
+  const result = child.then(toResult);
+  return { child, pid: child.pid!, result };
+}
+
+/** Runs our virtnbdbackup to its end. */
+export function ourBackup(args: string[], o: RunOptions = {}): Promise<ToolResult> {
+  return start(OUR_BACKUP, args, o).result;
+}
+
+/** Starts our virtnbdbackup (for signal tests). */
+export function startOurBackup(args: string[], o: RunOptions = {}): RunningTool {
+  return start(OUR_BACKUP, args, o);
+}
+
+/** Runs our virtnbdrestore to its end. */
+export function ourRestore(args: string[], o: RunOptions = {}): Promise<ToolResult> {
+  return start(OUR_RESTORE, args, o).result;
+}
+
+/** Fails with the whole output when the run did not exit 0. */
+export function assertOk(r: ToolResult, what: string): ToolResult {
+  if (r.exitCode !== 0) throw new Error(`${what} exited ${r.exitCode}${r.signal ? ` (${r.signal})` : ""}:\n${r.all}`);
+  return r;
+}
+
+/** Lines of a run's log output at a level (`ERROR`, `WARNING`, …). */
+export function logLines(r: ToolResult, level: string): string[] {
+  return r.stderr.split("\n").filter((l) => new RegExp(`\\b${level}\\b`).test(l));
+}
+
+/**
+ * The true content of every disk at this moment (sha256 of the whole virtual disk, read through
+ * NBD). Call right after a backup returns: our backup has ended its job by then, so the domain's
+ * private NBD export can be started.
+ */
+export function captureTruth(d: TestDomain): Promise<Record<string, string>> {
+  return d.diskHashes();
+}
+
+/** sha256 of everything `nbdcopy <args> -` writes to stdout. */
+export function nbdcopyHash(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("nbdcopy", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const hash = createHash("sha256");
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => hash.update(chunk));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(hash.digest("hex")) : reject(new Error(`nbdcopy ${args.join(" ")} failed (${code}): ${stderr.trim()}`))));
+  });
+}
+
+/** sha256 of an image's virtual content (qemu-nbd -r + nbdcopy), as TestDomain.diskHash reports. */
+export function imageHash(path: string, format: string): Promise<string> {
+  return nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
+}
+
+/** `qemu-img info --output json` of an image. */
+export async function imageInfo(path: string): Promise<Record<string, unknown>> {
+  const r = await execa("qemu-img", ["info", "--output", "json", "-U", path]);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+/** Runs a helper command, throwing with its output when it fails. */
+export async function sh(cmd: string, args: string[], o: { cwd?: string; stdoutFile?: string } = {}): Promise<string> {
+  const r = await execa(cmd, args, { cwd: o.cwd, reject: false, all: true, stdout: o.stdoutFile ? { file: o.stdoutFile } : "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.exitCode}):\n${r.all}`);
+  return typeof r.stdout === "string" ? r.stdout : "";
+}
