@@ -2,7 +2,7 @@
  * virtnbdmap read benchmark, side by side with the original (Debian 1.9.15):
  *
  *   node --import tsx bench/map-read.ts [--size=2G] [--runs=3] [--seconds=10] [--depth=32]
- *                                       [--dir=/var/tmp/virtnbdmap-bench] [--no-compressed]
+ *                                       [--threads=1] [--dir=/var/tmp/virtnbdmap-bench] [--no-compressed]
  *
  * Data: a synthetic chain in the stream format (our writer): a full of `--size` virtual bytes
  * (data extents of 8–96 MiB, half random and half repetitive bytes, separated by 1–16 MiB
@@ -17,7 +17,8 @@
  *     plugin ignores inc entries, incs are replayed onto a /dev/nbdX device, and there is none.
  *   - ours, full only (same data as the original) and ours, full + inc (the whole chain),
  *     and ours on an lz4-compressed copy of the chain (the original cannot map those):
- *     `bin/virtnbdmap.js --listen-only` with default options (-t 1, -b 4096).
+ *     `bin/virtnbdmap.js --listen-only` with default options (-b 4096). Both get `-t --threads`
+ *     (nbdkit threads per connection; default 1 as in both tools).
  *
  * Measures: sequential read of the whole export with `nbdcopy --no-extents … null:` (all
  * bytes, holes included, so no side profits from block status) and with plain `nbdcopy`
@@ -60,6 +61,8 @@ const SECONDS = Number(arg("seconds", "10"));
 const DEPTH = Number(arg("depth", "32"));
 const DIR = arg("dir", "/var/tmp/virtnbdmap-bench");
 const COMPRESSED = !process.argv.includes("--no-compressed");
+/** `-t` for both (the original's default is 1). */
+const THREADS = arg("threads", "1");
 
 // ------------------------------------------------------------------ data
 
@@ -231,7 +234,7 @@ async function startOriginal(full: string): Promise<Server> {
   const proc = spawn(
     "nbdkit",
     ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(port), "-e", "sda", "--filter=blocksize", "--filter=cow", "-v",
-      "python", "/usr/bin/virtnbd-nbdkit-plugin", "maxlen=4096", `blockmap=${map}`, `disk=${full}`, "debug=0", "-t", "1"],
+      "python", "/usr/bin/virtnbd-nbdkit-plugin", "maxlen=4096", `blockmap=${map}`, `disk=${full}`, "debug=0", "-t", THREADS],
     { stdio: ["ignore", log.fd, log.fd], env: { ...process.env, TMPDIR: DIR } },
   );
   await log.close();
@@ -243,7 +246,7 @@ async function startOurs(label: string, files: string[], extra: string[] = []): 
   const port = nextPort++;
   const proc = spawn(
     process.execPath,
-    [join(root, "bin/virtnbdmap.js"), "--listen-only", "-p", String(port), "--nocolor", "-L", join(DIR, "virtnbdmap.log"), "-f", files.join(","), ...extra],
+    [join(root, "bin/virtnbdmap.js"), "--listen-only", "-p", String(port), "--nocolor", "-L", join(DIR, "virtnbdmap.log"), "-t", THREADS, "-f", files.join(","), ...extra],
     { stdio: ["ignore", "ignore", "inherit"] },
   );
   await waitPort(port, proc, "virtnbdmap");
@@ -384,12 +387,12 @@ async function main(): Promise<void> {
       ]),
     ),
   ].join("\n");
-  console.log(`\n${SIZE / GiB} GiB virtual disk, ${(ds.dataBytes / GiB).toFixed(2)} GiB data in the full; ratios against the original\n`);
+  console.log(`\n${SIZE / GiB} GiB virtual disk, ${(ds.dataBytes / GiB).toFixed(2)} GiB data in the full; nbdkit -t ${THREADS}; ratios against the original\n`);
   console.log(table);
   mkdirSync(join(root, "bench/results"), { recursive: true });
   writeFileSync(
-    join(root, "bench/results/map-read.json"),
-    JSON.stringify({ date: new Date().toISOString(), size: SIZE, dataBytes: ds.dataBytes, runs: RUNS, seconds: SECONDS, depth: DEPTH, rows, table }, null, 2),
+    join(root, `bench/results/map-read${THREADS === "1" ? "" : `-t${THREADS}`}.json`),
+    JSON.stringify({ date: new Date().toISOString(), threads: THREADS, size: SIZE, dataBytes: ds.dataBytes, runs: RUNS, seconds: SECONDS, depth: DEPTH, rows, table }, null, 2),
   );
 }
 

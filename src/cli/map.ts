@@ -111,6 +111,7 @@ async function run(args: ReturnType<typeof parseMapArgs>, log: Logger, signal: P
     readOnly: args.readonly,
     verbose: args.verbose,
     hexdump: args.hexdump,
+    log: (m) => log.debug(`Helper: ${m}`),
   });
   let attached: string | null = null;
   const teardown = async (): Promise<void> => {

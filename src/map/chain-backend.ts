@@ -126,6 +126,7 @@ export class ChainBackend implements NbdBackend {
     // Alone and small: positional reads right here. A trip through libuv's pool costs more
     // than a page-cache read, and with nothing else in flight there is nothing to overlap.
     if (this.active === 0 && length <= SYNC_READ_MAX && this.readSyncIfRaw(offset, end, into)) {
+      this.lastEnds[this.lastEndAt++ % this.lastEnds.length] = end;
       this.onRead?.(offset, into.subarray(0, length));
       return;
     }

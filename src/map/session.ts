@@ -32,6 +32,8 @@ export interface SessionOptions {
   tmpRoot?: string;
   /** Decoded lz4 frames kept in memory. */
   cacheBytes?: number;
+  /** Diagnostics of the helper NBD server (connection and protocol errors). */
+  log?: (message: string) => void;
 }
 
 export class MapSession {
@@ -75,7 +77,7 @@ export class MapSession {
       description: this.chain.members.map((m) => m.given).join(","),
     });
     const socket = join(this.tmpDir, "chain.sock");
-    this.helper = new NbdServer({ exports: { chain: backend }, defaultExport: "chain" });
+    this.helper = new NbdServer({ exports: { chain: backend }, defaultExport: "chain", ...(o.log ? { log: o.log } : {}) });
     await this.helper.listen({ path: socket });
     const config: NbdkitConfig = {
       helperSocket: socket,

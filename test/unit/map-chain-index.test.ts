@@ -308,6 +308,31 @@ test("chain order: misordered, gapped, foreign-disk and inc-first lists are refu
   await ok.close();
 });
 
+test("chain: diffs after their parent, and an inc that fell back to full replaces everything, holes included", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const [full, inc1] = await writeChain(dir, chainSpecs(size).slice(0, 2));
+  const diffExt = [{ start: 2 * MiB, data: pattern(8192, 9) }];
+  const diff = join(dir, "sda.diff.1767400000.data");
+  await writeFile(diff, await buildStream(diffExt, { virtualSize: size, meta: { incremental: true, checkpointName: "virtnbdbackup.2", parentCheckpoint: "virtnbdbackup.1" } }));
+  const chain = await loadChain([full!, inc1!, diff]);
+  t.after(() => chain.close());
+  const specs = chainSpecs(size).slice(0, 2);
+  const expected = modelDisk([...specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })), { size, full: false, extents: diffExt }]);
+  assert.ok((await readAll(new ChainBackend(chain.index, chain.sources), 65536)).equals(expected));
+  await assert.rejects(loadChain([full!, diff, inc1!]), /not given in chain order/);
+
+  // sda.inc.virtnbdbackup.2.data written as a full (incremental: false): zero frames become holes again
+  const fallbackExt = fullExtents(size, [{ start: MiB, data: pattern(4096, 10) }]);
+  const fallback = join(dir, "sda.inc.virtnbdbackup.2.data");
+  await writeFile(fallback, await buildStream(fallbackExt, { virtualSize: size, meta: { checkpointName: "virtnbdbackup.2" } }));
+  const c2 = await loadChain([full!, inc1!, fallback]);
+  t.after(() => c2.close());
+  const got = await readAll(new ChainBackend(c2.index, c2.sources), 65536);
+  assert.ok(got.equals(modelDisk([{ size, full: true, extents: fallbackExt }])));
+  assert.equal(c2.index.dataBytes(), 4096);
+});
+
 test("piece cache: LRU by bytes, concurrent users share one decode, failed decodes are not kept", async () => {
   let decodes = 0;
   const cache = new PieceCache(300, async (p) => {
