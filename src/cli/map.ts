@@ -76,7 +76,7 @@ async function run(args: ReturnType<typeof parseMapArgs>, log: Logger, signal: P
   }
   try {
     cowBlockSize(args.blocksize, 0);
-  } catch (e) {
+  } catch {
     log.error(`Invalid blocksize [${args.blocksize}]: expected a size in bytes (4096, 64k, 1M).`);
   }
   const files = args.file.split(",");
