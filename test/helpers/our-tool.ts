@@ -14,7 +14,8 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, readdirSync, statSync } from "node:fs";
+import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import type { TestDomain } from "./domains.js";
@@ -72,8 +73,10 @@ export interface ToolResult {
 
 export interface RunOptions {
   cwd?: string;
-  /** Send stdout into this file (zip archives with `-o -`); `stdout` is then "". */
+  /** Send stdout into this file (zip archives with `-o -`; stdout is then a regular file); `stdout` is then "". */
   stdoutFile?: string;
+  /** Send stdout through a pipe into this file (stdout is then a pipe, not seekable); `stdout` is then "". */
+  stdoutPipe?: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
 }
@@ -84,7 +87,7 @@ function toResult(r: Awaited<ResultPromise>): ToolResult {
     signal: r.signal ?? null,
     stdout: typeof r.stdout === "string" ? r.stdout : "",
     stderr: String(r.stderr ?? ""),
-    all: String(r.all ?? ""),
+    all: String(r.all ?? r.stderr ?? ""),
   };
 }
 
@@ -100,13 +103,16 @@ function start(bin: string, args: string[], o: RunOptions = {}): RunningTool {
     cwd: o.cwd ?? ROOT,
     env: o.env,
     reject: false,
-    all: true,
+    // `all` would hold back an unbuffered stdout: only without stdoutPipe.
+    all: !o.stdoutPipe,
     stdin: "ignore",
     stdout: o.stdoutFile ? { file: o.stdoutFile } : "pipe",
+    buffer: { stdout: !o.stdoutPipe },
     timeout: o.timeoutMs ?? 240_000,
     killSignal: "SIGKILL",
   });
-  const result = child.then(toResult);
+  const piped = o.stdoutPipe ? pipeline(child.stdout!, createWriteStream(o.stdoutPipe)) : Promise.resolve();
+  const result = Promise.all([child, piped]).then(([r]) => toResult(r));
   return { child, pid: child.pid!, result };
 }
 
@@ -161,6 +167,13 @@ export function nbdcopyHash(args: string[]): Promise<string> {
 /** sha256 of an image's virtual content (qemu-nbd -r + nbdcopy), as TestDomain.diskHash reports. */
 export function imageHash(path: string, format: string): Promise<string> {
   return nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
+}
+
+/** sha256 of a file's bytes. */
+export async function fileHash(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
 }
 
 /** `qemu-img info --output json` of an image. */
