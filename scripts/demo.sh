@@ -78,7 +78,7 @@ if [ -x bin/virtnbdmap.js ]; then
   node bin/virtnbdmap.js --listen-only -p "$PORT" -e sda --nocolor -L "$WORK/map.log" \
     -f "$BK/sda.full.data,$BK/sda.inc.virtnbdbackup.1.data" >"$WORK/map.out" 2>&1 &
   MAPPID=$!
-  for _ in $(seq 1 100); do nbdinfo "nbd://127.0.0.1:$PORT/sda" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 200); do grep -q "Press CTRL+C to disconnect" "$WORK/map.out" && break; sleep 0.1; done
   qemu-img convert -q -f raw -O raw "nbd://127.0.0.1:$PORT/sda" "$WORK/mapped.raw"
   GOT=$(debugfs -R "cat marker.txt" "$WORK/mapped.raw" 2>/dev/null)
   kill "$MAPPID"; wait "$MAPPID" 2>/dev/null || true; MAPPID=""
@@ -86,4 +86,4 @@ if [ -x bin/virtnbdmap.js ]; then
 fi
 
 step "Summary"
-echo "full + incremental backup, verify, restore (bit-exact) of $DOM: OK"
+echo "full + incremental backup, verify, restore (bit-exact), instant recovery (marker read) of $DOM: OK"
