@@ -145,9 +145,11 @@ export class StreamWriter {
   private async put(chunk: Uint8Array): Promise<void> {
     if (chunk.length >= DIRECT_WRITE_MIN) {
       await this.flush();
-      this.checksum.update(chunk);
       this.bytes += chunk.length;
-      await this.sink.write(chunk);
+      // The checksum runs on this thread while the write is in flight on libuv's pool.
+      const written = this.sink.write(chunk);
+      this.checksum.update(chunk);
+      await written;
       return;
     }
     if (this.staging.length - this.staged < chunk.length) await this.flush();
@@ -158,9 +160,10 @@ export class StreamWriter {
   private async flush(): Promise<void> {
     if (this.staged === 0) return;
     const chunk = this.staging.subarray(0, this.staged);
-    this.checksum.update(chunk);
     this.bytes += chunk.length;
     this.staged = 0;
-    await this.sink.write(chunk);
+    const written = this.sink.write(chunk);
+    this.checksum.update(chunk);
+    await written;
   }
 }
