@@ -105,15 +105,14 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     }
     if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
     const extentOptions = { dirtyContext, sparseDetection: o.sparseDetection };
-    const connecting = connect({
-      target,
+    const connectOptions = {
       exportName: disk.target,
       metaContexts: backupMetaContexts(extentOptions),
-      attempts: server ? 200 : 20,
-      intervalMs: server ? 50 : 1000,
-      log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)),
-    });
-    client = server ? await server.guard(connecting) : await connecting;
+      connections: 4,
+      log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
+    };
+    // Offline: fails at once with qemu-nbd's message when it cannot serve (e.g. missing bitmap).
+    client = server ? await server.connect(connectOptions) : await connect({ ...connectOptions, target, attempts: 20, intervalMs: 1000 });
     const c = client;
     o.onCleanup?.(() => c.close());
     if (incremental && !o.sparseDetection) log.info("Skipping detection of sparse/fstrimmed blocks.");
@@ -191,8 +190,8 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
     const summary = await writer.finish();
     await file.commit();
     // Our per-frame CRCs: next to the data file, or the entry after it in the zip.
-    if (o.target.isArchive) await o.target.putFile(integrityName(name), integrity.text());
-    else await writeFileDurably(join(o.target.directory, integrityName(name)), integrity.text(), false);
+    if (o.target.isArchive) await o.target.putFile(integrityName(name), await integrity.text());
+    else await writeFileDurably(join(o.target.directory, integrityName(name)), await integrity.text(), false);
     if (!o.target.isArchive) {
       const path = join(o.target.directory, name);
       log.info(`Checksum for file: [${path}]:[${summary.adler32}]`);

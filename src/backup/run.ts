@@ -121,6 +121,12 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
 
   // 5–6: leftovers of failed runs; checkpoint directory.
   const dirState = await inspectTargetDir(outDir);
+  // The original's refusal first (scripts look for its message; the run marker is a `*.partial`
+  // too), then ours, which also covers `auto` and stdout mode.
+  if ((args.level === "inc" || args.level === "diff") && !stdoutMode) {
+    const partial = partialFailure(dirState, outDir);
+    if (partial) return fail(log, ...partial.lines);
+  }
   const marker = await readRunMarker(outDir, args.domain);
   if (marker && (args.level === "inc" || args.level === "diff" || args.level === "auto") && !args.killonly) {
     return fail(
@@ -128,10 +134,6 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
       `Unfinished backup run found in target directory: [${outDir}] (${runMarkerName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
       "Its checkpoint may have no saved data: an incremental backup now would miss changes. Execute a full backup into a new directory.",
     );
-  }
-  if ((args.level === "inc" || args.level === "diff") && !stdoutMode) {
-    const partial = partialFailure(dirState, outDir);
-    if (partial) return fail(log, ...partial.lines);
   }
   const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, "checkpoints");
   await mkdir(checkpointDir, { recursive: true });

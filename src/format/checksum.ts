@@ -8,6 +8,10 @@ export class Adler32 {
     if (length > 0) this.value = native.adler32(this.value, buf, offset, length);
     return this;
   }
+  /** The same on libuv's pool; `buf` must stay unchanged until it resolves. */
+  async updateAsync(buf: Uint8Array): Promise<void> {
+    if (buf.length > 0) this.value = await native.adler32Async(this.value, buf);
+  }
 }
 
 export const checksumPath = (dataFile: string): string => `${dataFile}.chksum`;

@@ -12,6 +12,7 @@
  *   end <frame count> <crc32 of all lines above>
  */
 import { crc32 } from "node:zlib";
+import { native } from "../native/index.js";
 
 export const INTEGRITY_SUFFIX = ".integrity";
 export const integrityName = (dataFile: string): string => `${dataFile}${INTEGRITY_SUFFIX}`;
@@ -31,33 +32,59 @@ export interface IntegrityRecord {
 
 const hex = (n: number) => n.toString(16);
 
+/**
+ * Builds the record while a stream is written. Every call is queued in call order, so data
+ * CRCs computed on libuv's pool (`dataAsync`) may overlap the caller's other work.
+ */
 export class IntegrityRecorder {
   private readonly lines: string[] = ["virtnbd-integrity 1"];
   private frames = 0;
   private crc = 0;
   private open: { start: number; length: number } | null = null;
+  private chain: Promise<void> = Promise.resolve();
+
+  private then(step: () => void | Promise<void>): Promise<void> {
+    this.chain = this.chain.then(step);
+    return this.chain;
+  }
 
   meta(json: Uint8Array): void {
-    this.lines.push(`meta ${hex(crc32(json) >>> 0)}`);
+    const line = `meta ${hex(crc32(json) >>> 0)}`;
+    void this.then(() => void this.lines.push(line));
   }
   beginData(start: number, length: number): void {
-    this.open = { start, length };
-    this.crc = 0;
+    void this.then(() => {
+      this.open = { start, length };
+      this.crc = 0;
+    });
   }
   data(chunk: Uint8Array): void {
-    this.crc = crc32(chunk, this.crc);
+    void this.then(() => {
+      this.crc = native.crc32(this.crc, chunk);
+    });
+  }
+  /** The same on libuv's pool; `chunk` must stay unchanged until it resolves. */
+  dataAsync(chunk: Uint8Array): Promise<void> {
+    return this.then(async () => {
+      this.crc = await native.crc32Async(this.crc, chunk);
+    });
   }
   endData(): void {
-    const o = this.open!;
-    this.lines.push(`data ${hex(o.start)} ${hex(o.length)} ${hex(this.crc >>> 0)}`);
-    this.frames++;
-    this.open = null;
+    void this.then(() => {
+      const o = this.open!;
+      this.lines.push(`data ${hex(o.start)} ${hex(o.length)} ${hex(this.crc >>> 0)}`);
+      this.frames++;
+      this.open = null;
+    });
   }
   zero(start: number, length: number): void {
-    this.lines.push(`zero ${hex(start)} ${hex(length)}`);
-    this.frames++;
+    void this.then(() => {
+      this.lines.push(`zero ${hex(start)} ${hex(length)}`);
+      this.frames++;
+    });
   }
-  text(): string {
+  async text(): Promise<string> {
+    await this.chain;
     const body = this.lines.join("\n") + "\n";
     return `${body}end ${this.frames} ${hex(crc32(body) >>> 0)}\n`;
   }
@@ -112,7 +139,7 @@ export class IntegrityChecker {
   }
 
   data(chunk: Uint8Array): void {
-    this.crc = crc32(chunk, this.crc);
+    this.crc = native.crc32(this.crc, chunk);
   }
 
   endData(): void {

@@ -1,7 +1,8 @@
 /**
  * Writes one stream file: meta, data/zero frames in ascending disk order, stop, and the
- * compression trailer. Small writes are gathered in one reused staging buffer; large payloads
- * go straight to the sink. Keeps the running Adler-32 for the `.chksum` file.
+ * compression trailer. Small writes are gathered in staging buffers; large payloads go
+ * straight to the sink. Writes are issued in file order but may complete concurrently
+ * (`payloadNoWait`), with the Adler-32 for the `.chksum` file chained in file order.
  */
 import { Adler32 } from "./checksum.js";
 import { encodeHeader, FRAME_LEN, TERM, type FrameKind } from "./frame.js";
@@ -28,9 +29,19 @@ export interface StreamSummary {
 
 const DIRECT_WRITE_MIN = 256 * 1024;
 
+/** A write in flight (wrapped: a promise resolving to a promise would adopt it). */
+export interface Issued {
+  done: Promise<void>;
+}
+
 export class StreamWriter {
-  private readonly staging: Buffer;
+  /** Two staging buffers: one fills while the other may still be in flight. */
+  private readonly stagingBuffers: { buf: Buffer; busy: Promise<void> | null }[];
+  private current = 0;
   private staged = 0;
+  private adlerChain: Promise<void> = Promise.resolve();
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown = null;
   private readonly checksum = new Adler32();
   private bytes = 0;
   private expectedDataSize = -1;
@@ -44,7 +55,8 @@ export class StreamWriter {
     private readonly sink: ByteSink,
     private readonly options: StreamWriterOptions,
   ) {
-    this.staging = Buffer.allocUnsafe(options.stagingSize ?? 1 << 20);
+    const size = options.stagingSize ?? 1 << 20;
+    this.stagingBuffers = [0, 1].map(() => ({ buf: Buffer.allocUnsafe(size), busy: null }));
   }
 
   async meta(meta: StreamMetadata): Promise<void> {
@@ -69,6 +81,14 @@ export class StreamWriter {
    * parts, the last one with `frameEnd` true (the default).
    */
   async payload(chunk: Uint8Array, frameEnd = true): Promise<void> {
+    await (await this.payloadNoWait(chunk, frameEnd)).done;
+  }
+
+  /**
+   * Like `payload`, but resolves as soon as the chunk's write is issued (in file order), with
+   * `done` for its completion: `chunk` must stay unchanged until `done` resolves.
+   */
+  async payloadNoWait(chunk: Uint8Array, frameEnd = true): Promise<Issued> {
     const o = this.open;
     if (!o) throw new Error("stream writer: payload outside a data frame");
     if (this.options.compressed) {
@@ -78,7 +98,7 @@ export class StreamWriter {
         o.frameBytes = 0;
       }
     } else if ((o.received += chunk.length) > o.length) throw new Error(`stream writer: data frame at ${o.start} overflows its length ${o.length}`);
-    await this.put(chunk);
+    return this.put(chunk);
   }
 
   async endData(): Promise<void> {
@@ -122,6 +142,9 @@ export class StreamWriter {
       await this.header("comp", 0, json.length);
     }
     await this.flush();
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    if (this.failure) throw this.failure;
+    await this.adlerChain;
     this.finished = true;
     return { bytes: this.bytes, adler32: this.checksum.value, dataSize: this.dataSize };
   }
@@ -138,32 +161,50 @@ export class StreamWriter {
   }
 
   private async header(kind: FrameKind, start: number, length: number): Promise<void> {
-    if (this.staging.length - this.staged < FRAME_LEN) await this.flush();
-    this.staged = encodeHeader(kind, start, length, this.staging, this.staged);
+    if (this.stagingBuffers[this.current]!.buf.length - this.staged < FRAME_LEN) await this.flush();
+    this.staged = encodeHeader(kind, start, length, this.stagingBuffers[this.current]!.buf, this.staged);
   }
 
-  private async put(chunk: Uint8Array): Promise<void> {
+  /** Issues `chunk` after everything before it; resolves once issued, with its completion. */
+  private async put(chunk: Uint8Array): Promise<Issued> {
     if (chunk.length >= DIRECT_WRITE_MIN) {
       await this.flush();
-      this.bytes += chunk.length;
-      // The checksum runs on this thread while the write is in flight on libuv's pool.
-      const written = this.sink.write(chunk);
-      this.checksum.update(chunk);
-      await written;
-      return;
+      return { done: this.issue(chunk) };
     }
-    if (this.staging.length - this.staged < chunk.length) await this.flush();
-    this.staging.set(chunk, this.staged);
+    const staging = this.stagingBuffers[this.current]!.buf;
+    if (staging.length - this.staged < chunk.length) await this.flush();
+    this.stagingBuffers[this.current]!.buf.set(chunk, this.staged);
     this.staged += chunk.length;
+    return { done: Promise.resolve() }; // copied: the caller's buffer is free at once
   }
 
+  /** Sends the staged bytes; switches to the other staging buffer (waiting until it is free). */
   private async flush(): Promise<void> {
     if (this.staged === 0) return;
-    const chunk = this.staging.subarray(0, this.staged);
-    this.bytes += chunk.length;
+    const slot = this.stagingBuffers[this.current]!;
+    slot.busy = this.issue(slot.buf.subarray(0, this.staged));
     this.staged = 0;
-    const written = this.sink.write(chunk);
-    this.checksum.update(chunk);
-    await written;
+    this.current = 1 - this.current;
+    const next = this.stagingBuffers[this.current]!;
+    if (next.busy) await next.busy;
+    next.busy = null;
+  }
+
+  /** Starts the write and the (ordered) checksum of `chunk`; the promise settles when both are done. */
+  private issue(chunk: Uint8Array): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    this.bytes += chunk.length;
+    const summed = (this.adlerChain = this.adlerChain.then(() => this.checksum.updateAsync(chunk)));
+    const done: Promise<void> = Promise.all([this.sink.write(chunk), summed]).then(
+      () => void this.inflight.delete(done),
+      (e: unknown) => {
+        this.inflight.delete(done);
+        this.failure ??= e;
+        throw e;
+      },
+    );
+    done.catch(() => undefined); // reported through the caller and by finish()
+    this.inflight.add(done);
+    return done;
   }
 }

@@ -1,35 +1,84 @@
-// Adler-32 (zlib) for the `.chksum` files of the stream format.
-#include <zlib.h>
+// Checksums over caller buffers with libdeflate's SIMD implementations: Adler-32 for the
+// `.chksum` files of the stream format, CRC-32 for our `.integrity` records. Async variants
+// run on libuv's pool so hashing overlaps network and disk I/O.
+#include <libdeflate.h>
+#include <string>
 #include "addon.h"
 
-// adler32(previous: number, buf: Uint8Array, offset?: number, length?: number): number
-static Napi::Value Adler32(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
-    Napi::TypeError::New(env, "adler32(previous, buffer[, offset, length])").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  uint32_t previous = info[0].As<Napi::Number>().Uint32Value();
-  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
-  size_t offset = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 0;
-  size_t length = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value()
-                                                          : buf.ByteLength() - (offset <= buf.ByteLength() ? offset : 0);
-  if (offset > buf.ByteLength() || length > buf.ByteLength() - offset) {
-    Napi::RangeError::New(env, "adler32: range outside buffer").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  uLong value = previous;
-  const Bytef* p = buf.Data() + offset;
-  // zlib takes uInt lengths: feed huge ranges in pieces.
-  while (length > 0) {
-    uInt n = length > 0x40000000u ? 0x40000000u : (uInt)length;
-    value = adler32(value, p, n);
-    p += n;
-    length -= n;
-  }
-  return Napi::Number::New(env, (double)(uint32_t)value);
+namespace {
+
+enum class Kind { Adler32, Crc32 };
+
+uint32_t Compute(Kind kind, uint32_t previous, const uint8_t* p, size_t len) {
+  return kind == Kind::Adler32 ? libdeflate_adler32(previous, p, len) : libdeflate_crc32(previous, p, len);
 }
 
+struct Args {
+  uint32_t previous;
+  const uint8_t* data;
+  size_t length;
+};
+
+// (previous: number, buf: Uint8Array, offset?: number, length?: number)
+bool ParseArgs(const Napi::CallbackInfo& info, Args& out, std::string& error) {
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+    error = "checksum(previous, buffer[, offset, length])";
+    return false;
+  }
+  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
+  size_t offset = info.Length() > 2 && info[2].IsNumber() ? (size_t)info[2].As<Napi::Number>().Int64Value() : 0;
+  if (offset > buf.ByteLength()) {
+    error = "checksum: offset outside buffer";
+    return false;
+  }
+  size_t length = info.Length() > 3 && info[3].IsNumber() ? (size_t)info[3].As<Napi::Number>().Int64Value() : buf.ByteLength() - offset;
+  if (length > buf.ByteLength() - offset) {
+    error = "checksum: range outside buffer";
+    return false;
+  }
+  out = {info[0].As<Napi::Number>().Uint32Value(), buf.Data() + offset, length};
+  return true;
+}
+
+class ChecksumWorker : public Napi::AsyncWorker {
+ public:
+  ChecksumWorker(Napi::Env env, Kind kind, Args args, Napi::Value buffer)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), kind_(kind), args_(args) {
+    ref_ = Napi::Persistent(buffer.As<Napi::Object>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { result_ = Compute(kind_, args_.previous, args_.data, args_.length); }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), (double)result_)); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Kind kind_;
+  Args args_;
+  uint32_t result_ = 0;
+  Napi::ObjectReference ref_;
+};
+
+template <Kind kind, bool async>
+Napi::Value Checksum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args args;
+  std::string error;
+  if (!ParseArgs(info, args, error)) {
+    Napi::TypeError::New(env, error).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!async) return Napi::Number::New(env, (double)Compute(kind, args.previous, args.data, args.length));
+  auto* worker = new ChecksumWorker(env, kind, args, info[1]);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
 void InitChecksum(Napi::Env env, Napi::Object exports) {
-  exports.Set("adler32", Napi::Function::New(env, Adler32, "adler32"));
+  exports.Set("adler32", Napi::Function::New(env, Checksum<Kind::Adler32, false>, "adler32"));
+  exports.Set("adler32Async", Napi::Function::New(env, Checksum<Kind::Adler32, true>, "adler32Async"));
+  exports.Set("crc32", Napi::Function::New(env, Checksum<Kind::Crc32, false>, "crc32"));
+  exports.Set("crc32Async", Napi::Function::New(env, Checksum<Kind::Crc32, true>, "crc32Async"));
 }

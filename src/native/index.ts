@@ -141,8 +141,12 @@ export interface NativeAddon extends LibvirtNative {
   /** Decodes exactly one complete lz4 frame (all of `src`), verifying checksums; returns bytes written. */
   lz4Decompress(src: Uint8Array, dst: Uint8Array): number;
   lz4DecompressAsync(src: Uint8Array, dst: Uint8Array): Promise<number>;
-  /** zlib adler32 continuing from `previous` (start with 1). */
+  /** Adler-32 (libdeflate) continuing from `previous` (start with 1). */
   adler32(previous: number, buf: Uint8Array, offset?: number, length?: number): number;
+  adler32Async(previous: number, buf: Uint8Array, offset?: number, length?: number): Promise<number>;
+  /** CRC-32 (libdeflate, same values as zlib) continuing from `previous` (start with 0). */
+  crc32(previous: number, buf: Uint8Array, offset?: number, length?: number): number;
+  crc32Async(previous: number, buf: Uint8Array, offset?: number, length?: number): Promise<number>;
 }
 
 function findPackageRoot(start: string): string {

@@ -1,6 +1,6 @@
 /**
  * Connecting like upstream: wait until the server is reachable (for unix sockets, until the
- * socket file exists), up to `attempts` tries each preceded by `intervalMs` of sleep, then
+ * socket file exists), up to `attempts` tries, retries `intervalMs` apart, then
  * `NbdConnectionTimeout("Timeout during connection to NBD server backend.")`.
  *
  * Only "not there yet" failures are retried (missing socket, refused/reset connection, the
@@ -68,7 +68,8 @@ export async function connect(opts: ConnectOptions): Promise<NbdClient> {
   log("info", `Waiting until NBD server at [${uri}] is up.`);
   let lastError: unknown = null;
   for (let retry = 0; retry < attempts; retry++) {
-    await sleep(interval);
+    // The first attempt goes out at once (the server is usually up); retries wait.
+    if (retry > 0) await sleep(interval);
     if (co.target.kind === "unix" && !existsSync(co.target.path)) {
       log("info", `Waiting for NBD Server, Retry: ${retry}`);
       continue;

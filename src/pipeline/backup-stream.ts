@@ -24,7 +24,7 @@ export interface StreamBackupOptions {
   pool: SizedPool;
   onProgress?: ProgressFn;
   /** Receives every data byte (uncompressed) for the per-frame CRCs. */
-  integrity?: { data(chunk: Uint8Array): void };
+  integrity?: { dataAsync(chunk: Uint8Array): Promise<void> };
 }
 
 export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void> {
@@ -39,6 +39,9 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
   const encoder = compressing ? new Lz4FrameEncoder() : null;
   // Output buffers of the encoder are kept apart from the read-ahead budget (no deadlock).
   const out = encoder ? Buffer.allocUnsafeSlow(encoder.bound(o.readSize) + 64) : null;
+  // Uncompressed payloads: several writes in flight, each holding its read buffer until done.
+  const writing = new Set<Promise<void>>();
+  const MAX_WRITES = 8;
   try {
     let extent: Extent | null = null;
     let done = 0; // bytes of the current extent delivered
@@ -55,24 +58,36 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
         continue;
       }
       const buf = await item.buffer;
+      let handedOff = false;
       try {
         const data = buf.subarray(0, item.length);
-        o.integrity?.data(data);
+        const hashed = o.integrity?.dataAsync(data);
         if (!encoder || !out || !extent) {
-          await o.writer.payload(data);
+          const { done } = await o.writer.payloadNoWait(data);
+          const settled: Promise<void> = Promise.all([done, hashed]).then(
+            () => void writing.delete(settled),
+            (e: unknown) => {
+              writing.delete(settled);
+              throw e;
+            },
+          ).finally(() => o.pool.release(buf));
+          settled.catch(() => undefined); // awaited below or by the drain
+          writing.add(settled);
+          handedOff = true;
+          while (writing.size >= MAX_WRITES) await Promise.race(writing);
         } else {
           if (frameLeft === 0) {
             // A new lz4 frame: the whole extent when short, else the next chunkSize piece.
             frameLeft = Math.min(extent.length - done, extent.length >= o.chunkSize ? o.chunkSize : extent.length);
             await o.writer.payload(out.subarray(0, encoder.begin(out, frameLeft, o.compressLevel!)), false);
           }
-          const n = await encoder.update(data, out);
+          const [n] = await Promise.all([encoder.update(data, out), hashed]);
           frameLeft -= item.length;
           if (n > 0) await o.writer.payload(out.subarray(0, n), false);
           if (frameLeft === 0) await o.writer.payload(out.subarray(0, await encoder.end(out)), true);
         }
       } finally {
-        o.pool.release(buf);
+        if (!handedOff) o.pool.release(buf);
       }
       done += item.length;
       o.onProgress?.(item.length);
@@ -81,7 +96,9 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
         extent = null;
       }
     }
+    await Promise.all(writing);
   } catch (e) {
+    await Promise.allSettled(writing);
     await ahead.stop();
     throw e;
   }

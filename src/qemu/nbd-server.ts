@@ -3,8 +3,17 @@
  * disconnects, so it never outlives us by more than the connection. Offline backups read an
  * image through it (with a persistent bitmap for inc/diff); restore writes through it.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, HostProcess } from "../host/host.js";
-import type { NbdTarget } from "../nbd/index.js";
+import {
+  formatNbdUri,
+  NbdClient,
+  NbdConnectionError,
+  NbdConnectionTimeout,
+  resolveConnectOptions,
+  type ConnectOptions,
+  type NbdTarget,
+} from "../nbd/index.js";
 
 export interface QemuNbdOptions {
   exportName: string;
@@ -50,16 +59,66 @@ export function qemuNbdArgs(o: QemuNbdOptions): string[] {
 
 export class QemuNbdError extends Error {}
 
+/** How long qemu-nbd may take to start listening. */
+const START_TIMEOUT_MS = 30_000;
+
+/** The socket is not there or not accepting yet (qemu-nbd still starting). */
+function notListeningYet(e: unknown): boolean {
+  if (e instanceof NbdConnectionError) return true;
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === "ENOENT" || code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "EAGAIN";
+}
+
 export class QemuNbdServer {
   private constructor(
     readonly options: QemuNbdOptions,
     readonly process: HostProcess,
     readonly target: NbdTarget,
+    private readonly host: Host,
   ) {}
 
   static start(host: Host, o: QemuNbdOptions): QemuNbdServer {
     const target: NbdTarget = o.socket ? { kind: "unix", path: o.socket } : { kind: "tcp", host: o.bind || "localhost", port: o.port! };
-    return new QemuNbdServer(o, host.spawn("qemu-nbd", qemuNbdArgs(o)), target);
+    return new QemuNbdServer(o, host.spawn("qemu-nbd", qemuNbdArgs(o)), target, host);
+  }
+
+  /**
+   * Connects as soon as the server listens. If qemu-nbd exits first (missing bitmap, locked or
+   * bad image, …) this rejects at once with its message; no attempt outlives the call.
+   */
+  async connect(opts: Omit<ConnectOptions, "target" | "uri" | "attempts" | "intervalMs">): Promise<NbdClient> {
+    const co = resolveConnectOptions({ ...opts, target: this.target });
+    const log = opts.log ?? (() => undefined);
+    log("info", `Waiting until NBD server at [${formatNbdUri(co.target, co.exportName, !!co.tls)}] is up.`);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    let abandoned = false;
+    const attempts = (async () => {
+      let lastError: unknown = null;
+      for (let retry = 0; ; retry++) {
+        if (abandoned) throw new QemuNbdError("abandoned");
+        if (Date.now() > deadline) throw new NbdConnectionTimeout(undefined, lastError);
+        if (retry > 0) await sleep(20);
+        if (this.target.kind === "unix" && !(await this.host.exists(this.target.path))) continue;
+        try {
+          const client = await NbdClient.open(co);
+          if (abandoned) {
+            client.close();
+            throw new QemuNbdError("abandoned");
+          }
+          log("info", "Connection to NBD backend succeeded.");
+          return client;
+        } catch (e) {
+          if (!notListeningYet(e)) throw e;
+          lastError = e;
+        }
+      }
+    })();
+    attempts.catch(() => undefined); // settles after guard() when qemu-nbd died first
+    try {
+      return await this.guard(attempts);
+    } finally {
+      abandoned = true;
+    }
   }
 
   /** Rejects if qemu-nbd ends before `connected` settles (bad image, port in use, …). */
@@ -71,7 +130,10 @@ export class QemuNbdServer {
     return Promise.race([connected, died]);
   }
 
-  /** Stops the server (it normally ends by itself after our disconnect). */
+  /**
+   * Stops the server (it normally ends by itself after our disconnect) and removes its socket,
+   * which qemu-nbd leaves behind when it fails after binding.
+   */
   async stop(): Promise<void> {
     const timer = setTimeout(() => this.process.kill("SIGTERM"), 2000);
     try {
@@ -79,6 +141,7 @@ export class QemuNbdServer {
     } finally {
       clearTimeout(timer);
     }
+    if (this.options.socket) await this.host.remove(this.options.socket).catch(() => undefined);
   }
 
   kill(): void {

@@ -6,7 +6,7 @@
 import type { ChainFile } from "../backupset/chain.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
-import { connect, type NbdClient } from "../nbd/index.js";
+import type { NbdClient } from "../nbd/index.js";
 import { applyStream } from "../pipeline/restore-stream.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
@@ -92,7 +92,7 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
       discard: true,
       compressDriver: job.compress,
     });
-    client = await server.guard(connect({ target: server.target, exportName: job.disk, attempts: 200, intervalMs: 50 }));
+    client = await server.connect({ exportName: job.disk });
     const writer = new NbdBlockWriter(client);
     const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {

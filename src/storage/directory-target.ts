@@ -6,6 +6,8 @@ import { moveInto, writeFileDurably } from "./durable.js";
 
 class PartialFile implements TargetFile {
   private done = false;
+  /** Next append position: writes are positional, so several may be in flight in order. */
+  private position = 0;
   constructor(
     private readonly fh: FileHandle,
     readonly location: string,
@@ -14,9 +16,10 @@ class PartialFile implements TargetFile {
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
-    let at = 0;
-    while (at < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, null);
+    const base = this.position;
+    this.position += chunk.length;
+    for (let at = 0; at < chunk.length; ) {
+      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
       at += bytesWritten;
     }
   }

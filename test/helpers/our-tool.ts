@@ -164,9 +164,21 @@ export function nbdcopyHash(args: string[]): Promise<string> {
   });
 }
 
-/** sha256 of an image's virtual content (qemu-nbd -r + nbdcopy), as TestDomain.diskHash reports. */
-export function imageHash(path: string, format: string): Promise<string> {
-  return nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
+/**
+ * sha256 of an image's virtual content (qemu-nbd -r + nbdcopy), as TestDomain.diskHash reports.
+ * Waits while another process holds the image's write lock: the Python tool's forked qemu-nbd
+ * may still be writing back when the tool returns.
+ */
+export async function imageHash(path: string, format: string): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
+    } catch (e) {
+      if (!/lock/.test((e as Error).message) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /** sha256 of a file's bytes. */

@@ -99,4 +99,17 @@ test("cli.md §1.2: rejected and adjusted combinations, with the original's mess
   assert.ok(logLines(off, "WARNING").some((l) => l.endsWith("New Backup level: [copy].")), off.stderr);
   assert.deepEqual(await dataFiles(o), ["sda.copy.data"]);
   expectError(await backup(["-l", "full", "-s", "-o", await dir()]), "Domain is offline: must be active for this function.");
+
+  // Offline inc whose bitmap is gone (checkpoints removed by another tool): qemu-nbd's message at
+  // once, no socket left behind.
+  o = await dir({ "sda.full.data": "x", [`${d.name}.cpt`]: '["virtnbdbackup.0"]' });
+  const sock = join(work, "sock");
+  const started = Date.now();
+  const gone = await backup(["-l", "inc", "-o", o, "-f", sock]);
+  assert.equal(gone.exitCode, 1, gone.all);
+  assert.ok(Date.now() - started < 8000, `failed within seconds (${Date.now() - started} ms)`);
+  assert.ok(logLines(gone, "ERROR").some((l) => l.includes("Bitmap 'virtnbdbackup.0' is not found")), gone.stderr);
+  assert.doesNotMatch(gone.stderr, /Waiting for NBD Server, Retry/);
+  assert.ok(!(await readdir(work)).some((n) => n.startsWith("sock")), "no socket left");
+  assert.deepEqual(await dataFiles(o), ["sda.full.data"]);
 });

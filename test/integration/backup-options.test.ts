@@ -131,9 +131,14 @@ test("-p, -T, --no-sparse-detection, -s and -k on a running domain", async (t) =
   assert.equal(k.exitCode, 0, k.all);
   assert.equal((await d.domain.jobInfo()).type, C.VIR_DOMAIN_JOB_NONE, "-k ended the job");
   // virtnbdbackup.3 has no data: an inc now would miss the changes made before it.
+  // inc: the original's refusal (the run marker is a `*.partial`); auto, which the original lets
+  // through: ours.
   const after = await backup(["-l", "inc"]);
   assert.equal(after.exitCode, 1, after.all);
-  assert.match(after.stderr, /ERROR .*Unfinished backup run found in target directory/);
+  assert.match(after.stderr, new RegExp(`ERROR .*Partial backup found in target directory: \\[${set}\\]`));
+  const auto = await backup(["-l", "auto"]);
+  assert.equal(auto.exitCode, 1, auto.all);
+  assert.match(auto.stderr, /ERROR .*Unfinished backup run found in target directory/);
   assert.deepEqual(await dataFiles(set), chain.slice().sort());
 });
 

@@ -6,6 +6,8 @@ import { copyExtentsToStream } from "../../src/pipeline/backup-stream.js";
 import { copyExtentsToRawFile } from "../../src/pipeline/backup-raw.js";
 import type { BlockReader, Extent } from "../../src/pipeline/types.js";
 import { StreamWriter } from "../../src/format/writer.js";
+import { IntegrityChecker, IntegrityRecorder, parseIntegrity } from "../../src/format/integrity.js";
+import { applyStream } from "../../src/pipeline/restore-stream.js";
 import { StreamReader } from "../../src/format/reader.js";
 import { SizedPool } from "../../src/util/sized-pool.js";
 import { BufferPool } from "../../src/util/buffer-pool.js";
@@ -44,10 +46,10 @@ const extents: Extent[] = [
 ];
 const dataSize = extents.filter((e) => e.data).reduce((a, e) => a + e.length, 0);
 
-async function backup(compressLevel: number | null, incremental: boolean, reader = new MemoryReader(disk)) {
+async function backup(compressLevel: number | null, incremental: boolean, reader = new MemoryReader(disk), integrity = new IntegrityRecorder()) {
   const sink = new MemorySink();
   const chunkSize = 512 * KiB;
-  const writer = new StreamWriter(sink, { compressed: compressLevel !== null, chunkSize });
+  const writer = new StreamWriter(sink, { compressed: compressLevel !== null, chunkSize, integrity });
   await writer.meta({
     virtualSize: DISK, dataSize, date: "2026-01-01T00:00:00", diskName: "sda", diskFormat: "qcow2",
     checkpointName: "virtnbdbackup.0", compressed: compressLevel ?? false, compressionMethod: "lz4",
@@ -56,7 +58,7 @@ async function backup(compressLevel: number | null, incremental: boolean, reader
   const pool = new SizedPool(1024 * KiB);
   let progress = 0;
   await copyExtentsToStream({
-    reader, extents, writer, incremental, compressLevel, chunkSize, readSize: 128 * KiB, pool,
+    reader, extents, writer, incremental, compressLevel, chunkSize, readSize: 128 * KiB, pool, integrity,
     onProgress: (n) => (progress += n),
   });
   await writer.finish();
@@ -125,3 +127,16 @@ test("raw image backup: data at offsets, holes sparse, exact size", async (t) =>
   assert.deepEqual(img, expected());
   assert.equal(pool.bytesInUse, 0);
 });
+
+for (const level of [null, 2]) {
+  test(`integrity record of a pipelined backup (${level === null ? "plain" : "lz4"}) matches the stream`, async () => {
+    const integrity = new IntegrityRecorder();
+    const { bytes } = await backup(level, false, new MemoryReader(disk), integrity);
+    const record = parseIntegrity(await integrity.text(), "memory.data.integrity");
+    const writer = { write: async () => {}, zero: async () => {}, flush: async () => {} };
+    await applyStream({
+      reader: await StreamReader.open(new MemorySource(bytes)), writer, pool: new BufferPool(64 * KiB, 4), freshTarget: true,
+      integrity: new IntegrityChecker(record, "memory.data"),
+    });
+  });
+}

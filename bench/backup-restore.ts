@@ -1,0 +1,186 @@
+/**
+ * Backup and restore benchmark, side by side in one run on one throwaway TCG domain with a
+ * 4 GiB qcow2 disk holding ~2 GiB of mixed data (half random, half text, in 64 MiB regions
+ * with holes between them):
+ *
+ *   full backup:        ours | Python 1.9.15 (Debian) | upstream 2.47 (if --upstream=DIR) |
+ *                       nbdcopy reading the same pull-mode export into a file
+ *   full backup, -z:    ours | Python 1.9.15 | upstream 2.47
+ *   restore (full):     ours | Python 1.9.15 | qemu-img convert of the source image to qcow2
+ *
+ * Peak RSS is sampled from /proc every 20 ms. Results go to stdout and bench/results/.
+ *
+ *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--keep-image]
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { Connection } from "../src/libvirt/connection.js";
+import { buildBackupXml } from "../src/libvirt/backup-xml.js";
+
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+const WORK = "/var/tmp/vnb-bench";
+const IMAGE = join(WORK, "disk.qcow2");
+const RECIPE = "v1: 4GiB, 32 regions of 64MiB every 128MiB, alternating random/text";
+const DOMAIN = "vnb-bench";
+const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
+const UPSTREAM = arg("upstream");
+const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
+
+async function buildImage(): Promise<void> {
+  const stamp = join(WORK, "recipe");
+  if (existsSync(IMAGE) && existsSync(stamp) && readFileSync(stamp, "utf8") === RECIPE) return;
+  console.log("building the benchmark image (once)…");
+  const raw = join(WORK, "disk.raw");
+  const fh = await open(raw, "w");
+  await fh.truncate(4 * GiB);
+  const region = Buffer.allocUnsafe(64 * MiB);
+  const line = Buffer.from("2026-11-26 backup bench: the quick brown fox jumps over the lazy dog 0123456789\n");
+  for (let i = 0; i < 32; i++) {
+    if (i % 2 === 0) randomFillSync(region);
+    else for (let at = 0; at < region.length; at += line.length) line.copy(region, at, 0, Math.min(line.length, region.length - at));
+    await fh.write(region, 0, region.length, i * 128 * MiB);
+  }
+  await fh.close();
+  execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, IMAGE]);
+  rmSync(raw);
+  writeFileSync(stamp, RECIPE);
+}
+
+interface Run {
+  seconds: number;
+  peakRssMiB: number;
+  code: number;
+}
+
+/** Runs a command, sampling its VmRSS; throws when it fails. */
+function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let peak = 0;
+    const timer = setInterval(() => {
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      } catch {
+        /* exited */
+      }
+    }, 20);
+    child.on("exit", (code) => {
+      clearInterval(timer);
+      const r = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1 };
+      if (r.code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${stderr}`));
+      else resolve(r);
+    });
+  });
+}
+
+const ours = (tool: string) => ["node", [join(process.cwd(), "bin", `${tool}.js`)]] as const;
+
+function upstreamCmd(tool: string): [string, string[], NodeJS.ProcessEnv] | null {
+  if (!UPSTREAM) return null;
+  return ["/usr/bin/python3", [join(UPSTREAM, tool)], { ...PY_ENV, PYTHONPATH: UPSTREAM }];
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK, { recursive: true });
+  execFileSync("chmod", ["0755", WORK]);
+  await buildImage();
+  execFileSync("chmod", ["0644", IMAGE]);
+  const conn = await Connection.open("qemu:///system");
+  const xml = `<domain type='qemu'><name>${DOMAIN}</name><memory unit='MiB'>64</memory>
+    <os><type arch='x86_64' machine='pc'>hvm</type></os>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${IMAGE}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
+  try {
+    const old = await conn.lookupDomain(DOMAIN);
+    if (await old.isActive()) await old.destroy();
+    await old.undefine(16 /* checkpoints metadata */);
+  } catch {
+    /* not there */
+  }
+  const dom = await conn.defineXML(xml);
+  const results: Record<string, Run & { dataMiB: number }> = {};
+  const out = (name: string) => {
+    const d = join(WORK, `out-${name}`);
+    rmSync(d, { recursive: true, force: true });
+    return d;
+  };
+  const record = (name: string, r: Run, dataMiB: number) => {
+    results[name] = { ...r, dataMiB };
+    console.log(`${name.padEnd(34)} ${r.seconds.toFixed(2).padStart(7)} s  ${(dataMiB / r.seconds).toFixed(0).padStart(6)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+  };
+  const DATA = 2048;
+  try {
+    await dom.create();
+    // Full backups.
+    const [node, oursBackup] = ours("virtnbdbackup");
+    record("full: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n"]), DATA);
+    record("full: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-o", out("py"), "-n"], { env: PY_ENV }), DATA);
+    const up = upstreamCmd("virtnbdbackup");
+    if (up) record("full: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-o", out("up"), "-n"], { env: up[2] }), DATA);
+    // nbdcopy from the same kind of pull-mode export, into a file.
+    const socket = `/var/tmp/vnb-bench-nbdcopy.${process.pid}.sock`;
+    rmSync(socket, { force: true });
+    await dom.backupBegin(buildBackupXml({ server: { transport: "unix", socket }, disks: [{ name: "sda", scratchFile: join(WORK, "scratch.sda") }] }), null);
+    try {
+      const target = join(WORK, "nbdcopy.raw");
+      rmSync(target, { force: true });
+      record("full: nbdcopy → file", await measure("nbdcopy", [`nbd+unix:///sda?socket=${socket}`, target]), DATA);
+      rmSync(target, { force: true });
+    } finally {
+      await dom.abortJob();
+    }
+    // Compressed.
+    record("full -z: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-z", "-o", out("ours-z"), "-n"]), DATA);
+    record("full -z: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-z", "-o", out("py-z"), "-n"], { env: PY_ENV }), DATA);
+    if (up) record("full -z: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-z", "-o", out("up-z"), "-n"], { env: up[2] }), DATA);
+    await dom.destroy();
+
+    // Restore of the same full backup (ours) with each tool, and qemu-img convert.
+    const [, oursRestore] = ours("virtnbdrestore");
+    record("restore: ours", await measure(node, [...oursRestore, "-i", join(WORK, "out-ours"), "-o", out("r-ours"), "-n"]), DATA);
+    record("restore: python 1.9.15", await measure("/usr/bin/virtnbdrestore", ["-i", join(WORK, "out-ours"), "-o", out("r-py"), "-n"], { env: PY_ENV }), DATA);
+    const converted = join(out("r-convert"));
+    mkdirSync(converted, { recursive: true });
+    record("restore: qemu-img convert", await measure("qemu-img", ["convert", "-f", "qcow2", "-O", "qcow2", IMAGE, join(converted, "disk.qcow2")]), DATA);
+    execFileSync("qemu-img", ["compare", "-q", IMAGE, join(WORK, "out-r-ours", "disk.qcow2")]);
+
+    const r = (a: string, b: string) => (results[b]!.seconds / results[a]!.seconds).toFixed(2);
+    console.log("\nratios (>1 means ours is faster):");
+    console.log(`  full vs python 1.9.15:        ${r("full: ours", "full: python 1.9.15")}×`);
+    if (up) console.log(`  full vs upstream 2.47:        ${r("full: ours", "full: upstream 2.47")}×`);
+    console.log(`  full vs nbdcopy (time ratio): ${r("full: ours", "full: nbdcopy → file")}×`);
+    console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
+    if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
+    console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}×`);
+    console.log(`  restore vs qemu-img convert:  ${r("restore: ours", "restore: qemu-img convert")}×`);
+    const sizes = Object.fromEntries(["ours", "py", "ours-z", "py-z"].map((n) => [n, statSize(join(WORK, `out-${n}`, "sda.full.data"))]));
+    console.log(`  full backup file sizes (MiB): ${JSON.stringify(sizes)}`);
+    mkdirSync("bench/results", { recursive: true });
+    writeFileSync("bench/results/backup-restore.json", JSON.stringify({ date: new Date().toISOString(), results, sizes }, null, 2));
+  } finally {
+    if (await dom.isActive()) await dom.destroy().catch(() => undefined);
+    await dom.undefine(16).catch(() => undefined);
+    await conn.close();
+    for (const n of ["ours", "py", "up", "ours-z", "py-z", "up-z", "r-ours", "r-py", "r-convert"]) rmSync(join(WORK, `out-${n}`), { recursive: true, force: true });
+    if (!process.argv.includes("--keep-image")) {
+      /* the image is kept for the next run unless asked otherwise; it is 2 GiB */
+    }
+  }
+}
+
+function statSize(p: string): number {
+  try {
+    return Math.round(statSync(p).size / MiB);
+  } catch {
+    return -1;
+  }
+}
+
+await main();
