@@ -40,12 +40,33 @@ async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<C
   return out;
 }
 
-async function openLibvirt(args: RestoreArgs, log: Logger): Promise<Connection | null> {
+/** libvirt is needed for `-D` only; without it a local restore goes on (as the original). */
+async function openLibvirt(args: RestoreArgs, define: boolean, log: Logger): Promise<Connection | null> {
   try {
     return await Connection.open(args.uri, args.user && args.password ? { user: args.user, password: args.password } : {});
   } catch (e) {
-    (args.define ? log.error.bind(log) : log.warning.bind(log))(`Failed to connect libvirt: [${(e as Error).message}]`);
+    if (define) log.error(`Unable to connect libvirt: [${(e as Error).message}]: cannot define VM`);
+    else log.warning(`Unable to connect libvirt: [${(e as Error).message}]`);
     return null;
+  }
+}
+
+/** Lets libvirt see the new images when the output directory is a storage pool's target. */
+async function refreshPool(libvirt: Connection, dir: string, log: Logger): Promise<void> {
+  let pool;
+  try {
+    pool = await libvirt.storagePoolByTargetPath(dir);
+  } catch {
+    log.warning(`Restore path [${dir}] seems not to be an libvirt managed pool, skipping refresh.`);
+    return;
+  }
+  try {
+    await pool.refresh();
+    log.info(`Refreshed contents of libvirt pool [${pool.name}]`);
+  } catch (e) {
+    log.warning(`Failed to refresh libvirt pool [${pool.name}]: [${(e as Error).message}]`);
+  } finally {
+    pool.free();
   }
 }
 
@@ -63,10 +84,8 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
   logging.setConsole(progress);
   let libvirt: Connection | null = null;
   try {
-    if (define) {
-      libvirt = await openLibvirt(args, log);
-      if (!libvirt) return 1;
-    }
+    libvirt = await openLibvirt(args, define, log);
+    if (!libvirt && define) return 1;
     await host.mkdir(args.output);
     const configFile = chooseVmConfig(listing, args.until);
     if (!configFile) {
@@ -74,7 +93,11 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
       return 1;
     }
     const ctx: RestoreContext = { args, set, listing, host, log, stdout, progress };
-    if (sequence) return await restoreSequence(ctx, sequence);
+    if (sequence) {
+      const code = await restoreSequence(ctx, sequence);
+      if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
+      return code;
+    }
 
     const originalXml = await set.readFile(configFile.name);
     const domain = DomainXml.parse(originalXml.toString("utf8"));
@@ -124,12 +147,17 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
       log.info(`Adjusted config placed in: [${configOut}]`);
       if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
     }
+    if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
     if (define && libvirt) {
       const defined = await libvirt.defineXML(domain.toString());
-      log.info(`Defined VM [${domain.name}]`);
-      if (listing.some((f) => f.name.startsWith("autostart."))) {
-        await defined.setAutostart(true);
-        log.info("Autostart enabled for restored VM.");
+      try {
+        log.info(`Defined VM [${domain.name}]`);
+        if (listing.some((f) => f.name.startsWith("autostart."))) {
+          await defined.setAutostart(true);
+          log.info("Autostart enabled for restored VM.");
+        }
+      } finally {
+        defined.free();
       }
     }
     return logging.counts.errors > 0 ? 1 : 0;
@@ -185,6 +213,8 @@ async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[
       log: ctx.log,
       stdout: ctx.stdout,
       onProgress: (n) => bar.increment(n),
+      // Local: qemu-img convert from our chain server; remote, or when asked: NBD writes.
+      engine: ctx.host.remote || process.env["VIRTNBD_RESTORE_ENGINE"] === "nbd-writes" ? "nbd-writes" : "convert",
     });
   } finally {
     bar.done();

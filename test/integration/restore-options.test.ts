@@ -1,0 +1,148 @@
+/**
+ * virtnbdrestore options on a set made by our virtnbdbackup from a real UEFI domain (OVMF loader +
+ * nvram, two qcow2 disks and a raw disk; libvirtd, qemu-nbd, qemu-img): `-c -D -N -C` defines a
+ * domain that starts, the nvram file comes back to its path, `-d` one disk, `--raw`, `-A`,
+ * `--compress`, and restoring without a reachable libvirtd. Images are compared bit-exact with the
+ * true disk content read through NBD at backup time.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, copyFile, mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Connection } from "../../src/libvirt/connection.js";
+import * as C from "../../src/libvirt/constants.js";
+import { DomainXml } from "../../src/libvirt/domain-xml.js";
+import { testDomain, MiB } from "../helpers/domains.js";
+import { assertOk, captureTruth, fileHash, imageHash, imageInfo, logLines, ourBackup, ourRestore, sh } from "../helpers/our-tool.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -A, --compress, no libvirtd", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }, { size: 16 * MiB }, { format: "raw", size: 8 * MiB }] });
+  // UEFI: a read-only pflash loader and an nvram file (both get saved with every backup).
+  const loader = join(d.dir, "OVMF_CODE_4M.fd");
+  const nvram = join(d.dir, `${d.name}_VARS.fd`);
+  await copyFile(OVMF_CODE, loader);
+  await copyFile(OVMF_VARS, nvram);
+  const inactive = await d.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
+  (
+    await d.connection.defineXML(
+      inactive
+        .replace(/(<type [^>]*>hvm<\/type>)/, `$1\n    <loader readonly='yes' type='pflash'>${loader}</loader>\n    <nvram>${nvram}</nvram>`)
+        .replace("</os>", "</os>\n  <features><acpi/></features>"),
+    )
+  ).free();
+  await d.start();
+
+  const work = await tempDir(t, "vnbt-ropt-");
+  await chmod(work, 0o755); // qemu (libvirt-qemu) opens the restored images when the copy starts
+  const set = join(work, "set");
+  assertOk(await ourBackup(["-d", d.name, "-l", "full", "--raw", "-o", set, "-n"]), "full --raw");
+  await d.writeRandom("sda", 6 * MiB, MiB, 601);
+  await d.writePattern("sdb", 2 * MiB, 256 * 1024, 0x66);
+  assertOk(await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n"]), "inc");
+  const truth = await captureTruth(d);
+  const names = await readdir(set);
+  assert.ok(names.includes("OVMF_CODE_4M.fd.virtnbdbackup.0") && names.includes(`${d.name}_VARS.fd.virtnbdbackup.1`), names.join(" "));
+  const savedNvram = await fileHash(join(set, `${d.name}_VARS.fd.virtnbdbackup.1`));
+
+  // The original is gone from this host (its nvram file too); -c -D brings a copy back.
+  await d.destroy();
+  await rm(nvram);
+  const restoredName = `${d.name}-restored`;
+  t.after(async () => {
+    const conn = await Connection.open("qemu:///system");
+    try {
+      const dom = await conn.lookupDomain(restoredName).catch(() => null);
+      if (dom) {
+        if (await dom.isActive()) await dom.destroy();
+        await dom.undefine(C.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
+        dom.free();
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+  const out = join(work, "defined");
+  const r = assertOk(await ourRestore(["-i", set, "-o", out, "-n", "-c", "-D", "-N", restoredName, "-C", "restored.xml"]), "-c -D");
+  assert.ok(logLines(r, "WARNING").every((l) => !/nvram/i.test(l)), r.stderr);
+  assert.equal(await fileHash(nvram), savedNvram, "nvram restored to its path from the newest copy");
+  assert.match(r.stderr, /already exists, skipping/, "the loader is still there: left alone");
+  assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), truth["sda"]);
+  assert.equal(await imageHash(join(out, "sdb.qcow2"), "qcow2"), truth["sdb"]);
+  assert.ok(!(await readdir(out)).includes("sdc.raw"), "raw disk not restored without --raw");
+  const config = DomainXml.parse(await readFile(join(out, "restored.xml"), "utf8"));
+  assert.equal(config.name, restoredName);
+  assert.equal(config.uuid, null);
+  assert.deepEqual(
+    config.disks().map((x) => [x.target, x.sourcePath]),
+    [
+      ["sda", join(out, "sda.qcow2")],
+      ["sdb", join(out, "sdb.qcow2")],
+    ],
+  );
+  const conn = await Connection.open("qemu:///system");
+  try {
+    const dom = await conn.lookupDomain(restoredName);
+    await dom.create();
+    assert.equal(await dom.isActive(), true, "the defined domain starts");
+    await dom.destroy();
+    dom.free();
+  } finally {
+    await conn.close();
+  }
+
+  // -d: one disk only.
+  const one = join(work, "one");
+  assertOk(await ourRestore(["-i", set, "-o", one, "-n", "-d", "sdb"]), "-d sdb");
+  assert.deepEqual((await readdir(one)).filter((n) => !n.endsWith(".xml")), ["sdb.qcow2"]);
+  assert.equal(await imageHash(join(one, "sdb.qcow2"), "qcow2"), truth["sdb"]);
+
+  // --raw: the raw disk's image copied back, and kept in the adjusted config.
+  const raw = join(work, "raw");
+  assertOk(await ourRestore(["-i", set, "-o", raw, "-n", "--raw", "-c"]), "--raw -c");
+  assert.equal(await fileHash(join(raw, "sdc.raw")), truth["sdc"]);
+  assert.equal(await imageHash(join(raw, "sda.qcow2"), "qcow2"), truth["sda"]);
+  const rawConfig = DomainXml.parse(await readFile(join(raw, "vmconfig.xml"), "utf8"));
+  assert.equal(rawConfig.disk("sdc")?.sourcePath, join(raw, "sdc.raw"));
+  assert.equal(rawConfig.name, `restore_${d.name}`);
+
+  // -A: fully preallocated image.
+  const pre = join(work, "prealloc");
+  assertOk(await ourRestore(["-i", set, "-o", pre, "-n", "-d", "sda", "-A"]), "-A");
+  assert.equal(await imageHash(join(pre, "sda.qcow2"), "qcow2"), truth["sda"]);
+  const actual = Number((await imageInfo(join(pre, "sda.qcow2")))["actual-size"]);
+  assert.ok(actual >= 32 * MiB, `preallocated: actual size ${actual}`);
+
+  // --compress: written through qemu's compress driver.
+  const comp = join(work, "compress");
+  assertOk(await ourRestore(["-i", set, "-o", comp, "-n", "-d", "sda", "--compress"]), "--compress");
+  assert.equal(await imageHash(join(comp, "sda.qcow2"), "qcow2"), truth["sda"]);
+  const check = await sh("qemu-img", ["check", join(comp, "sda.qcow2")]);
+  const pct = Number(/([\d.]+)% compressed clusters/.exec(check)?.[1]);
+  assert.ok(pct > 0, `compressed clusters: ${check}`);
+
+  // No libvirtd reachable: a plain restore does not need it; -D does, and says so.
+  const bad = "qemu:///system?socket=/nonexistent/libvirt-sock";
+  const nolv = join(work, "no-libvirt");
+  const noLibvirt = assertOk(await ourRestore(["-i", set, "-o", nolv, "-n", "-d", "sda", "-U", bad]), "restore without libvirtd");
+  assert.ok(logLines(noLibvirt, "WARNING").some((l) => l.includes("Unable to connect libvirt: [")), noLibvirt.stderr);
+  assert.equal(await imageHash(join(nolv, "sda.qcow2"), "qcow2"), truth["sda"]);
+  const nolvD = join(work, "no-libvirt-D");
+  const failed = await ourRestore(["-i", set, "-o", nolvD, "-n", "-d", "sda", "-U", bad, "-D"]);
+  assert.equal(failed.exitCode, 1, failed.all);
+  assert.ok(logLines(failed, "ERROR").some((l) => /Unable to connect libvirt: \[.*\]: cannot define VM$/.test(l)), failed.stderr);
+  assert.ok(!(await readdir(nolvD).catch(() => [] as string[])).some((n) => n.includes("qcow2")), "nothing restored");
+
+  // Into a storage pool's directory: the pool is refreshed, so libvirt lists the new image.
+  const poolDir = join(work, "pool");
+  await mkdir(poolDir);
+  const pool = `${d.name}-pool`;
+  await sh("virsh", ["-c", "qemu:///system", "pool-create-as", pool, "dir", "--target", poolDir]);
+  t.after(() => sh("virsh", ["-c", "qemu:///system", "pool-destroy", pool]).catch(() => undefined));
+  const refreshed = assertOk(await ourRestore(["-i", set, "-o", poolDir, "-n", "-d", "sda"]), "restore into a pool");
+  assert.match(refreshed.stderr, new RegExp(`Refreshed contents of libvirt pool \\[${pool}\\]`));
+  assert.match(await sh("virsh", ["-c", "qemu:///system", "vol-list", pool]), /sda\.qcow2/);
+});
