@@ -139,6 +139,13 @@ async function indexFile(builder: ChainIndexBuilder, fileNo: number, reader: Str
   return frames;
 }
 
+/** Merges already opened streams, in chain order, into one index (file numbers = positions). */
+export async function indexReaders(readers: StreamReader[]): Promise<ChainIndex> {
+  const builder = new ChainIndexBuilder();
+  for (let i = 0; i < readers.length; i++) await indexFile(builder, i, readers[i]!);
+  return builder.finish();
+}
+
 /** Opens, checks and indexes the files; on failure everything opened is closed again. */
 export async function loadChain(items: string[], opts: LoadOptions = {}): Promise<MappedChain> {
   const opened: ResolvedFile[] = [];

@@ -17,6 +17,7 @@ import { pyPrettyDict } from "../util/python-repr.js";
 import { Adler32 } from "../format/checksum.js";
 import { readExactly } from "../format/source.js";
 import { NbdBlockWriter } from "./nbd-writer.js";
+import { convertChain } from "./convert.js";
 import { loadIntegrity } from "../backupset/integrity.js";
 
 export class RestoreError extends Error {}
@@ -42,6 +43,8 @@ export interface DiskRestoreJob {
   log: RestoreLog;
   stdout: { write(s: string): unknown };
   onProgress?: (bytes: number) => void;
+  /** How the image is filled: qemu-img convert from our server (local), or NBD writes through qemu-nbd. */
+  engine: "convert" | "nbd-writes";
 }
 
 async function storedChecksum(set: BackupSetSource, name: string): Promise<number | null> {
@@ -81,6 +84,44 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
   log.info(`Create virtual disk [${partial}] format: [${last.diskFormat}] size: [${last.virtualSize}]`);
   await createImage(host, partial, { format: last.diskFormat, size: last.virtualSize, preallocate: job.preallocate, settings: job.settings });
 
+  try {
+    if (job.engine === "convert") await convertLocally(job, partial);
+    else await writeThroughQemuNbd(job, partial);
+    await host.moveNoReplace(partial, job.target);
+  } catch (e) {
+    await host.remove(partial).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Local restore: qemu-img convert from our chain server (restore/convert.ts). */
+async function convertLocally(job: DiskRestoreJob, partial: string): Promise<void> {
+  const { log, set } = job;
+  for (const file of job.chain) {
+    const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
+    if (file.meta.dataSize === 0) {
+      log.info(`File [${shown}] contains no dirty blocks, skipping.`);
+      continue;
+    }
+    log.info(`Applying data from backup file [${shown}] to target file [${job.target}].`);
+    const source = await set.open(file.name);
+    try {
+      job.stdout.write(pyPrettyDict((await StreamReader.open(source, { trailer: false })).rawMeta) + "\n");
+    } finally {
+      await source.close();
+    }
+  }
+  await convertChain({ disk: job.disk, chain: job.chain, set, image: partial, compress: job.compress, onProgress: job.onProgress, log: (m) => log.debug(m) });
+  for (const file of job.chain) {
+    if (file.meta.dataSize > 0) log.info(`End of stream, [${humanize(file.meta.dataSize)}] of data processed`);
+  }
+  const last = job.chain.at(-1)!;
+  if (job.until && last.meta.checkpointName === job.until) log.info(`Reached checkpoint [${job.until}], stopping`);
+}
+
+/** Remote restore (and the original's way): our NBD client writes each file through qemu-nbd. */
+async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promise<void> {
+  const { host, log } = job;
   let server: QemuNbdServer | null = null;
   let client: NbdClient | null = null;
   try {
@@ -107,12 +148,10 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
     client = null;
     await server.stop();
     server = null;
-    await host.moveNoReplace(partial, job.target);
   } catch (e) {
     client?.close();
     server?.kill();
     await server?.stop().catch(() => undefined);
-    await host.remove(partial).catch(() => undefined);
     throw e;
   }
 }
