@@ -104,6 +104,9 @@ async function main(): Promise<void> {
   } catch {
     /* not there */
   }
+  // Bitmaps left in the image by earlier runs would collide with the new checkpoints.
+  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", IMAGE], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
+  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", IMAGE, b.name]);
   const dom = await conn.defineXML(xml);
   const results: Record<string, Run & { dataMiB: number }> = {};
   const out = (name: string) => {
@@ -166,6 +169,7 @@ async function main(): Promise<void> {
     writeFileSync("bench/results/backup-restore.json", JSON.stringify({ date: new Date().toISOString(), results, sizes }, null, 2));
   } finally {
     if (await dom.isActive()) await dom.destroy().catch(() => undefined);
+    for (const cp of await dom.listAllCheckpoints().catch(() => [])) await cp.delete(2 /* metadata only */).catch(() => undefined);
     await dom.undefine(16).catch(() => undefined);
     await conn.close();
     for (const n of ["ours", "py", "up", "ours-z", "py-z", "up-z", "r-ours", "r-py", "r-convert"]) rmSync(join(WORK, `out-${n}`), { recursive: true, force: true });

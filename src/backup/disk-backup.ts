@@ -108,7 +108,6 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     const connectOptions = {
       exportName: disk.target,
       metaContexts: backupMetaContexts(extentOptions),
-      connections: 4,
       log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
     };
     // Offline: fails at once with qemu-nbd's message when it cannot serve (e.g. missing bitmap).

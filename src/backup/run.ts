@@ -41,7 +41,7 @@ import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
 
 /** Memory for reads in flight, shared by all disks (the RSS budget of a run). */
-const READ_BUDGET = 64 << 20;
+const READ_BUDGET = 32 << 20;
 
 export interface BackupIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
