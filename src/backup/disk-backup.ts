@@ -132,11 +132,14 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
 
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
     const reader = new NbdReader(client);
+    const started = performance.now();
     if (o.raw) {
       await writeRawImage(o, name, reader, extents, client.size);
     } else {
       await writeStream(o, name, reader, extents, client);
     }
+    const seconds = (performance.now() - started) / 1000;
+    log.debug(`Transferred ${humanize(extents.dataBytes)} in ${seconds.toFixed(2)} s (${humanize(extents.dataBytes / Math.max(seconds, 1e-3))}/s)`);
     await client.disconnect();
     client = null;
     if (server) await server.stop();
