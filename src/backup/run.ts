@@ -22,6 +22,7 @@ import { dirtyBitmapContext } from "../nbd/index.js";
 import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
 import { ZipTarget } from "../storage/zip-target.js";
+import { oneLine } from "../util/one-line.js";
 import { SizedPool } from "../util/sized-pool.js";
 import {
   checkpointSize,
@@ -422,7 +423,7 @@ async function runConnected(r: RunContext): Promise<number> {
           if (r.noprogress) dlog.info(`Backup of disk [${d.target}] finished, file: [${join(r.outDir, result.file)}]`);
         } catch (e) {
           diskFailures++;
-          dlog.error(`Disk backup failed: [${(e as Error).message}]`);
+          dlog.error(`Disk backup failed: [${oneLine((e as Error).message)}]`);
         } finally {
           (bar as DiskProgress | null)?.done();
         }

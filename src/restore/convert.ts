@@ -43,6 +43,8 @@ async function checkFile(set: BackupSetSource, name: string): Promise<void> {
   const structure = checkStream(set, name, pool).catch((e: Error) => {
     throw new ConvertError(`Stream check of [${name}] failed: ${e.message}`);
   });
+  // Awaited below, unless the checksum fails first: it must not become an unhandled rejection.
+  structure.catch(() => undefined);
   if (!listed.has(`${name}.chksum`)) return void (await structure);
   const stored = (await set.readFile(`${name}.chksum`)).toString("latin1").trim();
   const source = await set.open(name);
@@ -93,7 +95,9 @@ export async function convertChain(job: ConvertJob): Promise<void> {
     checks.catch(() => convert.kill("SIGTERM"));
     const [result] = await Promise.all([convert, checks]);
     if (result.exitCode !== 0) {
-      throw new ConvertError(`qemu-img convert into [${job.image}] failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`);
+      // qemu-img may report one failure per worker: one line for the user.
+      const lines = [...new Set(String(result.stderr).split(/\r?\n/).map((l) => l.trim()).filter(Boolean))];
+      throw new ConvertError(`qemu-img convert into [${job.image}] failed: ${lines.join("; ") || `exit ${result.exitCode}`}`);
     }
   } finally {
     await server?.close();

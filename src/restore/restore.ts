@@ -23,6 +23,7 @@ import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError } from "./disk.js";
 import { writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
+import { oneLine } from "../util/one-line.js";
 
 type Out = { write(s: string): unknown };
 
@@ -162,8 +163,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
     }
     return logging.counts.errors > 0 ? 1 : 0;
   } catch (e) {
-    if (e instanceof ChainError || e instanceof RestoreError) log.error(`Disk restore failed: [${e.message}]`);
-    else log.error(`Disk restore failed: [${(e as Error).message}]`);
+    log.error(`Disk restore failed: [${oneLine((e as Error).message)}]`);
     return 1;
   } finally {
     progress.stop();
