@@ -13,8 +13,18 @@ import { assertOk, captureTruth, imageHash, ourBackup, ourRestore } from "../hel
 import { tempDir } from "../helpers/tmp.js";
 
 /** Restores `input` into a new directory and checks every disk against `truth`. */
-async function restoreAndCompare(input: string, out: string, extra: string[], truth: Record<string, string>, label: string): Promise<void> {
-  const r = assertOk(await ourRestore(["-i", input, "-o", out, "-n", ...extra]), `restore ${label}`);
+/** The NBD-writes engine (qemu-nbd; used for remote restores) instead of the local qemu-img convert. */
+const NBD_WRITES = { env: { ...process.env, VIRTNBD_RESTORE_ENGINE: "nbd-writes" } };
+
+async function restoreAndCompare(
+  input: string,
+  out: string,
+  extra: string[],
+  truth: Record<string, string>,
+  label: string,
+  o: { env?: NodeJS.ProcessEnv } = {},
+): Promise<void> {
+  const r = assertOk(await ourRestore(["-i", input, "-o", out, "-n", ...extra], o), `restore ${label}`);
   assert.doesNotMatch(r.stderr, /ERROR/, r.stderr);
   const names = await readdir(out);
   assert.ok(!names.some((n) => n.endsWith(".partial")), `${label}: no partial image left: ${names.join(" ")}`);
@@ -55,6 +65,8 @@ test("our 2-disk chain: full → inc → inc → diff → offline inc, restored 
     await restoreAndCompare(set, join(work, `until${i}`), ["--until", `virtnbdbackup.${i}`], truths[i]!, `--until virtnbdbackup.${i}`);
   }
   await restoreAndCompare(set, join(work, "all"), [], offlineTruth, "whole set (offline inc last)");
+  await restoreAndCompare(set, join(work, "all-nbd"), [], offlineTruth, "whole set, NBD-writes engine", NBD_WRITES);
+  await restoreAndCompare(set, join(work, "until1-nbd"), ["--until", "virtnbdbackup.1"], truths[1]!, "--until 1, NBD-writes engine", NBD_WRITES);
   // The diff alone on top of its parent.
   const diff = (await readdir(set)).filter((n) => /^sda\.diff\.\d+\.data$/.test(n));
   assert.equal(diff.length, 1);
@@ -83,6 +95,7 @@ test("our lz4 chains in a directory and as zip archives (a directory of zips, an
   await restoreAndCompare(set, join(work, "lz4-0"), ["--until", "virtnbdbackup.0"], truths[0]!, "lz4 --until 0");
   await restoreAndCompare(set, join(work, "lz4-1"), ["--until", "virtnbdbackup.1"], truths[1]!, "lz4 --until 1");
   await restoreAndCompare(set, join(work, "lz4-all"), [], truths[2]!, "lz4 whole set");
+  await restoreAndCompare(set, join(work, "lz4-all-nbd"), [], truths[2]!, "lz4 whole set, NBD-writes engine", NBD_WRITES);
 
   // Zip archives on stdout: full (plain) → inc -z → diff, one archive per run.
   const zips = join(work, "zips");
@@ -98,5 +111,6 @@ test("our lz4 chains in a directory and as zip archives (a directory of zips, an
   await restoreAndCompare(zips, join(work, "zip-0"), ["--until", "virtnbdbackup.0"], zipTruths[0]!, "zips --until 0");
   await restoreAndCompare(zips, join(work, "zip-1"), ["--until", "virtnbdbackup.1"], zipTruths[1]!, "zips --until 1");
   await restoreAndCompare(zips, join(work, "zip-all"), [], zipTruths[2]!, "zips whole chain");
+  await restoreAndCompare(zips, join(work, "zip-all-nbd"), [], zipTruths[2]!, "zips whole chain, NBD-writes engine", NBD_WRITES);
   await restoreAndCompare(join(zips, "0-full.zip"), join(work, "zip-one"), [], zipTruths[0]!, "one zip file");
 });
