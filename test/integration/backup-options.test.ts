@@ -179,3 +179,22 @@ test("zip archive on stdout: full -z into a file, inc through a pipe; unzipped a
   assert.ok(left.includes(`${d.name}.cpt`) && left.includes("checkpoints"), left.join(" "));
   assert.ok(!left.some((n) => n.endsWith(".data")), "no data files outside the archive");
 });
+
+test("-S: a shut-off domain is started paused for an online full and stopped again; an offline inc follows", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 16 * MiB }] });
+  const work = await tempDir(t, "vnbt-startdom-");
+  const set = join(work, "set");
+  const full = assertOk(await ourBackup(["-d", d.name, "-l", "full", "-S", "-o", set, "-n"]), "-S full");
+  assert.match(full.stderr, /INFO .*Starting domain in paused state/);
+  assert.doesNotMatch(full.stderr, /Domain is offline/);
+  assert.equal(await d.isRunning(), false, "the temporarily started domain is gone again");
+  assert.deepEqual(JSON.parse(await readFile(join(set, `${d.name}.cpt`), "utf8")), ["virtnbdbackup.0"], "an online full: checkpoint created");
+  const truth0 = await captureTruth(d);
+  await d.writeRandom("sda", 5 * MiB, MiB, 95);
+  assertOk(await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n"]), "offline inc after -S");
+  const truth1 = await captureTruth(d);
+  const inc = (await dataFiles(set)).find((n) => n.startsWith("sda.inc."));
+  assert.ok(inc, "offline inc file");
+  assert.equal(await pythonSequenceHash(set, join(work, "py0"), ["sda.full.data"]), truth0["sda"]);
+  assert.equal(await pythonSequenceHash(set, join(work, "py1"), ["sda.full.data", inc]), truth1["sda"]);
+});
