@@ -11,7 +11,8 @@ import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as C from "../../src/libvirt/constants.js";
 import { testDomain, MiB } from "../helpers/domains.js";
-import { assertOk, captureTruth, fileHash, imageHash, logLines, ourBackup, sh, type ToolResult } from "../helpers/our-tool.js";
+import { DomainXml } from "../../src/libvirt/domain-xml.js";
+import { assertOk, captureTruth, fileHash, imageHash, logLines, ourBackup, ourRestore, sh, type ToolResult } from "../helpers/our-tool.js";
 import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -46,6 +47,12 @@ test("disk selection: -x, -i, raw disks with and without --raw, -t raw, --strict
   assert.match(x.stderr, /\[\d+\] Warnings detected during backup operation, forcing exit code 2/);
   assert.deepEqual(await dataFiles(join(work, "x")), ["sdb.copy.data"]);
   assert.equal(await pythonSequenceHash(join(work, "x"), join(work, "x-py"), ["sdb.copy.data"]), truth["sdb"]);
+  // Our restore -c of that set: the excluded disk is dropped from the config (and the raw one).
+  const xr = assertOk(await ourRestore(["-i", join(work, "x"), "-o", join(work, "x-ours"), "-n", "-c"]), "restore -c of the -x set");
+  assert.match(xr.stderr, /WARNING .*No backup file for disk \[sda\] found, assuming it has been excluded\./);
+  const xconf = DomainXml.parse(await readFile(join(work, "x-ours", "vmconfig.xml"), "utf8"));
+  assert.deepEqual(xconf.disks().map((x) => x.target), ["sdb"]);
+  assert.equal(await imageHash(join(work, "x-ours", "sdb.qcow2"), "qcow2"), truth["sdb"]);
 
   // -i: one disk.
   const i = assertOk(await run("i", ["-l", "copy", "-i", "sda"]), "-i sda");

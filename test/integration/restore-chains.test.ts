@@ -46,6 +46,12 @@ test("our 2-disk chain: full → inc → inc → diff → offline inc, restored 
   const set = join(work, "set");
   const backup = async (level: string) => assertOk(await ourBackup(["-d", d.name, "-l", level, "-o", set, "-n"]), level);
   const truths: Record<string, string>[] = [];
+  // A copy of both disks as a zip archive on stdout (one worker, entries one after another).
+  const cwd = join(work, "cwd");
+  await mkdir(cwd);
+  assertOk(await ourBackup(["-d", d.name, "-l", "copy", "-o", "-", "-n"], { cwd, stdoutFile: join(work, "copy.zip") }), "copy to zip");
+  await restoreAndCompare(join(work, "copy.zip"), join(work, "copy"), [], await captureTruth(d), "2-disk copy from a zip");
+  await change(d, 9);
   await backup("full");
   truths.push(await captureTruth(d));
   for (let i = 1; i <= 2; i++) {

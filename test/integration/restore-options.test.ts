@@ -20,7 +20,7 @@ const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -A, --compress, no libvirtd", async (t) => {
-  const d = await testDomain(t, { disks: [{ size: 32 * MiB }, { size: 16 * MiB }, { format: "raw", size: 8 * MiB }] });
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }, { size: 16 * MiB }, { format: "raw", size: 8 * MiB }], cdrom: true });
   // UEFI: a read-only pflash loader and an nvram file (both get saved with every backup).
   const loader = join(d.dir, "OVMF_CODE_4M.fd");
   const nvram = join(d.dir, `${d.name}_VARS.fd`);
@@ -39,7 +39,8 @@ test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -
   const work = await tempDir(t, "vnbt-ropt-");
   await chmod(work, 0o755); // qemu (libvirt-qemu) opens the restored images when the copy starts
   const set = join(work, "set");
-  assertOk(await ourBackup(["-d", d.name, "-l", "full", "--raw", "-o", set, "-n"]), "full --raw");
+  const full = assertOk(await ourBackup(["-d", d.name, "-l", "full", "--raw", "-o", set, "-n"]), "full --raw");
+  assert.match(full.stderr, /INFO .*Skipping attached \[cdrom\] device: \[sdd\]\./);
   await d.writeRandom("sda", 6 * MiB, MiB, 601);
   await d.writePattern("sdb", 2 * MiB, 256 * 1024, 0x66);
   assertOk(await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n"]), "inc");
