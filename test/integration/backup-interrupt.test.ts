@@ -9,7 +9,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { StreamReader } from "../../src/format/reader.js";
 import * as C from "../../src/libvirt/constants.js";
+import { DirectorySource } from "../../src/storage/directory-source.js";
 import { testDomain, MiB } from "../helpers/domains.js";
 import { assertOk, captureTruth, imageHash, ourBackup, startOurBackup } from "../helpers/our-tool.js";
 import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
@@ -57,11 +59,19 @@ test("SIGINT and SIGTERM mid-transfer: exit 1, no job left, .partial kept, inc r
     assert.equal((await readdir(dir)).filter((n) => n.startsWith("sda.inc")).length, 0);
   }
 
-  // The domain is fine: a new full into a fresh directory, restored by the original's tool.
+  // The domain is fine: a new full into a fresh directory, restored by the original's tool. lz4:
+  // the 256 MiB extent is read and compressed in 32 MiB pieces (chunked trailer entries).
   await d.writePattern("sda", 100 * MiB, MiB, 0x3c);
   const fresh = join(work, "fresh");
-  assertOk(await ourBackup(["-d", d.name, "-l", "full", "-o", fresh, "-n"]), "full after interrupts");
+  assertOk(await ourBackup(["-d", d.name, "-l", "full", "-z", "-o", fresh, "-n"]), "full after interrupts");
   const truth = await captureTruth(d);
+  const file = await new DirectorySource(fresh).open("sda.full.data");
+  try {
+    const trailer = (await StreamReader.open(file)).trailer ?? [];
+    assert.ok(trailer.some((e) => typeof e !== "number"), `a chunked trailer entry: ${JSON.stringify(trailer).slice(0, 200)}`);
+  } finally {
+    await file.close();
+  }
   const out = join(work, "restored");
   const py = await runPython(PY_RESTORE, ["-i", fresh, "-o", out, "-n"]);
   assert.equal(py.exitCode, 0, String(py.all));
