@@ -90,18 +90,23 @@ test("our lz4 chains in a directory and as zip archives (a directory of zips, an
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-rzip-");
 
-  // lz4 in a directory: full -z → inc -z → diff -z.
+  // lz4 in a directory: full -z → inc -z → inc -z without changes (meta + stop + "[]") → diff -z.
   const set = join(work, "lz4");
   const truths: Record<string, string>[] = [];
-  for (const level of ["full", "inc", "diff"]) {
-    if (level !== "full") await change(d, truths.length + 10);
-    assertOk(await ourBackup(["-d", d.name, "-l", level, "-z", "-o", set, "-n"]), `${level} -z`);
+  for (const [i, level] of ["full", "inc", "inc", "diff"].entries()) {
+    if (i === 1 || i === 3) await change(d, i + 10);
+    const r = assertOk(await ourBackup(["-d", d.name, "-l", level, "-z", "-o", set, "-n"]), `${level} -z`);
+    if (i === 2) assert.match(r.stderr, /No dirty blocks found/);
     truths.push(await captureTruth(d));
   }
-  await restoreAndCompare(set, join(work, "lz4-0"), ["--until", "virtnbdbackup.0"], truths[0]!, "lz4 --until 0");
-  await restoreAndCompare(set, join(work, "lz4-1"), ["--until", "virtnbdbackup.1"], truths[1]!, "lz4 --until 1");
-  await restoreAndCompare(set, join(work, "lz4-all"), [], truths[2]!, "lz4 whole set");
-  await restoreAndCompare(set, join(work, "lz4-all-nbd"), [], truths[2]!, "lz4 whole set, NBD-writes engine", NBD_WRITES);
+  for (let i = 0; i <= 2; i++) {
+    const r = await ourRestore(["-i", set, "-o", join(work, `lz4-${i}`), "-n", "--until", `virtnbdbackup.${i}`]);
+    assertOk(r, `lz4 --until ${i}`);
+    if (i === 2) assert.match(r.stderr, /File \[.*sda\.inc\.virtnbdbackup\.2\.data\] contains no dirty blocks, skipping\./);
+    assert.equal(await imageHash(join(work, `lz4-${i}`, "sda.qcow2"), "qcow2"), truths[i]!["sda"], `lz4 --until ${i}`);
+  }
+  await restoreAndCompare(set, join(work, "lz4-all"), [], truths[3]!, "lz4 whole set");
+  await restoreAndCompare(set, join(work, "lz4-all-nbd"), [], truths[3]!, "lz4 whole set, NBD-writes engine", NBD_WRITES);
 
   // Zip archives on stdout: full (plain) → inc -z → diff, one archive per run.
   const zips = join(work, "zips");
