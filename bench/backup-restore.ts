@@ -54,6 +54,8 @@ interface Run {
   seconds: number;
   peakRssMiB: number;
   code: number;
+  /** Data-phase seconds from our debug log ("Transferred … in X s"), when present. */
+  transferSeconds?: number;
 }
 
 /** Runs a command, sampling its VmRSS; throws when it fails. */
@@ -62,7 +64,13 @@ function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; c
     const t = performance.now();
     const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
     let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let transferSeconds: number | undefined;
+    child.stderr.on("data", (d: Buffer) => {
+      const text = d.toString();
+      const m = /Transferred .* in ([\d.]+) s/.exec(text);
+      if (m) transferSeconds = (transferSeconds ?? 0) + Number(m[1]);
+      stderr = (stderr + text).slice(-4000);
+    });
     let peak = 0;
     const timer = setInterval(() => {
       try {
@@ -74,7 +82,7 @@ function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; c
     }, 20);
     child.on("exit", (code) => {
       clearInterval(timer);
-      const r = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1 };
+      const r: Run = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1, transferSeconds };
       if (r.code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${stderr}`));
       else resolve(r);
     });
@@ -116,14 +124,15 @@ async function main(): Promise<void> {
   };
   const record = (name: string, r: Run, dataMiB: number) => {
     results[name] = { ...r, dataMiB };
-    console.log(`${name.padEnd(34)} ${r.seconds.toFixed(2).padStart(7)} s  ${(dataMiB / r.seconds).toFixed(0).padStart(6)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+    const phase = r.transferSeconds !== undefined ? `  (data phase ${r.transferSeconds.toFixed(2)} s, ${(dataMiB / r.transferSeconds).toFixed(0)} MiB/s)` : "";
+    console.log(`${name.padEnd(34)} ${r.seconds.toFixed(2).padStart(7)} s  ${(dataMiB / r.seconds).toFixed(0).padStart(6)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB${phase}`);
   };
   const DATA = 2048;
   try {
     await dom.create();
     // Full backups.
     const [node, oursBackup] = ours("virtnbdbackup");
-    record("full: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n"]), DATA);
+    record("full: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n", "-v"]), DATA);
     record("full: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-o", out("py"), "-n"], { env: PY_ENV }), DATA);
     const up = upstreamCmd("virtnbdbackup");
     if (up) record("full: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-o", out("up"), "-n"], { env: up[2] }), DATA);
@@ -140,7 +149,7 @@ async function main(): Promise<void> {
       await dom.abortJob();
     }
     // Compressed.
-    record("full -z: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-z", "-o", out("ours-z"), "-n"]), DATA);
+    record("full -z: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-z", "-o", out("ours-z"), "-n", "-v"]), DATA);
     record("full -z: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-z", "-o", out("py-z"), "-n"], { env: PY_ENV }), DATA);
     if (up) record("full -z: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-z", "-o", out("up-z"), "-n"], { env: up[2] }), DATA);
     await dom.destroy();
@@ -158,7 +167,7 @@ async function main(): Promise<void> {
     console.log("\nratios (>1 means ours is faster):");
     console.log(`  full vs python 1.9.15:        ${r("full: ours", "full: python 1.9.15")}×`);
     if (up) console.log(`  full vs upstream 2.47:        ${r("full: ours", "full: upstream 2.47")}×`);
-    console.log(`  full vs nbdcopy (time ratio): ${r("full: ours", "full: nbdcopy → file")}×`);
+    console.log(`  full vs nbdcopy (time ratio): ${r("full: ours", "full: nbdcopy → file")}× whole run, ${(results["full: nbdcopy → file"]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
     console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
     if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
     console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}×`);
