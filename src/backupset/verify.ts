@@ -9,6 +9,8 @@ import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
+import { buildChain, ChainError, checkChainAgainstCpt, type ChainFile } from "./chain.js";
+import { parseCpt } from "./cpt.js";
 
 export interface VerifyLog {
   info(message: string): void;
@@ -18,6 +20,8 @@ export interface VerifyLog {
 export interface VerifyOptions {
   /** `-B/--buffsize`: read size for the checksum (the result does not depend on it). */
   bufferSize: number;
+  /** Also check that each disk's files form a complete chain (not for an explicit `--sequence`). */
+  chains?: boolean;
 }
 
 function displayName(set: BackupSetSource, file: SetFile): string {
@@ -102,6 +106,50 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
       if ((await checkStream(set, file.name, pool)) === "raw") log.info(`Raw image, no stream to check: [${shown}]`);
     } catch (e) {
       log.error(`Stream check failed: ${(e as Error).message}`);
+      ok = false;
+    }
+  }
+  if (options.chains !== false && !(await verifyChains(set, files, log))) ok = false;
+  return ok;
+}
+
+/**
+ * Each disk's stream files must form one chain by their checkpoint links (no gap, duplicate or
+ * stray), and every checkpoint of the set's `.cpt` list must have its file.
+ */
+async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyLog): Promise<boolean> {
+  const byDisk = new Map<string, ChainFile[]>();
+  for (const f of files) {
+    const source = await set.open(f.name);
+    try {
+      const reader = await StreamReader.open(source, { trailer: false });
+      const list = byDisk.get(reader.meta.diskName) ?? [];
+      list.push({ name: f.name, meta: reader.meta, mtimeMs: f.mtimeMs });
+      byDisk.set(reader.meta.diskName, list);
+    } catch {
+      // unreadable or raw: reported by the file checks above
+    } finally {
+      await source.close();
+    }
+  }
+  const cpts = (await set.list()).filter((f) => !f.name.includes("/") && f.name.endsWith(".cpt"));
+  let cpt: string[] = [];
+  if (cpts.length === 1) {
+    try {
+      cpt = parseCpt((await set.readFile(cpts[0]!.name)).toString("utf8"), cpts[0]!.name);
+    } catch (e) {
+      log.error((e as Error).message);
+      return false;
+    }
+  }
+  let ok = true;
+  for (const [disk, chainFiles] of byDisk) {
+    try {
+      checkChainAgainstCpt(disk, buildChain(disk, chainFiles), cpt);
+      log.info(`Backup chain of disk [${disk}]: ${chainFiles.length} file(s), complete.`);
+    } catch (e) {
+      if (!(e instanceof ChainError)) throw e;
+      log.error(`Backup chain of disk [${disk}] is broken: ${e.message}`);
       ok = false;
     }
   }

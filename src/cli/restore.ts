@@ -70,7 +70,7 @@ async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout:
     return 0;
   }
   if (action === "verify") {
-    const ok = await verifySet(set, files, { bufferSize: args.buffsize }, log);
+    const ok = await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log);
     return ok && exitCodeFromCounts(logging.counts) === 0 ? 0 : 1;
   }
   return restoreSet(args, set, sequence, log, stdout);
