@@ -86,10 +86,17 @@ export function buildChain(disk: string, files: ChainFile[]): ChainFile[] {
   return established.flatMap((f, i) => [f, ...(leaves.get(i) ?? [])]);
 }
 
-/** Cuts the chain after the first file whose checkpointName is `until` (point-in-time restore). */
+/**
+ * Cuts the chain for a point-in-time restore: after the file that created checkpoint `until`
+ * (the full or inc). A diff carries the name of the checkpoint the *next* inc creates, and an
+ * offline inc its parent's, so they are the cut point only when no file created `until`
+ * (then the first of them, as the original). The original takes the first name match in mtime
+ * order: `full → diff → inc` with `--until virtnbdbackup.1` gives it the diff's older state.
+ */
 export function cutChain(disk: string, chain: ChainFile[], until: string | undefined): ChainFile[] {
   if (!until) return chain;
-  const at = chain.findIndex((f) => f.meta.checkpointName === until);
+  let at = chain.findIndex((f) => roleOf(f) !== "leaf" && f.meta.checkpointName === until);
+  if (at < 0) at = chain.findIndex((f) => f.meta.checkpointName === until);
   if (at < 0) throw new ChainError(`Checkpoint [${until}] not found in the backup chain of disk [${disk}].`);
   return chain.slice(0, at + 1);
 }

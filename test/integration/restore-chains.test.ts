@@ -90,11 +90,12 @@ test("our lz4 chains in a directory and as zip archives (a directory of zips, an
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-rzip-");
 
-  // lz4 in a directory: full -z → inc -z → inc -z without changes (meta + stop + "[]") → diff -z.
+  // lz4 in a directory: full -z → inc -z → inc -z without changes (meta + stop + "[]") → diff -z
+  // → inc -z. The diff carries the name of the checkpoint the last inc creates.
   const set = join(work, "lz4");
   const truths: Record<string, string>[] = [];
-  for (const [i, level] of ["full", "inc", "inc", "diff"].entries()) {
-    if (i === 1 || i === 3) await change(d, i + 10);
+  for (const [i, level] of ["full", "inc", "inc", "diff", "inc"].entries()) {
+    if (i !== 0 && i !== 2) await change(d, i + 10);
     const r = assertOk(await ourBackup(["-d", d.name, "-l", level, "-z", "-o", set, "-n"]), `${level} -z`);
     if (i === 2) assert.match(r.stderr, /No dirty blocks found/);
     truths.push(await captureTruth(d));
@@ -105,8 +106,10 @@ test("our lz4 chains in a directory and as zip archives (a directory of zips, an
     if (i === 2) assert.match(r.stderr, /File \[.*sda\.inc\.virtnbdbackup\.2\.data\] contains no dirty blocks, skipping\./);
     assert.equal(await imageHash(join(work, `lz4-${i}`, "sda.qcow2"), "qcow2"), truths[i]!["sda"], `lz4 --until ${i}`);
   }
-  await restoreAndCompare(set, join(work, "lz4-all"), [], truths[3]!, "lz4 whole set");
-  await restoreAndCompare(set, join(work, "lz4-all-nbd"), [], truths[3]!, "lz4 whole set, NBD-writes engine", NBD_WRITES);
+  // --until virtnbdbackup.3: the state when the inc created it, not the older diff's.
+  await restoreAndCompare(set, join(work, "lz4-3"), ["--until", "virtnbdbackup.3"], truths[4]!, "lz4 --until 3 (diff named 3 before it)");
+  await restoreAndCompare(set, join(work, "lz4-all"), [], truths[4]!, "lz4 whole set");
+  await restoreAndCompare(set, join(work, "lz4-all-nbd"), [], truths[4]!, "lz4 whole set, NBD-writes engine", NBD_WRITES);
 
   // Zip archives on stdout: full (plain) → inc -z → diff, one archive per run.
   const zips = join(work, "zips");

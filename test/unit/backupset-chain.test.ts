@@ -32,6 +32,16 @@ test("--until cuts after the first file with that checkpoint name", () => {
   assert.throws(() => cutChain("sda", chain, "virtnbdbackup.9"), /not found/);
 });
 
+test("--until names the file that created the checkpoint, not a diff that carries the same name", () => {
+  const chain = buildChain("sda", [full, inc1, diffA, diffB, inc2, inc3]);
+  assert.deepEqual(names(cutChain("sda", chain, "virtnbdbackup.2")), names([full, inc1, diffA, diffB, inc2]));
+  // No file created it (the inc after the diffs is not there): the first diff, as the original.
+  assert.deepEqual(names(cutChain("sda", buildChain("sda", [full, inc1, diffA, diffB]), "virtnbdbackup.2")), names([full, inc1, diffA]));
+  // Offline incs carry their parent's name: the inc that created it still marks the point.
+  const offline = file("sda.inc.virtnbdbackup.2.1767600000.data", "virtnbdbackup.2", "virtnbdbackup.2", true, "2026-01-06T00:00:00");
+  assert.deepEqual(names(cutChain("sda", buildChain("sda", [full, inc1, inc2, offline]), "virtnbdbackup.2")), names([full, inc1, inc2]));
+});
+
 test("a deleted middle incremental is refused, naming the missing checkpoint", () => {
   assert.throws(() => buildChain("sda", [full, inc1, inc3]), (e: Error) => e instanceof ChainError && /needs checkpoint \[virtnbdbackup\.2\]/.test(e.message));
 });
