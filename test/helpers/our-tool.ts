@@ -170,15 +170,14 @@ export function nbdcopyHash(args: string[]): Promise<string> {
  * may still be writing back when the tool returns.
  */
 export async function imageHash(path: string, format: string): Promise<string> {
+  // Wait with qemu-img info: a failing qemu-nbd under nbdcopy leaves libnbd's temp dir behind.
   const deadline = Date.now() + 20_000;
   for (;;) {
-    try {
-      return await nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
-    } catch (e) {
-      if (!/lock/.test((e as Error).message) || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const info = await execa("qemu-img", ["info", "-f", format, path], { reject: false });
+    if (info.exitCode === 0 || !/lock/.test(String(info.stderr)) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
   }
+  return nbdcopyHash(["--", "[", "qemu-nbd", "-r", "-f", format, path, "]", "-"]);
 }
 
 /** sha256 of a file's bytes. */
