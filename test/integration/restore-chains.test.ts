@@ -6,10 +6,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { testDomain, MiB, type TestDomain } from "../helpers/domains.js";
-import { assertOk, captureTruth, imageHash, ourBackup, ourRestore } from "../helpers/our-tool.js";
+import { DomainXml } from "../../src/libvirt/domain-xml.js";
+import { assertOk, captureTruth, imageHash, ourBackup, ourRestore, sh } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
 /** Restores `input` into a new directory and checks every disk against `truth`. */
@@ -56,6 +57,8 @@ test("our 2-disk chain: full → inc → inc → diff → offline inc, restored 
   truths.push(await captureTruth(d));
   for (let i = 1; i <= 2; i++) {
     await change(d, i);
+    // The live config changes too (title): each point's vmconfig differs.
+    await sh("virsh", ["-c", "qemu:///system", "desc", d.name, "--live", "--title", `point ${i}`]);
     await backup("inc");
     truths.push(await captureTruth(d));
   }
@@ -68,11 +71,20 @@ test("our 2-disk chain: full → inc → inc → diff → offline inc, restored 
   const offlineTruth = await captureTruth(d);
 
   for (let i = 0; i < truths.length; i++) {
-    await restoreAndCompare(set, join(work, `until${i}`), ["--until", `virtnbdbackup.${i}`], truths[i]!, `--until virtnbdbackup.${i}`);
+    await restoreAndCompare(set, join(work, `until${i}`), ["--until", `virtnbdbackup.${i}`, "-c"], truths[i]!, `--until virtnbdbackup.${i}`);
+    // -c --until: the config of that point in time.
+    const title = DomainXml.parse(await readFile(join(work, `until${i}`, "vmconfig.xml"), "utf8")).root.getElementsByTagName("title")[0];
+    assert.equal(title?.textContent ?? null, i === 0 ? null : `point ${i}`, `--until virtnbdbackup.${i}: its vmconfig`);
   }
   await restoreAndCompare(set, join(work, "all"), [], offlineTruth, "whole set (offline inc last)");
   await restoreAndCompare(set, join(work, "all-nbd"), [], offlineTruth, "whole set, NBD-writes engine", NBD_WRITES);
   await restoreAndCompare(set, join(work, "until1-nbd"), ["--until", "virtnbdbackup.1"], truths[1]!, "--until 1, NBD-writes engine", NBD_WRITES);
+  // A copy that lost the mtimes (newest file oldest): the order comes from the metadata.
+  const scrambled = join(work, "scrambled");
+  await cp(set, scrambled, { recursive: true });
+  const files = (await readdir(scrambled)).sort();
+  for (const [i, name] of files.entries()) await utimes(join(scrambled, name), 1_000_000 - i * 10, 1_000_000 - i * 10);
+  await restoreAndCompare(scrambled, join(work, "scrambled-out"), [], offlineTruth, "copy with scrambled mtimes");
   // The diff alone on top of its parent.
   const diff = (await readdir(set)).filter((n) => /^sda\.diff\.\d+\.data$/.test(n));
   assert.equal(diff.length, 1);
