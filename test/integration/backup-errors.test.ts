@@ -9,7 +9,7 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as C from "../../src/libvirt/constants.js";
 import { testDomain, MiB } from "../helpers/domains.js";
-import { assertOk, logLines, ourBackup, type ToolResult } from "../helpers/our-tool.js";
+import { assertOk, ensureBuilt, logLines, OUR_BACKUP, ourBackup, sh, type ToolResult } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
 function expectError(r: ToolResult, message: string, level = "ERROR", code = 1): void {
@@ -36,12 +36,17 @@ test("cli.md §1.2: rejected and adjusted combinations, with the original's mess
   const noJob = async (what: string) => assert.equal((await d.domain.jobInfo()).type, C.VIR_DOMAIN_JOB_NONE, `no job left after ${what}`);
 
   // Option checks (before libvirt).
+  ensureBuilt();
   let o = await dir();
   expectError(await backup(["-l", "full", "-z", "-t", "raw", "-o", o]), "Compression not supported with raw output.");
   expectError(await backup(["-l", "full", "-t", "raw", "-o", "-"]), "Output type raw not supported to stdout.");
   expectError(await backup(["-l", "full", "--raw", "-o", "-"]), "Saving raw images to stdout is not supported.");
   expectError(await backup(["-l", "inc", "-t", "raw", "-o", o]), "Stream format raw does not support incremental or differential backup.");
   assert.deepEqual(await dataFiles(o), []);
+  // -o - with stdout on a terminal (a pty from script(1)): refused instead of writing binary data.
+  const tty = await sh("script", ["-qec", `${process.execPath} ${OUR_BACKUP} --nocolor -d ${d.name} -l full -o -; echo "exit=$?"`, "/dev/null"], { cwd: work });
+  assert.match(tty, /ERROR .*Refusing to write a zip archive to a terminal/);
+  assert.match(tty, /exit=1/);
   const file = join(work, "a-file");
   await writeFile(file, "x");
   expectError(await backup(["-l", "full", "-o", file]), "Can't open output file: [Specified target is a file, not a directory]");
