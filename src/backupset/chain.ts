@@ -34,8 +34,12 @@ function roleOf(f: ChainFile): Role {
 const byDate = (a: ChainFile, b: ChainFile) =>
   a.meta.date < b.meta.date ? -1 : a.meta.date > b.meta.date ? 1 : a.mtimeMs - b.mtimeMs;
 
-/** The files to apply, in order. `disk` only names the disk in messages. */
-export function buildChain(disk: string, files: ChainFile[]): ChainFile[] {
+/**
+ * The files to apply, in order. `disk` only names the disk in messages. With `until` (a
+ * checkpoint some full/inc of the chain created), files that cannot be placed after that point
+ * (a later file missing, an orphaned offline inc) do not stop a restore of the earlier point.
+ */
+export function buildChain(disk: string, files: ChainFile[], until?: string): ChainFile[] {
   const bases = files.filter((f) => roleOf(f) === "base");
   if (bases.length === 0) throw new ChainError(`Unable to locate base full or copy backup for disk [${disk}].`);
   if (bases.length > 1) throw new ChainError(`Disk [${disk}] has more than one full/copy backup: ${bases.map((b) => b.name).join(", ")}`);
@@ -67,7 +71,8 @@ export function buildChain(disk: string, files: ChainFile[]): ChainFile[] {
     cp = next[0]!.meta.checkpointName;
   }
   const reached = new Map(established.map((f, i) => [f.meta.checkpointName, i]));
-  for (const stray of remaining) {
+  const earlierPoint = until !== undefined && reached.has(until);
+  for (const stray of earlierPoint ? [] : remaining) {
     throw new ChainError(
       `File [${stray.name}] needs checkpoint [${stray.meta.parentCheckpoint || "?"}], which no file of disk [${disk}] provides` +
         ` (chain ends at [${established.at(-1)!.meta.checkpointName}]): a file of the chain is missing.`,
@@ -79,7 +84,16 @@ export function buildChain(disk: string, files: ChainFile[]): ChainFile[] {
   for (const leaf of rest.filter((f) => roleOf(f) === "leaf").sort(byDate)) {
     const at = reached.get(leaf.meta.parentCheckpoint);
     if (at === undefined) {
-      throw new ChainError(`File [${leaf.name}] needs checkpoint [${leaf.meta.parentCheckpoint}], which no file of disk [${disk}] provides.`);
+      if (earlierPoint) continue;
+      const parent = leaf.meta.parentCheckpoint;
+      // The original names an offline inc like the online inc of that checkpoint and replaces it.
+      const replaced = parseDataFileName(leaf.name)?.ident === parent && leaf.meta.checkpointName === parent;
+      throw new ChainError(
+        `File [${leaf.name}] needs checkpoint [${parent}], which no file of disk [${disk}] provides` +
+          (replaced
+            ? `: it is an offline incremental that replaced the incremental which created [${parent}] (the original tool gives both the same name), so the changes up to [${parent}] are lost. Restore an earlier point with --until.`
+            : "."),
+      );
     }
     leaves.set(at, [...(leaves.get(at) ?? []), leaf]);
   }

@@ -129,7 +129,8 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
         if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), null);
         continue;
       }
-      const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles)), args.until ?? undefined);
+      const until = args.until ?? undefined;
+      const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles), until), until);
       checkChainAgainstCpt(disk.target, chain, cptNames, args.until ?? undefined);
       const settings = await settingsFor(ctx, disk.target, chain);
       if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));

@@ -61,3 +61,25 @@ test("Python 1.9.15 sets (plain, lz4, lz4 zips) restored by ours at every checkp
   await restoreAndCompare(join(work, "zips"), join(work, "zip-1"), ["--until", "virtnbdbackup.1"], zips[1]!, "zips --until 1");
   await restoreAndCompare(join(work, "zips"), join(work, "zip-all"), [], zips[2]!, "zips whole chain");
 });
+
+test("Python 1.9.15 offline inc that replaced the online inc: refused with the reason, the full still restores", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 16 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-pyoff-");
+  const set = join(work, "set");
+  await mkdir(set);
+  await backup("python", { domain: d.name, level: "full", dir: set });
+  const truth0 = (await captureTruth(d))["sda"]!;
+  await d.writeRandom("sda", MiB, MiB, 551);
+  await backup("python", { domain: d.name, level: "inc", dir: set });
+  await d.destroy();
+  await d.writeRandom("sda", 5 * MiB, MiB, 552);
+  // 1.9.15 names the offline inc like the online inc of the latest checkpoint: it replaces it.
+  await backup("python", { domain: d.name, level: "inc", dir: set });
+  assert.deepEqual((await readdir(set)).filter((n) => n.endsWith(".data")).sort(), ["sda.full.data", "sda.inc.virtnbdbackup.1.data"]);
+
+  const r = await ourRestore(["-i", set, "-o", join(work, "all"), "-n"]);
+  assert.equal(r.exitCode, 1, r.all);
+  assert.match(r.stderr, /ERROR .*offline incremental that replaced the incremental which created \[virtnbdbackup\.1\].*--until/);
+  assert.deepEqual(await readdir(join(work, "all")).catch(() => []), []);
+  await restoreAndCompare(set, join(work, "until0"), ["--until", "virtnbdbackup.0"], truth0, "--until virtnbdbackup.0");
+});

@@ -46,8 +46,10 @@ test("restore errors: missing, truncated and corrupted files, wrong --sequence, 
   const work = await tempDir(t, "vnbt-rerr-");
   const set = join(work, "set");
   assertOk(await ourBackup(["-d", d.name, "-l", "full", "-o", set, "-n"]), "full");
+  const truth0 = await captureTruth(d);
   await d.writeRandom("sda", 4 * MiB, 4 * MiB, 701);
   assertOk(await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n"]), "inc 1");
+  const truth1 = await captureTruth(d);
   await d.writeRandom("sda", 12 * MiB, 4 * MiB, 702);
   assertOk(await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n"]), "inc 2");
   const truth = await captureTruth(d);
@@ -76,6 +78,15 @@ test("restore errors: missing, truncated and corrupted files, wrong --sequence, 
 
   await failing("middle inc missing", (dir) => rm(join(dir, inc1)), /needs checkpoint \[virtnbdbackup\.1\].*a file of the chain is missing/);
   await failing("newest inc missing", (dir) => rm(join(dir, inc2)), /Checkpoint \[virtnbdbackup\.2\] is listed in the checkpoint file but no data file of disk \[sda\] holds it/);
+  // What is still there restores: the points before the missing file.
+  for (const [missing, until, want] of [[inc1, "virtnbdbackup.0", truth0], [inc2, "virtnbdbackup.1", truth1]] as const) {
+    const dir = join(work, `partial-set-${until}`);
+    await cp(set, dir, { recursive: true, preserveTimestamps: true });
+    await rm(join(dir, missing));
+    const out = join(work, `partial-out-${until}`);
+    assertOk(await ourRestore(["-i", dir, "-o", out, "-n", "--until", until]), `--until ${until} without ${missing}`);
+    assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), want["sda"], `--until ${until} without ${missing}`);
+  }
   await failing(
     "truncated inc",
     async (dir) => truncate(join(dir, inc1), Math.floor((await stat(join(dir, inc1))).size / 2)),

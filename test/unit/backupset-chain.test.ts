@@ -46,6 +46,15 @@ test("a deleted middle incremental is refused, naming the missing checkpoint", (
   assert.throws(() => buildChain("sda", [full, inc1, inc3]), (e: Error) => e instanceof ChainError && /needs checkpoint \[virtnbdbackup\.2\]/.test(e.message));
 });
 
+test("an earlier point restores although a later file is missing or orphaned", () => {
+  assert.deepEqual(names(cutChain("sda", buildChain("sda", [full, inc1, inc3], "virtnbdbackup.1"), "virtnbdbackup.1")), names([full, inc1]));
+  assert.throws(() => buildChain("sda", [full, inc1, inc3], "virtnbdbackup.3"), /needs checkpoint \[virtnbdbackup\.2\]/);
+  // The original's offline inc replaced the online inc of virtnbdbackup.1 (same file name).
+  const replacing = file("sda.inc.virtnbdbackup.1.data", "virtnbdbackup.1", "virtnbdbackup.1", true, "2026-01-06T00:00:00");
+  assert.throws(() => buildChain("sda", [full, replacing]), /replaced the incremental which created \[virtnbdbackup\.1\].*--until/);
+  assert.deepEqual(names(buildChain("sda", [full, replacing], "virtnbdbackup.0")), names([full]));
+});
+
 test("a deleted newest incremental is caught by the checkpoint list", () => {
   const cpt = ["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2", "virtnbdbackup.3"];
   const chain = buildChain("sda", [full, inc1, inc2]);
