@@ -90,7 +90,7 @@ test("disk selection: -x, -i, raw disks with and without --raw, -t raw, --strict
   assert.equal(await fileHash(join(work, "traw", "sdb.full.data")), truth["sdb"], "-t raw image of a qcow2 disk");
 });
 
-test("-p, -T, --no-sparse-detection, -s and -k on a running domain", async (t) => {
+test("-p, -T, -q, --no-sparse-detection, -s and -k on a running domain", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-opts-");
   const set = join(work, "set");
@@ -108,7 +108,9 @@ test("-p, -T, --no-sparse-detection, -s and -k on a running domain", async (t) =
   assert.match(big.stderr, new RegExp(`Backup size \\[${size}\\] does not meet required threshold \\[${1 << 30}\\], skipping backup\\.`));
   assert.deepEqual(await dataFiles(set), ["sda.full.data"], "-p and an unmet -T write no data");
   assert.deepEqual(await cpt(), ["virtnbdbackup.0"], "-p and an unmet -T create no checkpoint");
-  assertOk(await backup(["-l", "inc", "-T", "4096"]), "-T 4096");
+  // Threshold met; extents queried with nbdinfo (-q) instead of our client.
+  const q = assertOk(await backup(["-l", "inc", "-T", "4096", "-q"]), "-T 4096 -q");
+  assert.match(q.stderr, /Using qemu tools to query extents/);
   chain.push("sda.inc.virtnbdbackup.1.data");
   truths.push(await captureTruth(d));
 
