@@ -9,7 +9,7 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as C from "../../src/libvirt/constants.js";
 import { testDomain, MiB } from "../helpers/domains.js";
-import { assertOk, ensureBuilt, logLines, OUR_BACKUP, ourBackup, sh, type ToolResult } from "../helpers/our-tool.js";
+import { assertOk, captureTruth, ensureBuilt, imageHash, logLines, OUR_BACKUP, ourBackup, ourRestore, sh, type ToolResult } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
 function expectError(r: ToolResult, message: string, level = "ERROR", code = 1): void {
@@ -117,4 +117,30 @@ test("cli.md §1.2: rejected and adjusted combinations, with the original's mess
   assert.doesNotMatch(gone.stderr, /Waiting for NBD Server, Retry/);
   assert.ok(!(await readdir(work)).some((n) => n.startsWith("sock")), "no socket left");
   assert.deepEqual(await dataFiles(o), ["sda.full.data"]);
+});
+
+test("one disk fails (its bitmap is gone), the other completes: metadata still saved, exit 1", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 16 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-diskfail-");
+  const set = join(work, "set");
+  assertOk(await ourBackup(["-d", d.name, "-l", "full", "-o", set, "-n"]), "full");
+  await d.destroy();
+  await d.writePattern("sda", MiB, MiB, 0x5a);
+  await d.writePattern("sdb", MiB, MiB, 0x5b);
+  const truth = await captureTruth(d);
+  await sh("qemu-img", ["bitmap", "--remove", d.disk("sdb").path, "virtnbdbackup.0"]);
+  const r = await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n", "-f", join(work, "sock")]);
+  assert.equal(r.exitCode, 1, r.all);
+  assert.ok(logLines(r, "ERROR").some((l) => /\[sdb\]: Disk backup failed: \[.*Bitmap 'virtnbdbackup\.0' is not found/.test(l)), r.stderr);
+  assert.ok(logLines(r, "ERROR").some((l) => l.endsWith("Error during backup")), r.stderr);
+  const names = await readdir(set);
+  const sdaInc = names.find((n) => /^sda\.inc\.virtnbdbackup\.0\.\d+\.data$/.test(n));
+  assert.ok(sdaInc, `the healthy disk's inc is complete: ${names.join(" ")}`);
+  assert.ok(!names.some((n) => n.startsWith("sdb.inc")), "nothing for the failed disk");
+  assert.ok(names.some((n) => /^vmconfig\.virtnbdbackup\.0\.\d+\.xml$/.test(n)), "vmconfig saved after the failure");
+  assert.ok(names.some((n) => /^sdb\.virtnbdbackup\.0\.\d+\.qcow\.json$/.test(n)), "qcow.json saved after the failure");
+  assert.ok(!names.some((n) => n.endsWith(".partial")), `no partial files: ${names.join(" ")}`);
+  const out = join(work, "out");
+  assertOk(await ourRestore(["-i", set, "-o", out, "-n", "-d", "sda"]), "restore of the healthy disk");
+  assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), truth["sda"]);
 });
