@@ -41,7 +41,7 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
   const out = encoder ? Buffer.allocUnsafeSlow(encoder.bound(o.readSize) + 64) : null;
   // Uncompressed payloads: several writes in flight, each holding its read buffer until done.
   const writing = new Set<Promise<void>>();
-  const MAX_WRITES = 8;
+  const MAX_WRITES = 4;
   try {
     let extent: Extent | null = null;
     let done = 0; // bytes of the current extent delivered
