@@ -10,7 +10,10 @@
  *
  * Peak RSS is sampled from /proc every 20 ms. Results go to stdout and bench/results/.
  *
- *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--keep-image]
+ * Each case runs --rounds times (default 3) in rotating order after the image was read once
+ * (warm page cache for everyone); medians are reported.
+ *
+ *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--rounds=3]
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomFillSync } from "node:crypto";
@@ -28,6 +31,7 @@ const RECIPE = "v1: 4GiB, 32 regions of 64MiB every 128MiB, alternating random/t
 const DOMAIN = "vnb-bench";
 const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
 const UPSTREAM = arg("upstream");
+const ROUNDS = Number(arg("rounds") ?? 3);
 const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
 
 async function buildImage(): Promise<void> {
@@ -122,52 +126,89 @@ async function main(): Promise<void> {
     rmSync(d, { recursive: true, force: true });
     return d;
   };
-  const record = (name: string, r: Run, dataMiB: number) => {
-    results[name] = { ...r, dataMiB };
-    const phase = r.transferSeconds !== undefined ? `  (data phase ${r.transferSeconds.toFixed(2)} s, ${(dataMiB / r.transferSeconds).toFixed(0)} MiB/s)` : "";
-    console.log(`${name.padEnd(34)} ${r.seconds.toFixed(2).padStart(7)} s  ${(dataMiB / r.seconds).toFixed(0).padStart(6)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB${phase}`);
-  };
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  /** Runs every case ROUNDS times in rotating order (same conditions for all); keeps medians. */
+  async function rounds(cases: [string, () => Promise<Run>][]): Promise<void> {
+    const runs = new Map<string, Run[]>(cases.map(([n]) => [n, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < cases.length; k++) {
+        const [name, fn] = cases[(k + round) % cases.length]!;
+        runs.get(name)!.push(await fn());
+      }
+    }
+    for (const [name, rs] of runs) {
+      const transfers = rs.map((r) => r.transferSeconds).filter((t): t is number => t !== undefined);
+      const r: Run = {
+        seconds: median(rs.map((x) => x.seconds)),
+        peakRssMiB: Math.max(...rs.map((x) => x.peakRssMiB)),
+        code: 0,
+        transferSeconds: transfers.length ? median(transfers) : undefined,
+      };
+      results[name] = { ...r, dataMiB: DATA };
+      const phase = r.transferSeconds !== undefined ? `  (data phase ${r.transferSeconds.toFixed(2)} s, ${(DATA / r.transferSeconds).toFixed(0)} MiB/s)` : "";
+      console.log(`${name.padEnd(30)} ${r.seconds.toFixed(2).padStart(6)} s  ${(DATA / r.seconds).toFixed(0).padStart(5)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0).padStart(3)} MiB${phase}  [${rs.map((x) => x.seconds.toFixed(2)).join(", ")}]`);
+    }
+  }
   const DATA = 2048;
   try {
     await dom.create();
-    // Full backups.
+    execFileSync("sh", ["-c", `cat '${IMAGE}' > /dev/null`]); // same warm page cache for everyone
     const [node, oursBackup] = ours("virtnbdbackup");
-    record("full: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n", "-v"]), DATA);
-    record("full: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-o", out("py"), "-n"], { env: PY_ENV }), DATA);
     const up = upstreamCmd("virtnbdbackup");
-    if (up) record("full: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-o", out("up"), "-n"], { env: up[2] }), DATA);
-    // nbdcopy from the same kind of pull-mode export, into a file.
     const socket = `/var/tmp/vnb-bench-nbdcopy.${process.pid}.sock`;
-    rmSync(socket, { force: true });
-    await dom.backupBegin(buildBackupXml({ server: { transport: "unix", socket }, disks: [{ name: "sda", scratchFile: join(WORK, "scratch.sda") }] }), null);
-    try {
-      const target = join(WORK, "nbdcopy.raw");
-      rmSync(target, { force: true });
-      record("full: nbdcopy → file", await measure("nbdcopy", [`nbd+unix:///sda?socket=${socket}`, target]), DATA);
-      rmSync(target, { force: true });
-    } finally {
-      await dom.abortJob();
-    }
-    // Compressed.
-    record("full -z: ours", await measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-z", "-o", out("ours-z"), "-n", "-v"]), DATA);
-    record("full -z: python 1.9.15", await measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-z", "-o", out("py-z"), "-n"], { env: PY_ENV }), DATA);
-    if (up) record("full -z: upstream 2.47", await measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-z", "-o", out("up-z"), "-n"], { env: up[2] }), DATA);
+    const nbdcopy = async (): Promise<Run> => {
+      rmSync(socket, { force: true });
+      await dom.backupBegin(buildBackupXml({ server: { transport: "unix", socket }, disks: [{ name: "sda", scratchFile: join(WORK, "scratch.sda") }] }), null);
+      try {
+        const target = join(WORK, "nbdcopy.raw");
+        rmSync(target, { force: true });
+        const r = await measure("nbdcopy", [`nbd+unix:///sda?socket=${socket}`, target]);
+        rmSync(target, { force: true });
+        return r;
+      } finally {
+        await dom.abortJob();
+      }
+    };
+    const full: [string, () => Promise<Run>][] = [
+      ["full: ours", () => measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n", "-v"])],
+      ["full: python 1.9.15", () => measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-o", out("py"), "-n"], { env: PY_ENV })],
+      ["full: nbdcopy → file", nbdcopy],
+    ];
+    if (up) full.push(["full: upstream 2.47", () => measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-o", out("up"), "-n"], { env: up[2] })]);
+    await rounds(full);
+    const compressed: [string, () => Promise<Run>][] = [
+      ["full -z: ours", () => measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-z", "-o", out("ours-z"), "-n", "-v"])],
+      ["full -z: python 1.9.15", () => measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-z", "-o", out("py-z"), "-n"], { env: PY_ENV })],
+    ];
+    if (up) compressed.push(["full -z: upstream 2.47", () => measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-z", "-o", out("up-z"), "-n"], { env: up[2] })]);
+    await rounds(compressed);
     await dom.destroy();
 
-    // Restore of the same full backup (ours) with each tool, and qemu-img convert.
+    // Restore of our full backup with each tool, and qemu-img convert of the source image.
+    const set = join(WORK, "restore-set");
+    rmSync(set, { recursive: true, force: true });
+    execFileSync("cp", ["-a", join(WORK, "out-ours"), set]);
     const [, oursRestore] = ours("virtnbdrestore");
-    record("restore: ours", await measure(node, [...oursRestore, "-i", join(WORK, "out-ours"), "-o", out("r-ours"), "-n"]), DATA);
-    record("restore: python 1.9.15", await measure("/usr/bin/virtnbdrestore", ["-i", join(WORK, "out-ours"), "-o", out("r-py"), "-n"], { env: PY_ENV }), DATA);
-    const converted = join(out("r-convert"));
-    mkdirSync(converted, { recursive: true });
-    record("restore: qemu-img convert", await measure("qemu-img", ["convert", "-f", "qcow2", "-O", "qcow2", IMAGE, join(converted, "disk.qcow2")]), DATA);
+    await rounds([
+      ["restore: ours", () => measure(node, [...oursRestore, "-i", set, "-o", out("r-ours"), "-n"])],
+      ["restore: python 1.9.15", () => measure("/usr/bin/virtnbdrestore", ["-i", set, "-o", out("r-py"), "-n"], { env: PY_ENV })],
+      [
+        "restore: qemu-img convert",
+        () => {
+          const d = out("r-convert");
+          mkdirSync(d, { recursive: true });
+          return measure("qemu-img", ["convert", "-f", "qcow2", "-O", "qcow2", IMAGE, join(d, "disk.qcow2")]);
+        },
+      ],
+    ]);
     execFileSync("qemu-img", ["compare", "-q", IMAGE, join(WORK, "out-r-ours", "disk.qcow2")]);
+    rmSync(set, { recursive: true, force: true });
 
     const r = (a: string, b: string) => (results[b]!.seconds / results[a]!.seconds).toFixed(2);
-    console.log("\nratios (>1 means ours is faster):");
+    console.log(`\nratios of medians over ${ROUNDS} rounds (>1 means ours is faster):`);
     console.log(`  full vs python 1.9.15:        ${r("full: ours", "full: python 1.9.15")}×`);
     if (up) console.log(`  full vs upstream 2.47:        ${r("full: ours", "full: upstream 2.47")}×`);
-    console.log(`  full vs nbdcopy (time ratio): ${r("full: ours", "full: nbdcopy → file")}× whole run, ${(results["full: nbdcopy → file"]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
+    console.log(`  full vs nbdcopy:              ${r("full: ours", "full: nbdcopy → file")}× whole run, ${(results["full: nbdcopy → file"]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
     console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
     if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
     console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}×`);
@@ -182,9 +223,6 @@ async function main(): Promise<void> {
     await dom.undefine(16).catch(() => undefined);
     await conn.close();
     for (const n of ["ours", "py", "up", "ours-z", "py-z", "up-z", "r-ours", "r-py", "r-convert"]) rmSync(join(WORK, `out-${n}`), { recursive: true, force: true });
-    if (!process.argv.includes("--keep-image")) {
-      /* the image is kept for the next run unless asked otherwise; it is 2 GiB */
-    }
   }
 }
 
