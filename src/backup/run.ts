@@ -51,6 +51,10 @@ export interface BackupIO {
 /** Things to undo when the run is interrupted or fails. */
 class Cleanup {
   jobDomain: Domain | null = null;
+  /** Set by the signal handler: the run ends with exit 1 and its marker stays. */
+  interrupted = false;
+  /** A job start in flight (a signal during `backupBegin`): settles true when the job runs. */
+  jobStart: { domain: Domain; started: Promise<boolean> } | null = null;
   frozen: { domain: Domain; mountpoints: string[] | null } | null = null;
   private readonly hooks = new Set<() => void>();
   add(fn: () => void): void {
@@ -63,6 +67,12 @@ class Cleanup {
       } catch {
         /* best effort */
       }
+    }
+    if (this.jobStart) {
+      // The job may come up after the signal: wait for the start (it thaws and resumes itself), then abort it.
+      const { domain, started } = this.jobStart;
+      this.jobStart = null;
+      if (await started) this.jobDomain = domain;
     }
     if (this.frozen) {
       await this.frozen.domain.fsThaw(this.frozen.mountpoints ?? undefined).catch(() => undefined);
@@ -126,10 +136,16 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   // too), then ours, which also covers `auto` and stdout mode.
   if ((args.level === "inc" || args.level === "diff") && !stdoutMode) {
     const partial = partialFailure(dirState, outDir);
-    if (partial) return fail(log, ...partial.lines);
+    if (partial) {
+      await reportLeftoverJob(args, outDir, log);
+      return fail(log, ...partial.lines);
+    }
   }
   const marker = await readRunMarker(outDir, args.domain);
-  if (marker && (args.level === "inc" || args.level === "diff" || args.level === "auto") && !args.killonly) {
+  // `auto` into a set without data files becomes a full, which starts the set over.
+  const continuesSet = args.level === "inc" || args.level === "diff" || (args.level === "auto" && !dirState.empty);
+  if (marker && continuesSet && !args.killonly) {
+    await reportLeftoverJob(args, outDir, log);
     return fail(
       log,
       `Unfinished backup run found in target directory: [${outDir}] (${runMarkerName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
@@ -151,7 +167,7 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   }
   const cleanup = new Cleanup();
   const host: Host = new LocalHost();
-  const stopSignals = installSignalHandlers(cleanup, log);
+  const stopSignals = installSignalHandlers(cleanup, log, stdoutMode ? io.stdout : null);
   try {
     return await runConnected({ args, argv, io, log, conn, host, cleanup, stdoutMode, noprogress, outDir, checkpointDir, cptPath, compressLevel, dirState });
   } catch (e) {
@@ -281,7 +297,7 @@ async function runConnected(r: RunContext): Promise<number> {
 
   // 17: a running job.
   if (!args.killonly && !offline && (await runningBackupJob(domain, disks))) {
-    return fail(log, `Active block job for running domain: Check with [virsh domjobinfo ${args.domain}] or use option -k to kill the active job.`);
+    return fail(log, `Active block job for running domain: Check with [virsh domjobinfo ${args.domain}] or use option -k to kill the active job.`, leftoverJobHint(args, r.outDir));
   }
   log.info(`Backup will save [${disks.length}] attached disks.`);
   const workers = r.stdoutMode ? 1 : Math.max(1, Math.min(args.worker ?? disks.length, disks.length));
@@ -313,9 +329,17 @@ async function runConnected(r: RunContext): Promise<number> {
     }
   }
 
-  // Mark the run unfinished before any checkpoint changes.
+  // Mark the run unfinished before any checkpoint or file of the set changes (stdout mode: only
+  // checkpoints change in the working directory; the data goes into the archive).
   const writesMarker = !r.stdoutMode || (!offline && (level === "full" || level === "inc"));
-  if (writesMarker) await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: "?", started: new Date().toISOString() });
+  if (writesMarker) {
+    try {
+      await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: "?", started: new Date().toISOString() });
+    } catch (e) {
+      return fail(log, `Unable to write the run marker [${join(r.outDir, runMarkerName(args.domain))}]: ${oneLine((e as Error).message)}`);
+    }
+  }
+  // Set once checkpoints or files of the set may have changed: a failure after that keeps the marker.
   let checkpointsChanged = false;
   let keepMarker = false;
   try {
@@ -355,7 +379,7 @@ async function runConnected(r: RunContext): Promise<number> {
       log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
       const createsCheckpoint = level === "full" || level === "inc";
       const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
-      await startBackupJob({
+      const starting = startBackupJob({
         domain,
         disks,
         server: { transport: "unix", socket },
@@ -367,12 +391,20 @@ async function runConnected(r: RunContext): Promise<number> {
         log,
         onFrozen: (f) => (r.cleanup.frozen = f ? { domain, mountpoints } : null),
       });
+      // A signal while libvirt starts the job: the handler waits for the start, then aborts the job.
+      r.cleanup.jobStart = { domain, started: starting.then(() => true, () => false) };
+      await starting;
+      r.cleanup.jobStart = null;
       r.cleanup.jobDomain = domain;
       if (createsCheckpoint) {
         checkpointsChanged = true;
         log.info("Started backup job with checkpoint, saving information.");
-        await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: plan.name, started: new Date().toISOString() });
-        await recordCheckpoint(domain, plan.name, r.cptPath, r.checkpointDir, log);
+        try {
+          await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: plan.name, started: new Date().toISOString() });
+          await recordCheckpoint(domain, plan.name, r.cptPath, r.checkpointDir, log);
+        } catch (e) {
+          throw new CheckpointError(`Unable to save checkpoint information for [${plan.name}]: ${oneLine((e as Error).message)}`);
+        }
       }
       if (args.startonly) {
         log.info("Started backup job for debugging, exiting.");
@@ -383,6 +415,7 @@ async function runConnected(r: RunContext): Promise<number> {
     }
 
     // 26: the disks.
+    checkpointsChanged = true; // files of the set are written from here on
     const archive: ZipTarget | null = r.stdoutMode ? new ZipTarget(r.io.stdout, r.outDir) : null;
     const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
     const progress = new Progress({ noprogress: r.noprogress });
@@ -476,7 +509,7 @@ async function runConnected(r: RunContext): Promise<number> {
     keepMarker = checkpointsChanged;
     throw e;
   } finally {
-    if (writesMarker && !keepMarker) await clearRunMarker(r.outDir, args.domain).catch(() => undefined);
+    if (writesMarker && !keepMarker && !r.cleanup.interrupted) await clearRunMarker(r.outDir, args.domain).catch(() => undefined);
   }
 }
 
@@ -484,14 +517,19 @@ async function fileExists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null)) !== null;
 }
 
-/** SIGINT/SIGTERM/SIGHUP: abort the job, thaw, stop helpers, keep `.partial` files, exit 1. */
-function installSignalHandlers(cleanup: Cleanup, log: Logger): () => void {
+/**
+ * SIGINT/SIGTERM/SIGHUP/SIGPIPE, and in stdout mode the reader of stdout going away (EPIPE: Node
+ * ignores SIGPIPE, the write fails): abort the job, thaw, stop helpers, keep `.partial` files and
+ * the run marker, exit 1.
+ */
+function installSignalHandlers(cleanup: Cleanup, log: Logger, stdout: NodeJS.WritableStream | null): () => void {
   let handling = false;
-  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
-  const handler = (signal: NodeJS.Signals) => {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGPIPE: 13, SIGTERM: 15 };
+  const abort = (line: string) => {
     if (handling) return;
     handling = true;
-    log.error(`Signal caught: ${numbers[signal] ?? signal}`);
+    cleanup.interrupted = true;
+    log.error(line);
     void cleanup
       .run(log)
       .catch(() => undefined)
@@ -500,9 +538,39 @@ function installSignalHandlers(cleanup: Cleanup, log: Logger): () => void {
         process.exit(1);
       });
   };
-  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handler = (signal: NodeJS.Signals) => abort(`Signal caught: ${numbers[signal] ?? signal}`);
+  const outputGone = (e: NodeJS.ErrnoException) => abort(`Output stream closed: [${e.code ?? e.message}]: the reader of stdout went away, stopping backup.`);
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE"];
   for (const s of signals) process.on(s, handler);
+  stdout?.on("error", outputGone);
   return () => {
     for (const s of signals) process.off(s, handler);
+    stdout?.off("error", outputGone);
   };
+}
+
+/** The exact commands that end a backup job left behind by a killed run. */
+function leftoverJobHint(args: BackupArgs, outDir: string): string {
+  return (
+    `A backup job is still active on domain [${args.domain}] (a killed run leaves it behind): stop it with ` +
+    `[virtnbdbackup -d ${args.domain} -o ${outDir} -k] or [virsh -c ${args.uri} domjobabort ${args.domain}].`
+  );
+}
+
+/** Before refusing to continue an unfinished set: name a job that its killed run left running. */
+async function reportLeftoverJob(args: BackupArgs, outDir: string, log: Logger): Promise<void> {
+  let conn: Connection | null = null;
+  try {
+    conn = await Connection.open(args.uri, args.user && args.password ? { user: args.user, password: args.password } : {});
+    const domain = await conn.lookupDomain(args.domain);
+    try {
+      if ((await domain.jobInfo()).type !== C.VIR_DOMAIN_JOB_NONE) log.error(leftoverJobHint(args, outDir));
+    } finally {
+      domain.free();
+    }
+  } catch {
+    /* best effort: the refusal follows anyway */
+  } finally {
+    await conn?.close().catch(() => undefined);
+  }
 }

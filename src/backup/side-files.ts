@@ -28,11 +28,21 @@ export interface SideFileContext {
   log: SideFileLog;
 }
 
+/**
+ * A side file that could not be written (disk full, I/O error): unlike the original, which only
+ * warns for most of them, an error: the set is incomplete, the run exits 1 and keeps its marker.
+ */
+export class SideFileWriteError extends Error {}
+
 async function save(ctx: SideFileContext, name: string, data: string | Uint8Array): Promise<string> {
   const path = join(ctx.dir, name);
-  // Side files of one ident are rewritten by a retried run: replace is harmless for them.
-  await writeFileDurably(path, data, true);
-  if (ctx.archive) await ctx.archive.putFile(name, data);
+  try {
+    // Side files of one ident are rewritten by a retried run: replace is harmless for them.
+    await writeFileDurably(path, data, true);
+    if (ctx.archive) await ctx.archive.putFile(name, data);
+  } catch (e) {
+    throw new SideFileWriteError((e as Error).message);
+  }
   return path;
 }
 
@@ -55,7 +65,8 @@ export async function saveBootFiles(ctx: SideFileContext, paths: { loader?: stri
       const saved = await save(ctx, name, data);
       ctx.log.info(`Save additional boot config [${kind}] to: [${saved}]`);
     } catch (e) {
-      ctx.log.warning(`Failed to save boot file [${path}]: ${(e as Error).message}`);
+      if (e instanceof SideFileWriteError) ctx.log.error(`Failed to save boot file [${path}]: ${e.message}`);
+      else ctx.log.warning(`Failed to save boot file [${path}]: ${(e as Error).message}`);
     }
   }
 }
@@ -74,7 +85,7 @@ export async function saveQcowInfo(ctx: SideFileContext, disks: SelectedDisk[]):
       const path = await save(ctx, qcowJsonFileName(disk.target, ctx.ident), json);
       ctx.log.info(`Saved qcow image config to: [${path}]`);
     } catch (e) {
-      ctx.log.warning(`Failed to save qcow image config: [${(e as Error).message}]`);
+      ctx.log.error(`Failed to save qcow image config: [${(e as Error).message}]`);
     }
   }
 }
@@ -82,10 +93,18 @@ export async function saveQcowInfo(ctx: SideFileContext, disks: SelectedDisk[]):
 /** autostart and osinfo live in the directory only (never in the zip, as in the original). */
 export async function saveAutostartAndOsinfo(ctx: SideFileContext, autostart: boolean, osinfo: Record<string, unknown> | null): Promise<void> {
   if (autostart) {
-    await writeFileDurably(join(ctx.dir, autostartFileName(ctx.ident)), "True", true);
-    ctx.log.info("Autostart setting configured for virtual machine.");
+    try {
+      await writeFileDurably(join(ctx.dir, autostartFileName(ctx.ident)), "True", true);
+      ctx.log.info("Autostart setting configured for virtual machine.");
+    } catch (e) {
+      ctx.log.error(`Failed to save autostart information: [${(e as Error).message}]`);
+    }
   }
   if (osinfo) {
-    await writeFileDurably(join(ctx.dir, osinfoFileName(ctx.ident)), pythonJsonDumps(osinfo as never, 4), true);
+    try {
+      await writeFileDurably(join(ctx.dir, osinfoFileName(ctx.ident)), pythonJsonDumps(osinfo as never, 4), true);
+    } catch (e) {
+      ctx.log.error(`Failed to save osinfo data: [${(e as Error).message}]`);
+    }
   }
 }

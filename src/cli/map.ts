@@ -3,7 +3,7 @@
  * lz4-compressed or inside `-o -` zips) as an NBD export through nbdkit, and attach it to
  * `/dev/nbdX` with qemu-nbd, or with `--listen-only` just serve it on `-l`/`-p` as `-e`.
  * Writes go to nbdkit's cow overlay; the backup files are opened read-only.
- * SIGINT/SIGTERM: detach, stop nbdkit and the helper, remove temp files, exit 0.
+ * SIGINT/SIGTERM/SIGHUP: detach, stop nbdkit and the helper, remove temp files, exit 0.
  */
 import { parseMapArgs } from "./args.js";
 import { logging, LogFileError, type Logger } from "./log.js";
@@ -19,18 +19,18 @@ type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit:
 
 const SIGNUM: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
 
-/** Resolves on the first SIGINT/SIGTERM; `dispose` removes the handlers. */
+/** Resolves on the first SIGINT/SIGTERM/SIGHUP; `dispose` removes the handlers. */
 function signalWaiter(): { promise: Promise<Stop>; dispose: () => void } {
   let resolve!: (s: Stop) => void;
   const promise = new Promise<Stop>((r) => (resolve = r));
   const handler = (signal: NodeJS.Signals) => resolve({ kind: "signal", signal });
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
+  // SIGHUP too (the terminal went away): without a handler Node dies and leaves nbdkit running.
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) process.on(s, handler);
   return {
     promise,
     dispose: () => {
-      process.off("SIGINT", handler);
-      process.off("SIGTERM", handler);
+      for (const s of signals) process.off(s, handler);
     },
   };
 }

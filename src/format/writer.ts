@@ -192,7 +192,13 @@ export class StreamWriter {
 
   /** Starts the write and the (ordered) checksum of `chunk`; the promise settles when both are done. */
   private issue(chunk: Uint8Array): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure) {
+      // A staging slot may hold this without anyone awaiting it (the stream is abandoned after
+      // the failure): it must not become an unhandled rejection that kills the process.
+      const failed = Promise.reject(this.failure);
+      failed.catch(() => undefined);
+      return failed;
+    }
     this.bytes += chunk.length;
     const summed = (this.adlerChain = this.adlerChain.then(() => this.checksum.updateAsync(chunk)));
     const done: Promise<void> = Promise.all([this.sink.write(chunk), summed]).then(

@@ -2,7 +2,7 @@
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { BackupTarget, TargetFile } from "./target.js";
-import { moveInto, writeFileDurably } from "./durable.js";
+import { fileError, moveInto, writeFileDurably } from "./durable.js";
 
 class PartialFile implements TargetFile {
   private done = false;
@@ -18,9 +18,13 @@ class PartialFile implements TargetFile {
   async write(chunk: Uint8Array): Promise<void> {
     const base = this.position;
     this.position += chunk.length;
-    for (let at = 0; at < chunk.length; ) {
-      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
-      at += bytesWritten;
+    try {
+      for (let at = 0; at < chunk.length; ) {
+        const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
+        at += bytesWritten;
+      }
+    } catch (e) {
+      throw fileError(e, this.location);
     }
   }
 
@@ -28,9 +32,13 @@ class PartialFile implements TargetFile {
     if (this.done) throw new Error(`${this.location}: already closed`);
     this.done = true;
     try {
-      await this.fh.sync();
-    } finally {
-      await this.fh.close();
+      try {
+        await this.fh.sync();
+      } finally {
+        await this.fh.close();
+      }
+    } catch (e) {
+      throw fileError(e, this.location);
     }
     await moveInto(this.location, this.finalPath, this.replace);
   }

@@ -37,15 +37,31 @@ export async function moveInto(from: string, to: string, replace: boolean): Prom
   await fsyncDirectory(dirname(to));
 }
 
+/** An I/O error that names the file it happened on (`code` kept: ENOSPC, EIO, …). */
+export function fileError(e: unknown, path: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || err instanceof TargetExistsError || err.message.includes(path)) return err as Error;
+  const wrapped: NodeJS.ErrnoException = new Error(`Unable to write [${path}]: ${err.message}`);
+  wrapped.code = err.code;
+  wrapped.errno = err.errno;
+  return wrapped;
+}
+
 /** Writes a small file completely and durably: `<path>.partial`, fsync, move into place. */
 export async function writeFileDurably(path: string, data: string | Uint8Array, replace: boolean): Promise<void> {
   const tmp = `${path}.partial`;
-  const fh = await open(tmp, "w", 0o600);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    // A half-written small file is no evidence of anything (data files keep their `.partial`).
+    await unlink(tmp).catch(() => undefined);
+    throw fileError(e, tmp);
   }
   await moveInto(tmp, path, replace);
 }
