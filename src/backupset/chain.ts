@@ -115,21 +115,37 @@ export function cutChain(disk: string, chain: ChainFile[], until: string | undef
   return chain.slice(0, at + 1);
 }
 
+/** Checkpoint names a set's `checkpoints/` directory holds XML files for (`checkpoints/<name>.xml`). */
+export function checkpointXmlNames(listing: readonly { name: string }[]): string[] {
+  return listing.map((f) => /^checkpoints\/([^/]+)\.xml$/.exec(f.name)?.[1]).filter((n): n is string => !!n && checkpointIndex(n) !== null);
+}
+
 /**
- * Cross-checks a full chain with the set's checkpoint list: every checkpoint the list names
- * (from the chain's full on) must be created by a file of this disk, so a deleted newest
- * incremental is noticed. `until` limits the check to the checkpoints up to that point.
+ * Cross-checks a full chain with the checkpoints the set says were taken: the `.cpt` list and
+ * the XML files in `checkpoints/` (written right after the `.cpt` entry; a second witness when
+ * the list is missing or was edited). Every one of them from the chain's full on must be
+ * created by a file of this disk, so a deleted newest incremental is noticed. `until` limits
+ * the check to the checkpoints up to that point.
  */
-export function checkChainAgainstCpt(disk: string, chain: ChainFile[], cpt: string[], until?: string): void {
-  if (cpt.length === 0 || chain.length === 0) return;
-  const start = cpt.indexOf(chain[0]!.meta.checkpointName);
+export function checkChainAgainstCpt(disk: string, chain: ChainFile[], cpt: string[], until?: string, xml: readonly string[] = []): void {
+  if (chain.length === 0) return;
+  const extra = xml.filter((n) => !cpt.includes(n)).sort((a, b) => checkpointIndex(a)! - checkpointIndex(b)!);
+  // Names only the XML files know go where their number puts them.
+  const names = [...cpt];
+  for (const n of extra) {
+    const at = names.findIndex((c) => (checkpointIndex(c) ?? -1) > checkpointIndex(n)!);
+    names.splice(at < 0 ? names.length : at, 0, n);
+  }
+  if (names.length === 0) return;
+  const start = names.indexOf(chain[0]!.meta.checkpointName);
   if (start < 0) return; // the list belongs to another chain (e.g. a newer full elsewhere)
   const created = new Set(chain.filter((f) => roleOf(f) !== "leaf").map((f) => f.meta.checkpointName));
-  const stop = until !== undefined && cpt.includes(until) ? cpt.indexOf(until) + 1 : cpt.length;
-  for (const name of cpt.slice(start, stop)) {
+  const stop = until !== undefined && names.includes(until) ? names.indexOf(until) + 1 : names.length;
+  for (const name of names.slice(start, stop)) {
     if (!created.has(name)) {
+      const where = cpt.includes(name) ? "is listed in the checkpoint file" : `is recorded in [checkpoints/${name}.xml]`;
       throw new ChainError(
-        `Checkpoint [${name}] is listed in the checkpoint file but no data file of disk [${disk}] holds it: ` +
+        `Checkpoint [${name}] ${where} but no data file of disk [${disk}] holds it: ` +
           `the file is missing or that backup run did not finish (use --until to restore an earlier point).`,
       );
     }

@@ -9,7 +9,7 @@ import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
-import { buildChain, ChainError, checkChainAgainstCpt, type ChainFile } from "./chain.js";
+import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain.js";
 import { parseCpt } from "./cpt.js";
 
 export interface VerifyLog {
@@ -115,7 +115,7 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
 
 /**
  * Each disk's stream files must form one chain by their checkpoint links (no gap, duplicate or
- * stray), and every checkpoint of the set's `.cpt` list must have its file.
+ * stray), and every checkpoint of the set's `.cpt` list and `checkpoints/` XMLs must have its file.
  */
 async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyLog): Promise<boolean> {
   const byDisk = new Map<string, ChainFile[]>();
@@ -132,7 +132,8 @@ async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyL
       await source.close();
     }
   }
-  const cpts = (await set.list()).filter((f) => !f.name.includes("/") && f.name.endsWith(".cpt"));
+  const listing = await set.list();
+  const cpts = listing.filter((f) => !f.name.includes("/") && f.name.endsWith(".cpt"));
   let cpt: string[] = [];
   if (cpts.length === 1) {
     try {
@@ -145,7 +146,7 @@ async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyL
   let ok = true;
   for (const [disk, chainFiles] of byDisk) {
     try {
-      checkChainAgainstCpt(disk, buildChain(disk, chainFiles), cpt);
+      checkChainAgainstCpt(disk, buildChain(disk, chainFiles), cpt, undefined, checkpointXmlNames(listing));
       log.info(`Backup chain of disk [${disk}]: ${chainFiles.length} file(s), complete.`);
     } catch (e) {
       if (!(e instanceof ChainError)) throw e;

@@ -8,7 +8,7 @@ import type { RestoreArgs } from "../cli/args.js";
 import type { Logger } from "../cli/log.js";
 import { logging } from "../cli/log.js";
 import { Progress } from "../cli/progress.js";
-import { buildChain, ChainError, checkChainAgainstCpt, cutChain, type ChainFile } from "../backupset/chain.js";
+import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain.js";
 import { parseCpt } from "../backupset/cpt.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
@@ -131,7 +131,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
       }
       const until = args.until ?? undefined;
       const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles), until), until);
-      checkChainAgainstCpt(disk.target, chain, cptNames, args.until ?? undefined);
+      checkChainAgainstCpt(disk.target, chain, cptNames, args.until ?? undefined, checkpointXmlNames(listing));
       const settings = await settingsFor(ctx, disk.target, chain);
       if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
       await restoreChain(ctx, disk.target, chain, target, settings);
