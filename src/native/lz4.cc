@@ -68,9 +68,9 @@ size_t DecompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t d
     dstPos += outLen;
     if (hint == 0) break;  // frame complete, checksums verified
     if (inLen == 0 && outLen == 0) {
-      error = dstPos == dstCap
-                  ? "lz4 frame decodes to more bytes than expected (" + std::to_string(dstCap) + ")"
-                  : std::string("lz4 frame is truncated");
+      // No progress: either the input ran out (truncated) or the output is full (too big).
+      error = srcPos == srcLen ? std::string("lz4 frame is truncated")
+                               : "lz4 frame decodes to more bytes than expected (" + std::to_string(dstCap) + ")";
       return 0;
     }
   }
