@@ -17,6 +17,7 @@ import {
   connect,
   dirtyBitmapContext,
   type ExtentList,
+  type ClientTlsOptions,
   type NbdClient,
   type NbdTarget,
 } from "../nbd/index.js";
@@ -24,6 +25,7 @@ import { copyExtentsToRawFile } from "../pipeline/backup-raw.js";
 import { copyExtentsToStream } from "../pipeline/backup-stream.js";
 import type { BlockReader } from "../pipeline/types.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
+import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
 import { moveInto, writeFileDurably } from "../storage/durable.js";
 import type { SizedPool } from "../util/sized-pool.js";
@@ -51,15 +53,26 @@ export interface DiskBackupOptions {
   sparseDetection: boolean;
   useNbdinfo: boolean;
   target: BackupTarget;
-  /** Online: the job's NBD server. Offline: null (a qemu-nbd is started here). */
-  online: { target: NbdTarget; dirtyContext: string | null } | null;
-  offline: { host: Host; socket: string; bitmap: string | null } | null;
+  /** Online: the job's NBD server (TCP for a remote hypervisor). Offline: null (a qemu-nbd is started here). */
+  online: { target: NbdTarget; dirtyContext: string | null; tls?: ClientTlsOptions | null } | null;
+  /** `tcp`: remote hypervisor, qemu-nbd on `port` there (behaviour.md §5), reached at `connectHost`. */
+  offline: { host: Host; socket: string; bitmap: string | null; tcp?: RemoteNbd | null } | null;
   pool: SizedPool;
   log: DiskLog;
   onTotal?: (bytes: number) => void;
   onProgress?: (bytes: number) => void;
   /** Registers a way to stop this disk's helpers when the run is interrupted. */
   onCleanup?: (fn: () => void) => void;
+}
+
+export interface RemoteNbd {
+  port: number;
+  /** `-b`: only with --nbd-ip. */
+  bind?: string;
+  connectHost: string;
+  /** `--tls`: certificate directory of qemu-nbd on the remote host. */
+  tlsDir?: string;
+  tls: ClientTlsOptions | null;
 }
 
 export interface DiskBackupResult {
@@ -84,39 +97,56 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
   try {
     let target: NbdTarget;
     let dirtyContext: string | null = null;
+    let tls: ClientTlsOptions | null = null;
+    let exportName = disk.target;
     if (o.online) {
       target = o.online.target;
       dirtyContext = incremental ? o.online.dirtyContext : null;
+      tls = o.online.tls ?? null;
     } else {
       const off = o.offline!;
-      log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
+      const tcp = off.tcp ?? null;
+      if (tcp) {
+        log.info(`Offline backup, starting remote NBD server, socket: [${off.host.name}:${off.socket}], port: [${tcp.port}]`);
+      } else {
+        log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
+      }
+      if (tcp) exportName = uniqueExportName(disk.target);
       server = QemuNbdServer.start(off.host, {
-        exportName: disk.target,
+        exportName,
         image: disk.path,
         format: disk.format,
-        socket: off.socket,
+        ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: off.socket }),
         readOnly: true,
         bitmap: incremental && off.bitmap ? off.bitmap : undefined,
       });
       const s = server;
       o.onCleanup?.(() => s.kill());
-      target = { kind: "unix", path: off.socket };
+      target = s.target;
+      tls = tcp?.tls ?? null;
       dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
     }
     if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
     const extentOptions = { dirtyContext, sparseDetection: o.sparseDetection };
     const connectOptions = {
-      exportName: disk.target,
+      exportName,
       metaContexts: backupMetaContexts(extentOptions),
+      tls,
       log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
     };
     // Offline: fails at once with qemu-nbd's message when it cannot serve (e.g. missing bitmap).
-    client = server ? await server.connect(connectOptions) : await connect({ ...connectOptions, target, attempts: 20, intervalMs: 1000 });
+    client = server
+      ? await server.connect(connectOptions)
+      : target.kind === "tcp"
+        ? await connectTcp({ ...connectOptions, target, attempts: 20, intervalMs: 1000 })
+        : await connect({ ...connectOptions, target, attempts: 20, intervalMs: 1000 });
     const c = client;
     o.onCleanup?.(() => c.close());
     if (incremental && !o.sparseDetection) log.info("Skipping detection of sparse/fstrimmed blocks.");
 
-    const source = o.useNbdinfo ? await nbdinfoExtentSource(client, client.uri, backupMetaContexts(extentOptions)) : client;
+    // nbdinfo (libnbd) finds the CA and client certificate through the URI.
+    const infoUri = tls?.certDir ? `${client.uri}?tls-certificates=${tls.certDir.replace(/[^A-Za-z0-9_.\/~-]/g, (c) => encodeURIComponent(c))}` : client.uri;
+    const source = o.useNbdinfo ? await nbdinfoExtentSource(client, infoUri, backupMetaContexts(extentOptions)) : client;
     if (o.useNbdinfo) log.info("Using qemu tools to query extents");
     log.info("Start receiving backup extents.");
     const extents: ExtentList = await collectBackupExtents(source, extentOptions);
@@ -187,7 +217,6 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
       readSize: Math.min(READ_SIZE, chunkSize),
       pool: o.pool,
       onProgress: o.onProgress,
-      integrity,
     });
     const summary = await writer.finish();
     await file.commit();

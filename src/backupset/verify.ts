@@ -54,7 +54,7 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
     // Raw images (-t raw, --raw disks) are plain disk images: whole sectors, no frames.
     if (magic.toString("latin1") !== "meta " && source.size % 512 === 0) return "raw";
     const reader = await StreamReader.open(source);
-    const check = await loadIntegrity(set, name);
+    const check = await loadIntegrity(set, name, reader.compressed);
     check?.meta(reader.metaBytes);
     for await (const frame of reader.frames()) {
       check?.frame(frame.kind, frame.start, frame.length);

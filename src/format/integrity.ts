@@ -1,13 +1,14 @@
 /**
  * Per-frame integrity records, `<datafile>.integrity` (ours; the original ignores the file):
- * kind, disk offset, length and the CRC-32 of every data frame's uncompressed bytes, plus a
+ * kind, disk offset, length and the Adler-32 of every data frame's stored payload, plus a
  * CRC of the metadata. Restore and verify use it to refuse a damaged frame and name its disk
  * offset even in sets without `.chksum` (uncompressed payloads carry no checksum of their
- * own; frame headers carry none at all).
+ * own; frame headers carry none at all). The payload sums come from the same hashing pass
+ * that produces the `.chksum` value.
  *
- *   virtnbd-integrity 1
+ *   virtnbd-integrity 2
  *   meta <crc32 of the meta JSON>
- *   data <start> <length> <crc32>        (hex)
+ *   data <start> <length> <adler32 of the stored payload>        (hex)
  *   zero <start> <length>
  *   end <frame count> <crc32 of all lines above>
  */
@@ -16,13 +17,14 @@ import { native } from "../native/index.js";
 
 export const INTEGRITY_SUFFIX = ".integrity";
 export const integrityName = (dataFile: string): string => `${dataFile}${INTEGRITY_SUFFIX}`;
+const HEADER = "virtnbd-integrity 2";
 
 export interface IntegrityFrame {
   kind: "data" | "zero";
   start: number;
   length: number;
-  /** CRC-32 of the uncompressed data (data frames). */
-  crc: number;
+  /** Adler-32 of the stored payload (data frames). */
+  sum: number;
 }
 
 export interface IntegrityRecord {
@@ -33,52 +35,37 @@ export interface IntegrityRecord {
 const hex = (n: number) => n.toString(16);
 
 /**
- * Builds the record while a stream is written. Every call is queued in call order, so data
- * CRCs computed on libuv's pool (`dataAsync`) may overlap the caller's other work.
+ * Builds the record while a stream is written (the StreamWriter calls it). Calls are queued
+ * in order, so payload sums still being computed on the pool land in the right line.
  */
 export class IntegrityRecorder {
-  private readonly lines: string[] = ["virtnbd-integrity 1"];
+  private readonly lines: string[] = [HEADER];
   private frames = 0;
-  private crc = 0;
   private open: { start: number; length: number } | null = null;
   private chain: Promise<void> = Promise.resolve();
 
-  private then(step: () => void | Promise<void>): Promise<void> {
+  private then(step: () => void | Promise<void>): void {
     this.chain = this.chain.then(step);
-    return this.chain;
   }
 
   meta(json: Uint8Array): void {
     const line = `meta ${hex(crc32(json) >>> 0)}`;
-    void this.then(() => void this.lines.push(line));
+    this.then(() => void this.lines.push(line));
   }
   beginData(start: number, length: number): void {
-    void this.then(() => {
-      this.open = { start, length };
-      this.crc = 0;
-    });
+    this.then(() => void (this.open = { start, length }));
   }
-  data(chunk: Uint8Array): void {
-    void this.then(() => {
-      this.crc = native.crc32(this.crc, chunk);
-    });
-  }
-  /** The same on libuv's pool; `chunk` must stay unchanged until it resolves. */
-  dataAsync(chunk: Uint8Array): Promise<void> {
-    return this.then(async () => {
-      this.crc = await native.crc32Async(this.crc, chunk);
-    });
-  }
-  endData(): void {
-    void this.then(() => {
+  /** `payloadSum`: Adler-32 of the frame's stored payload bytes. */
+  endData(payloadSum: Promise<number>): void {
+    this.then(async () => {
       const o = this.open!;
-      this.lines.push(`data ${hex(o.start)} ${hex(o.length)} ${hex(this.crc >>> 0)}`);
+      this.lines.push(`data ${hex(o.start)} ${hex(o.length)} ${hex((await payloadSum) >>> 0)}`);
       this.frames++;
       this.open = null;
     });
   }
   zero(start: number, length: number): void {
-    void this.then(() => {
+    this.then(() => {
       this.lines.push(`zero ${hex(start)} ${hex(length)}`);
       this.frames++;
     });
@@ -97,7 +84,7 @@ export function parseIntegrity(text: string, file: string): IntegrityRecord {
     throw new IntegrityFileError(`${file}: ${why}`);
   };
   const endAt = text.lastIndexOf("end ");
-  if (!text.startsWith("virtnbd-integrity 1\n") || endAt < 0) bad("not an integrity record");
+  if (!text.startsWith(`${HEADER}\n`) || endAt < 0) bad(text.startsWith("virtnbd-integrity ") ? "unsupported integrity record version" : "not an integrity record");
   const body = text.slice(0, endAt);
   const [, count, sum] = text.slice(endAt).trim().split(" ");
   if (sum !== hex(crc32(body) >>> 0)) bad("the record itself is damaged (checksum mismatch)");
@@ -107,21 +94,26 @@ export function parseIntegrity(text: string, file: string): IntegrityRecord {
   const frames = lines.map((l): IntegrityFrame => {
     const [kind, s, len, c] = l.split(" ");
     if ((kind !== "data" && kind !== "zero") || !s || !len) return bad(`malformed line: ${l}`);
-    return { kind, start: parseInt(s, 16), length: parseInt(len, 16), crc: c ? parseInt(c, 16) : 0 };
+    return { kind, start: parseInt(s, 16), length: parseInt(len, 16), sum: c ? parseInt(c, 16) : 0 };
   });
   if (String(frames.length) !== count) bad(`lists ${count} frames, holds ${frames.length}`);
   return { metaCrc: parseInt(metaLine.slice(5), 16), frames };
 }
 
-/** Checks a stream's frames, in order, against its record. */
+/**
+ * Checks a stream's frames, in order, against its record. Payload sums are checked when the
+ * caller feeds the stored payload (`storedPayload`: uncompressed streams, where pieces are the
+ * stored bytes); lz4 payloads are covered by lz4's own checksums instead.
+ */
 export class IntegrityChecker {
   private index = 0;
-  private crc = 0;
+  private sum = 1;
   private current: IntegrityFrame | null = null;
 
   constructor(
     private readonly record: IntegrityRecord,
     private readonly file: string,
+    private readonly storedPayload = true,
   ) {}
 
   meta(json: Uint8Array): void {
@@ -135,17 +127,17 @@ export class IntegrityChecker {
       throw new IntegrityFileError(`${this.file}: frame ${this.index - 1} is ${kind} at disk offset ${start} (+${length}), the integrity record says ${expected}: damaged frame header`);
     }
     this.current = kind === "data" ? want : null;
-    this.crc = 0;
+    this.sum = 1;
   }
 
   data(chunk: Uint8Array): void {
-    this.crc = native.crc32(this.crc, chunk);
+    if (this.storedPayload) this.sum = native.adler32(this.sum, chunk);
   }
 
   endData(): void {
     const f = this.current!;
-    if ((this.crc >>> 0) !== f.crc) {
-      throw new IntegrityFileError(`${this.file}: damaged data in the frame at disk offset ${f.start} (+${f.length}): CRC-32 mismatch`);
+    if (this.storedPayload && (this.sum >>> 0) !== f.sum) {
+      throw new IntegrityFileError(`${this.file}: damaged data in the frame at disk offset ${f.start} (+${f.length}): checksum mismatch`);
     }
     this.current = null;
   }

@@ -2,9 +2,10 @@
  * Writes one stream file: meta, data/zero frames in ascending disk order, stop, and the
  * compression trailer. Small writes are gathered in staging buffers; large payloads go
  * straight to the sink. Writes are issued in file order but may complete concurrently
- * (`payloadNoWait`), with the Adler-32 for the `.chksum` file chained in file order.
+ * (`payloadNoWait`). Every chunk is hashed once on libuv's pool; the sums are combined into
+ * the file's Adler-32 (`.chksum`) and each data frame's payload Adler-32 (`.integrity`).
  */
-import { Adler32 } from "./checksum.js";
+import { native } from "../native/index.js";
 import { encodeHeader, FRAME_LEN, TERM, type FrameKind } from "./frame.js";
 import { formatMetadata, type StreamMetadata } from "./metadata.js";
 import type { ByteSink } from "./sink.js";
@@ -17,7 +18,7 @@ export interface StreamWriterOptions {
   /** Extents of at least this length were read (and compressed) in pieces of this size. */
   chunkSize: number;
   stagingSize?: number;
-  /** Records each frame for the `.integrity` side file (data CRCs are fed by the caller). */
+  /** Records each frame (and its payload's Adler-32) for the `.integrity` side file. */
   integrity?: IntegrityRecorder;
 }
 
@@ -39,15 +40,23 @@ export class StreamWriter {
   private readonly stagingBuffers: { buf: Buffer; busy: Promise<void> | null }[];
   private current = 0;
   private staged = 0;
-  private adlerChain: Promise<void> = Promise.resolve();
+  /** Adler-32 of the file so far, combined in file order from per-chunk sums. */
+  private fileAdler: Promise<number> = Promise.resolve(1);
   private readonly inflight = new Set<Promise<void>>();
   private failure: unknown = null;
-  private readonly checksum = new Adler32();
   private bytes = 0;
   private expectedDataSize = -1;
   private dataSize = 0;
   private nextStart = 0;
-  private open: { start: number; length: number; received: number; frames: number[]; frameBytes: number } | null = null;
+  private open: {
+    start: number;
+    length: number;
+    received: number;
+    frames: number[];
+    frameBytes: number;
+    /** Adler-32 of the stored payload so far (for the integrity record). */
+    payloadAdler: Promise<number>;
+  } | null = null;
   private readonly trailer: TrailerEntry[] = [];
   private finished = false;
 
@@ -72,7 +81,7 @@ export class StreamWriter {
   async beginData(start: number, length: number): Promise<void> {
     this.checkOrder(start, length);
     await this.header("data", start, length);
-    this.open = { start, length, received: 0, frames: [], frameBytes: 0 };
+    this.open = { start, length, received: 0, frames: [], frameBytes: 0, payloadAdler: Promise.resolve(1) };
     this.options.integrity?.beginData(start, length);
   }
 
@@ -98,7 +107,7 @@ export class StreamWriter {
         o.frameBytes = 0;
       }
     } else if ((o.received += chunk.length) > o.length) throw new Error(`stream writer: data frame at ${o.start} overflows its length ${o.length}`);
-    return this.put(chunk);
+    return this.put(chunk, o);
   }
 
   async endData(): Promise<void> {
@@ -114,7 +123,7 @@ export class StreamWriter {
     } else if (o.received !== o.length) {
       throw new Error(`stream writer: data frame at ${o.start} got ${o.received} of ${o.length} bytes`);
     }
-    this.options.integrity?.endData();
+    this.options.integrity?.endData(o.payloadAdler);
     this.dataSize += o.length;
     this.nextStart = o.start + o.length;
     this.open = null;
@@ -144,9 +153,9 @@ export class StreamWriter {
     await this.flush();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.failure) throw this.failure;
-    await this.adlerChain;
+    const adler32 = await this.fileAdler;
     this.finished = true;
-    return { bytes: this.bytes, adler32: this.checksum.value, dataSize: this.dataSize };
+    return { bytes: this.bytes, adler32, dataSize: this.dataSize };
   }
 
   get isFinished(): boolean {
@@ -165,12 +174,19 @@ export class StreamWriter {
     this.staged = encodeHeader(kind, start, length, this.stagingBuffers[this.current]!.buf, this.staged);
   }
 
-  /** Issues `chunk` after everything before it; resolves once issued, with its completion. */
-  private async put(chunk: Uint8Array): Promise<Issued> {
+  /**
+   * Issues `chunk` after everything before it; resolves once issued, with its completion.
+   * Payload chunks (`frame`) also add to their frame's Adler-32: one hash per byte serves both
+   * the frame record and the file checksum.
+   */
+  private async put(chunk: Uint8Array, frame: NonNullable<StreamWriter["open"]> | null = null): Promise<Issued> {
     if (chunk.length >= DIRECT_WRITE_MIN) {
       await this.flush();
-      return { done: this.issue(chunk) };
+      const sum = native.adler32Async(1, chunk);
+      if (frame) frame.payloadAdler = combine(frame.payloadAdler, sum, chunk.length);
+      return { done: this.issue(chunk, sum) };
     }
+    if (frame) frame.payloadAdler = combine(frame.payloadAdler, Promise.resolve(native.adler32(1, chunk)), chunk.length);
     const staging = this.stagingBuffers[this.current]!.buf;
     if (staging.length - this.staged < chunk.length) await this.flush();
     this.stagingBuffers[this.current]!.buf.set(chunk, this.staged);
@@ -190,18 +206,12 @@ export class StreamWriter {
     next.busy = null;
   }
 
-  /** Starts the write and the (ordered) checksum of `chunk`; the promise settles when both are done. */
-  private issue(chunk: Uint8Array): Promise<void> {
-    if (this.failure) {
-      // A staging slot may hold this without anyone awaiting it (the stream is abandoned after
-      // the failure): it must not become an unhandled rejection that kills the process.
-      const failed = Promise.reject(this.failure);
-      failed.catch(() => undefined);
-      return failed;
-    }
+  /** Starts the write and the checksum of `chunk` (on the pool); settles when both are done. */
+  private issue(chunk: Uint8Array, sum: Promise<number> = native.adler32Async(1, chunk)): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
     this.bytes += chunk.length;
-    const summed = (this.adlerChain = this.adlerChain.then(() => this.checksum.updateAsync(chunk)));
-    const done: Promise<void> = Promise.all([this.sink.write(chunk), summed]).then(
+    this.fileAdler = combine(this.fileAdler, sum, chunk.length);
+    const done: Promise<void> = Promise.all([this.sink.write(chunk), sum]).then(
       () => void this.inflight.delete(done),
       (e: unknown) => {
         this.inflight.delete(done);
@@ -213,4 +223,9 @@ export class StreamWriter {
     this.inflight.add(done);
     return done;
   }
+}
+
+/** Adler-32 of `a` followed by `length` bytes whose own Adler-32 is `b`. */
+function combine(a: Promise<number>, b: Promise<number>, length: number): Promise<number> {
+  return Promise.all([a, b]).then(([x, y]) => native.adler32Combine(x, y, length));
 }

@@ -9,7 +9,7 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                     "<!@(pkg-config --cflags libvirt libvirt-qemu)"],
-      "libraries": ["-llz4", "-ldeflate", "<!@(pkg-config --libs libvirt libvirt-qemu)"]
+      "libraries": ["-llz4", "-ldeflate", "-lz", "<!@(pkg-config --libs libvirt libvirt-qemu)"]
     }
   ]
 }

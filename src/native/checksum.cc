@@ -2,6 +2,7 @@
 // `.chksum` files of the stream format, CRC-32 for our `.integrity` records. Async variants
 // run on libuv's pool so hashing overlaps network and disk I/O.
 #include <libdeflate.h>
+#include <zlib.h>
 #include <string>
 #include "addon.h"
 
@@ -74,6 +75,18 @@ Napi::Value Checksum(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// adler32Combine(a1, a2, len2): the Adler-32 of two ranges from theirs (zlib, O(1)).
+Napi::Value Adler32Combine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "adler32Combine(adler1, adler2, length2)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uLong a = adler32_combine64(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(),
+                              (z_off64_t)info[2].As<Napi::Number>().Int64Value());
+  return Napi::Number::New(env, (double)(uint32_t)a);
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
@@ -81,4 +94,5 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   exports.Set("adler32Async", Napi::Function::New(env, Checksum<Kind::Adler32, true>, "adler32Async"));
   exports.Set("crc32", Napi::Function::New(env, Checksum<Kind::Crc32, false>, "crc32"));
   exports.Set("crc32Async", Napi::Function::New(env, Checksum<Kind::Crc32, true>, "crc32Async"));
+  exports.Set("adler32Combine", Napi::Function::New(env, Adler32Combine, "adler32Combine"));
 }

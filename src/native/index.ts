@@ -147,6 +147,8 @@ export interface NativeAddon extends LibvirtNative {
   /** CRC-32 (libdeflate, same values as zlib) continuing from `previous` (start with 0). */
   crc32(previous: number, buf: Uint8Array, offset?: number, length?: number): number;
   crc32Async(previous: number, buf: Uint8Array, offset?: number, length?: number): Promise<number>;
+  /** Adler-32 of the concatenation of two ranges, from their checksums (zlib adler32_combine). */
+  adler32Combine(adler1: number, adler2: number, length2: number): number;
 }
 
 function findPackageRoot(start: string): string {

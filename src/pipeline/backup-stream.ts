@@ -23,8 +23,6 @@ export interface StreamBackupOptions {
   readSize: number;
   pool: SizedPool;
   onProgress?: ProgressFn;
-  /** Receives every data byte (uncompressed) for the per-frame CRCs. */
-  integrity?: { dataAsync(chunk: Uint8Array): Promise<void> };
 }
 
 export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void> {
@@ -61,10 +59,9 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
       let handedOff = false;
       try {
         const data = buf.subarray(0, item.length);
-        const hashed = o.integrity?.dataAsync(data);
         if (!encoder || !out || !extent) {
           const { done } = await o.writer.payloadNoWait(data);
-          const settled: Promise<void> = Promise.all([done, hashed]).then(
+          const settled: Promise<void> = done.then(
             () => void writing.delete(settled),
             (e: unknown) => {
               writing.delete(settled);
@@ -81,7 +78,7 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
             frameLeft = Math.min(extent.length - done, extent.length >= o.chunkSize ? o.chunkSize : extent.length);
             await o.writer.payload(out.subarray(0, encoder.begin(out, frameLeft, o.compressLevel!)), false);
           }
-          const [n] = await Promise.all([encoder.update(data, out), hashed]);
+          const n = await encoder.update(data, out);
           frameLeft -= item.length;
           if (n > 0) await o.writer.payload(out.subarray(0, n), false);
           if (frameLeft === 0) await o.writer.payload(out.subarray(0, await encoder.end(out)), true);

@@ -10,6 +10,8 @@ import type { NbdClient } from "../nbd/index.js";
 import { applyStream } from "../pipeline/restore-stream.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
+import type { RemoteNbd } from "../backup/disk-backup.js";
+import { uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { humanize } from "../cli/humanize.js";
@@ -36,6 +38,8 @@ export interface DiskRestoreJob {
   set: BackupSetSource;
   host: Host;
   socket: string;
+  /** Remote hypervisor: qemu-nbd listens on TCP there instead of `socket`. */
+  tcp?: RemoteNbd | null;
   settings?: QcowSettings;
   preallocate: boolean;
   compress: boolean;
@@ -125,15 +129,18 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
   let server: QemuNbdServer | null = null;
   let client: NbdClient | null = null;
   try {
+    const tcp = job.tcp ?? null;
+    if (tcp) log.info(`Starting remote NBD server on socket: [${tcp.connectHost}:${tcp.port}]`);
+    const exportName = tcp ? uniqueExportName(job.disk) : job.disk;
     server = QemuNbdServer.start(host, {
-      exportName: job.disk,
+      exportName,
       image: partial,
       format: "qcow2",
-      socket: job.socket,
+      ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: job.socket }),
       discard: true,
       compressDriver: job.compress,
     });
-    client = await server.connect({ exportName: job.disk });
+    client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
     const writer = new NbdBlockWriter(client);
     const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {
@@ -170,7 +177,7 @@ async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: NbdBlockW
     log.info(`Applying data from backup file [${shown}] to target file [${job.target}].`);
     job.stdout.write(pyPrettyDict(reader.rawMeta) + "\n");
     const expected = await storedChecksum(set, file.name);
-    const integrity = await loadIntegrity(set, file.name);
+    const integrity = await loadIntegrity(set, file.name, reader.compressed);
     const [result] = await Promise.all([
       applyStream({ reader, writer, pool, freshTarget: fresh, onProgress: job.onProgress, integrity }),
       expected === null ? Promise.resolve() : checkChecksum(set, file.name, expected),
