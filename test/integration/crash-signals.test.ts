@@ -8,18 +8,22 @@
  *     SIGPIPE, the write fails) → exit 1 within seconds, one ERROR naming it, no job, the run
  *     marker stays in the working directory, so the next `-o -` inc there refuses; a SIGKILL of a
  *     `-o -` run leaves a truncated archive that restore refuses (exit 1, no image);
+ *   - virtnbdrestore, both engines, SIGTERM/SIGINT/SIGHUP mid-restore: ends within seconds with
+ *     a non-zero status, no qemu-img/qemu-nbd left, no image under its final name (at most the
+ *     clearly marked `<image>.partial`), and the next restore into the same directory removes the
+ *     leftover and is bit-exact;
  *   - virtnbdmap: SIGHUP stops nbdkit and removes its temp directory (exit 0, as SIGINT/SIGTERM).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import * as C from "../../src/libvirt/constants.js";
 import { testDomain, MiB, type TestDomain } from "../helpers/domains.js";
-import { ensureBuilt, logLines, OUR_BACKUP, ourBackup, ourRestore, startOurBackup } from "../helpers/our-tool.js";
+import { assertOk, captureTruth, ensureBuilt, imageHash, logLines, OUR_BACKUP, OUR_RESTORE, ourBackup, ourRestore, startOurBackup } from "../helpers/our-tool.js";
 import { exportHash, pidAlive, startMap } from "../helpers/map-run.js";
 import { fullExtents, modelDisk } from "../helpers/map-model.js";
 import { buildStream, pattern } from "../helpers/streams.js";
@@ -111,6 +115,42 @@ test("virtnbdbackup: SIGHUP and SIGPIPE mid-transfer, the stdout reader going aw
   assert.equal(r.exitCode, 1, `a truncated archive is refused\n${r.all}`);
   assert.ok(logLines(r, "ERROR").length >= 1);
   assert.deepEqual((await readdir(out).catch(() => [] as string[])).filter((n) => /qcow2/.test(n)), [], "no image from a truncated archive");
+});
+
+test("virtnbdrestore: SIGTERM, SIGINT and SIGHUP mid-restore (both engines): non-zero within seconds, no helper left, no final image; the next restore is bit-exact", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 256 * MiB, content: [{ seed: 75, offset: 0, length: 256 * MiB }] }], start: true });
+  const work = await tempDir(t, "vnbt-rsig-");
+  const set = join(work, "set");
+  assertOk(await ourBackup(["-d", d.name, "-l", "full", "-z", "-o", set, "-n"]), "full");
+  const truth = (await captureTruth(d))["sda"]!;
+  const helpers = () => execFileSync("sh", ["-c", `pgrep -af 'qemu-img|qemu-nbd' || true`]).toString().split("\n").filter((l) => l.includes(work));
+  let n = 0;
+  for (const engine of ["convert", "nbd-writes"] as const) {
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+      const out = join(work, `out${n++}`);
+      const env = { ...process.env, VIRTNBD_RESTORE_ENGINE: engine };
+      ensureBuilt();
+      const child = spawn(process.execPath, [OUR_RESTORE, "--nocolor", "-i", set, "-o", out, "-n"], { env, stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+      const closed = new Promise<[number | null, string | null]>((r) => child.on("close", (c, s) => r([c, s])));
+      await waitFor(() => /Applying data from backup file/.test(stderr) || child.exitCode !== null, "the restore to apply data");
+      await sleep(150);
+      assert.equal(child.exitCode, null, `${engine}/${signal}: still restoring when signalled`);
+      const sent = Date.now();
+      child.kill(signal);
+      const [code, sig] = await closed;
+      assert.ok(code !== 0, `${engine}/${signal}: non-zero end (code ${code}, signal ${sig})`);
+      assert.ok(Date.now() - sent < 10_000, `${engine}/${signal}: ends within seconds`);
+      await waitFor(() => helpers().length === 0, `${engine}/${signal}: no qemu-img/qemu-nbd left`, 10_000);
+      const left = await readdir(out);
+      assert.ok(!left.includes("sda.qcow2"), `${engine}/${signal}: no image under its final name: ${left.join(" ")}`);
+      assert.deepEqual(left.filter((f) => f !== "sda.qcow2.partial"), [], `${engine}/${signal}: at most the marked partial image`);
+      // The next restore into the same directory: the leftover goes, the image is bit-exact.
+      assertOk(await ourRestore(["-i", set, "-o", out, "-n"], { env }), `${engine}/${signal}: restore again`);
+      assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), truth, `${engine}/${signal}: bit-exact after the interrupted restore`);
+    }
+  }
 });
 
 test("virtnbdmap: SIGHUP stops nbdkit and removes the temp directory, exit 0", async (t) => {
