@@ -208,7 +208,14 @@ export class StreamWriter {
 
   /** Starts the write and the checksum of `chunk` (on the pool); settles when both are done. */
   private issue(chunk: Uint8Array, sum: Promise<number> = native.adler32Async(1, chunk)): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure) {
+      // A staging slot may hold this without anyone awaiting it (the stream is abandoned after
+      // the failure): it must not become an unhandled rejection that kills the process (ENOSPC
+      // mid-data left the libvirt job running).
+      const failed = Promise.reject(this.failure);
+      failed.catch(() => undefined);
+      return failed;
+    }
     this.bytes += chunk.length;
     this.fileAdler = combine(this.fileAdler, sum, chunk.length);
     const done: Promise<void> = Promise.all([this.sink.write(chunk), sum]).then(
