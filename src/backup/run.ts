@@ -13,12 +13,13 @@ import { versionLine } from "../cli/run.js";
 import { readCpt } from "../backupset/cpt.js";
 import { backupLogFileName, checkpointName, cptFileName, dataFileName, unixIdent, type Level } from "../backupset/layout.js";
 import { LocalHost } from "../host/local.js";
+import { SshHost } from "../host/ssh.js";
 import type { Host } from "../host/host.js";
 import { Connection, formatVersion, localLibVersion } from "../libvirt/connection.js";
 import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
-import { dirtyBitmapContext } from "../nbd/index.js";
+import { dirtyBitmapContext, formatNbdUri, type ClientTlsOptions, type NbdTarget } from "../nbd/index.js";
 import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
 import { ZipTarget } from "../storage/zip-target.js";
@@ -34,9 +35,10 @@ import {
   removeAllForFull,
   type CheckpointPlan,
 } from "./checkpoints.js";
-import { backupDisk } from "./disk-backup.js";
+import { backupDisk, type RemoteNbd } from "./disk-backup.js";
 import { selectDisks } from "./disk-selection.js";
 import { JobStartError, runningBackupJob, startBackupJob } from "./job.js";
+import { checkClientTls, clientTls, givenOptions, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "./remote.js";
 import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./run-marker.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
@@ -126,9 +128,6 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   if (args.type === "raw" && (args.level === "inc" || args.level === "diff")) {
     return fail(log, "Stream format raw does not support incremental or differential backup.");
   }
-  if (args.uri.includes("qemu+ssh")) {
-    return fail(log, "Remote backup (qemu+ssh) is not available in this version.");
-  }
 
   // 5–6: leftovers of failed runs; checkpoint directory.
   const dirState = await inspectTargetDir(outDir);
@@ -165,17 +164,39 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
     const extra = (e as { code?: number }).code === C.VIR_ERR_AUTH_FAILED ? ["--user and --password options for SASL authentication are required."] : [];
     return fail(log, `Can't connect libvirt daemon: [${(e as Error).message}]`, ...extra);
   }
+  // Remote hypervisor (qemu+ssh): its files and qemu tools over one ssh connection, data over NBD/TCP.
+  let host: Host = new LocalHost();
+  let nbdHost: string | null = null;
+  if (isRemoteUri(args.uri)) {
+    const tlsProblem = checkClientTls(args);
+    if (tlsProblem) {
+      await conn.close().catch(() => undefined);
+      return fail(log, tlsProblem);
+    }
+    try {
+      host = await openSshHost(sshTargetFor(args, givenOptions("virtnbdbackup", argv)), log);
+    } catch (e) {
+      await conn.close().catch(() => undefined);
+      return fail(log, sshFailureLine("backup", e));
+    }
+    nbdHost = await nbdHostFor(args, conn, host.name);
+  }
   const cleanup = new Cleanup();
-  const host: Host = new LocalHost();
+  if (host instanceof SshHost) {
+    // Interrupted: remote qemu-nbd and the ssh master end when their stdin closes.
+    const ssh = host;
+    cleanup.add(() => ssh.abandon());
+  }
   const stopSignals = installSignalHandlers(cleanup, log, stdoutMode ? io.stdout : null);
   try {
-    return await runConnected({ args, argv, io, log, conn, host, cleanup, stdoutMode, noprogress, outDir, checkpointDir, cptPath, compressLevel, dirState });
+    return await runConnected({ args, argv, io, log, conn, host, nbdHost, cleanup, stdoutMode, noprogress, outDir, checkpointDir, cptPath, compressLevel, dirState });
   } catch (e) {
     await cleanup.run(log);
     if (e instanceof CheckpointError || e instanceof JobStartError || e instanceof TargetDirError) return fail(log, e.message);
     throw e;
   } finally {
     stopSignals();
+    await host.close().catch(() => undefined);
     await conn.close().catch(() => undefined);
   }
 }
@@ -187,6 +208,8 @@ interface RunContext {
   log: Logger;
   conn: Connection;
   host: Host;
+  /** Remote mode: where the NBD traffic goes (`--nbd-ip` or the remote host name); null: local. */
+  nbdHost: string | null;
   cleanup: Cleanup;
   stdoutMode: boolean;
   noprogress: boolean;
@@ -373,16 +396,22 @@ async function runConnected(r: RunContext): Promise<number> {
     // 22–25: the job.
     const socket = args.socketfile;
     if (!offline) {
-      log.info("Local NBD Endpoint sockets:");
-      for (const d of disks) log.info(`${d.target}: [nbd+unix:///${d.target}?socket=${socket}]`);
-      await mkdir(args.scratchdir, { recursive: true });
+      if (r.nbdHost !== null) {
+        log.info(`Remote NBD Endpoint host: [${r.nbdHost}:${args.nbdPort}]`);
+        for (const d of disks) log.info(`${d.target}: [${formatNbdUri({ kind: "tcp", host: r.nbdHost, port: args.nbdPort }, d.target, args.tls)}]`);
+      } else {
+        log.info("Local NBD Endpoint sockets:");
+        for (const d of disks) log.info(`${d.target}: [nbd+unix:///${d.target}?socket=${socket}]`);
+      }
+      // On the hypervisor host (remote: over ssh).
+      await r.host.mkdir(args.scratchdir);
       log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
       const createsCheckpoint = level === "full" || level === "inc";
       const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
       const starting = startBackupJob({
         domain,
         disks,
-        server: { transport: "unix", socket },
+        server: r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, port: args.nbdPort } : { transport: "unix", socket },
         scratchDir: args.scratchdir,
         incremental: level === "inc" || level === "diff" ? plan.parent : null,
         checkpoint: createsCheckpoint ? { name: plan.name, parent: plan.parent } : null,
@@ -443,8 +472,10 @@ async function runConnected(r: RunContext): Promise<number> {
               sparseDetection: !args.noSparseDetection || !(level === "inc" || level === "diff"),
               useNbdinfo: args.qemu,
               target,
-              online: offline ? null : { target: { kind: "unix", path: socket }, dirtyContext: dirtyBitmapContext(`backup-${d.target}`) },
-              offline: offline ? { host: r.host, socket: `${socket}.${d.target}`, bitmap: level === "inc" || level === "diff" ? plan.name : null } : null,
+              online: offline ? null : { ...onlineTarget(r, socket), dirtyContext: dirtyBitmapContext(`backup-${d.target}`) },
+              offline: offline
+                ? { host: r.host, socket: `${socket}.${d.target}`, bitmap: level === "inc" || level === "diff" ? plan.name : null, tcp: offlineTcp(r, disks.indexOf(d)) }
+                : null,
               pool,
               log: dlog,
               onTotal: (n) => (bar = progress.bar(d.target, n)),
@@ -511,6 +542,19 @@ async function runConnected(r: RunContext): Promise<number> {
   } finally {
     if (writesMarker && !keepMarker && !r.cleanup.interrupted) await clearRunMarker(r.outDir, args.domain).catch(() => undefined);
   }
+}
+
+/** The job's NBD server: the unix socket, or (remote) TCP on `--nbd-port` with `--tls`. */
+function onlineTarget(r: RunContext, socket: string): { target: NbdTarget; tls: ClientTlsOptions | null } {
+  if (r.nbdHost === null) return { target: { kind: "unix", path: socket }, tls: null };
+  return { target: { kind: "tcp", host: r.nbdHost, port: r.args.nbdPort }, tls: clientTls(r.args) };
+}
+
+/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index` (behaviour.md §5). */
+function offlineTcp(r: RunContext, index: number): RemoteNbd | null {
+  if (r.nbdHost === null) return null;
+  const a = r.args;
+  return { port: a.nbdPort + index, bind: a.nbdIp || undefined, connectHost: r.nbdHost, tlsDir: serverTlsDir(a), tls: clientTls(a) };
 }
 
 async function fileExists(path: string): Promise<boolean> {

@@ -8,6 +8,7 @@ import { dumpMetadata } from "../backupset/dump.js";
 import { verifySet } from "../backupset/verify.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { restoreSet } from "../restore/restore.js";
+import { givenOptions } from "../backup/remote.js";
 
 export type RestoreOutput = { write(text: string): unknown };
 
@@ -37,13 +38,13 @@ export async function main(argv: string[], stdout: RestoreOutput = process.stdou
     return 1;
   }
   try {
-    return await run(args, set, log, stdout);
+    return await run(args, set, log, stdout, givenOptions("virtnbdrestore", argv));
   } finally {
     await set.close();
   }
 }
 
-async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout: RestoreOutput): Promise<number> {
+async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout: RestoreOutput, given: ReadonlySet<string>): Promise<number> {
   const sequence = args.sequence ? args.sequence.split(",") : undefined;
   if (sequence) {
     log.info("Using manual specified sequence of files.");
@@ -73,5 +74,5 @@ async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout:
     const ok = await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log);
     return ok && exitCodeFromCounts(logging.counts) === 0 ? 0 : 1;
   }
-  return restoreSet(args, set, sequence, log, stdout);
+  return restoreSet(args, set, sequence, log, stdout, given);
 }

@@ -14,6 +14,7 @@ import {
   type ConnectOptions,
   type NbdTarget,
 } from "../nbd/index.js";
+import { explainConnectError, TCP_CONNECT_TIMEOUT_MS, TCP_HANDSHAKE_TIMEOUT_MS } from "./nbd-tcp.js";
 
 export interface QemuNbdOptions {
   exportName: string;
@@ -23,6 +24,8 @@ export interface QemuNbdOptions {
   socket?: string;
   port?: number;
   bind?: string;
+  /** TCP: the address our client connects to (default: the bind address, else localhost). */
+  connectHost?: string;
   readOnly?: boolean;
   /** Export this persistent bitmap as `qemu:dirty-bitmap:<name>`. */
   bitmap?: string;
@@ -78,7 +81,7 @@ export class QemuNbdServer {
   ) {}
 
   static start(host: Host, o: QemuNbdOptions): QemuNbdServer {
-    const target: NbdTarget = o.socket ? { kind: "unix", path: o.socket } : { kind: "tcp", host: o.bind || "localhost", port: o.port! };
+    const target: NbdTarget = o.socket ? { kind: "unix", path: o.socket } : { kind: "tcp", host: o.connectHost || o.bind || "localhost", port: o.port! };
     return new QemuNbdServer(o, host.spawn("qemu-nbd", qemuNbdArgs(o)), target, host);
   }
 
@@ -87,9 +90,15 @@ export class QemuNbdServer {
    * bad image, …) this rejects at once with its message; no attempt outlives the call.
    */
   async connect(opts: Omit<ConnectOptions, "target" | "uri" | "attempts" | "intervalMs">): Promise<NbdClient> {
-    const co = resolveConnectOptions({ ...opts, target: this.target });
+    const tcp = this.target.kind === "tcp";
+    const co = resolveConnectOptions({
+      ...(tcp ? { connectTimeoutMs: TCP_CONNECT_TIMEOUT_MS, handshakeTimeoutMs: TCP_HANDSHAKE_TIMEOUT_MS } : {}),
+      ...opts,
+      target: this.target,
+    });
     const log = opts.log ?? (() => undefined);
-    log("info", `Waiting until NBD server at [${formatNbdUri(co.target, co.exportName, !!co.tls)}] is up.`);
+    const uri = formatNbdUri(co.target, co.exportName, !!co.tls);
+    log("info", `Waiting until NBD server at [${uri}] is up.`);
     const deadline = Date.now() + START_TIMEOUT_MS;
     let abandoned = false;
     const attempts = (async () => {
@@ -108,7 +117,17 @@ export class QemuNbdServer {
           log("info", "Connection to NBD backend succeeded.");
           return client;
         } catch (e) {
-          if (!notListeningYet(e)) throw e;
+          // TCP (a remote qemu-nbd): only "refused" means not listening yet; an address that does
+          // not answer or a TLS failure will not get better by waiting.
+          if (tcp && (e as { code?: unknown }).code !== "ECONNREFUSED") {
+            const explained = explainConnectError(e, uri, co.tls?.certDir ?? null);
+            if (explained) throw explained;
+            // Something else may hold the port while qemu-nbd fails to bind: its message is the
+            // one to report (guard() wins the race when it exits now).
+            await Promise.race([this.process.exited, sleep(1000)]);
+            throw e;
+          }
+          if (!tcp && !notListeningYet(e)) throw e;
           lastError = e;
         }
       }
@@ -124,7 +143,8 @@ export class QemuNbdServer {
   /** Rejects if qemu-nbd ends before `connected` settles (bad image, port in use, …). */
   async guard<T>(connected: Promise<T>): Promise<T> {
     const died = this.process.exited.then((code) => {
-      throw new QemuNbdError(`qemu-nbd for [${this.options.image}] exited (${code}): ${this.process.stderrText().trim() || "no message"}`);
+      const where = this.host.remote ? ` on [${this.host.name}]` : "";
+      throw new QemuNbdError(`qemu-nbd for [${this.options.image}]${where} exited (${code}): ${this.process.stderrText().trim() || "no message"}`);
     });
     died.catch(() => undefined); // it also ends normally later, after our disconnect
     return Promise.race([connected, died]);

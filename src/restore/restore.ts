@@ -3,7 +3,8 @@
  * `--sequence`), rebuilt from its chain; then boot files, the config (`-c` adjusted), and
  * optionally the domain defined in libvirt (`-D`). Any failure means exit 1.
  */
-import { basename, join, resolve } from "node:path";
+import { Readable } from "node:stream";
+import { basename, isAbsolute, join, resolve } from "node:path";
 import type { RestoreArgs } from "../cli/args.js";
 import type { Logger } from "../cli/log.js";
 import { logging } from "../cli/log.js";
@@ -13,16 +14,20 @@ import { parseCpt } from "../backupset/cpt.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import { LocalHost } from "../host/local.js";
+import { shQuote, SshHost } from "../host/ssh.js";
 import { Connection } from "../libvirt/connection.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
 import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { selectDisks } from "../backup/disk-selection.js";
+import type { RemoteNbd } from "../backup/disk-backup.js";
+import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../backup/remote.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError } from "./disk.js";
 import { writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
+import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
 
 type Out = { write(s: string): unknown };
@@ -71,7 +76,18 @@ async function refreshPool(libvirt: Connection, dir: string, log: Logger): Promi
   }
 }
 
-export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequence: string[] | undefined, log: Logger, stdout: Out): Promise<number> {
+/**
+ * `given`: the options given on the command line (argparse dests), for the remote login
+ * (`--ssh-user`/`--ssh-port` override the URI's user and port only when given).
+ */
+export async function restoreSet(
+  args: RestoreArgs,
+  set: BackupSetSource,
+  sequence: string[] | undefined,
+  log: Logger,
+  stdout: Out,
+  given: ReadonlySet<string> = new Set(),
+): Promise<number> {
   let adjust = args.adjustConfig || args.define;
   let define = args.define;
   if (sequence) {
@@ -79,7 +95,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
     adjust = false;
     define = false;
   }
-  const host: Host = new LocalHost();
+  let host: Host = new LocalHost();
   const listing = await set.list();
   const progress = new Progress({ noprogress: args.noprogress });
   logging.setConsole(progress);
@@ -87,13 +103,34 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
   try {
     libvirt = await openLibvirt(args, define, log);
     if (!libvirt && define) return 1;
+    // Remote hypervisor (behaviour.md §11.4 step 2): images, boot files and the config go there.
+    let remote: RemoteNbd | null = null;
+    if (isRemoteUri(args.uri)) {
+      if (!isAbsolute(args.output)) {
+        log.error("Absolute target path required for restore to remote system");
+        return 1;
+      }
+      const tlsProblem = checkClientTls(args);
+      if (tlsProblem) {
+        log.error(tlsProblem);
+        return 1;
+      }
+      try {
+        host = await openSshHost(sshTargetFor(args, given), log);
+      } catch (e) {
+        log.error(sshFailureLine("restore", e));
+        return 1;
+      }
+      const nbdHost = await nbdHostFor(args, libvirt, host.name);
+      remote = { port: args.nbdPort, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) };
+    }
     await host.mkdir(args.output);
     const configFile = chooseVmConfig(listing, args.until);
     if (!configFile) {
       log.error("No domain config file found");
       return 1;
     }
-    const ctx: RestoreContext = { args, set, listing, host, log, stdout, progress };
+    const ctx: RestoreContext = { args, set, listing, host, remote, log, stdout, progress };
     if (sequence) {
       const code = await restoreSequence(ctx, sequence);
       if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
@@ -144,7 +181,8 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
     await restoreBootFiles(domain, set, listing, host, log);
 
     const configOut = join(args.output, args.configFile);
-    await writeFileDurably(configOut, adjust ? domain.toString() : originalXml, true);
+    if (host.remote) await host.writeFile(configOut, adjust ? domain.toString() : originalXml);
+    else await writeFileDurably(configOut, adjust ? domain.toString() : originalXml, true);
     if (adjust) {
       log.info(`Adjusted config placed in: [${configOut}]`);
       if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
@@ -169,6 +207,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
   } finally {
     progress.stop();
     logging.setConsole(null);
+    await host.close().catch(() => undefined);
     await libvirt?.close();
   }
 }
@@ -178,6 +217,8 @@ interface RestoreContext {
   set: BackupSetSource;
   listing: SetFile[];
   host: Host;
+  /** Remote hypervisor: qemu-nbd there on `--nbd-port`, our client over TCP (TLS with `--tls`). */
+  remote: RemoteNbd | null;
   log: Logger;
   stdout: Out;
   progress: Progress;
@@ -207,6 +248,7 @@ async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[
       set: ctx.set,
       host: ctx.host,
       socket: ctx.args.socketfile,
+      tcp: ctx.remote,
       settings,
       preallocate: ctx.args.preallocate,
       compress: ctx.args.compress,
@@ -239,12 +281,37 @@ async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise
 async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: string): Promise<void> {
   const image = dataFiles.find((f) => f.name.endsWith(".copy.data")) ?? dataFiles[0]!;
   if (await ctx.host.exists(target)) throw new RestoreError(`Target file already exists: [${target}], won't overwrite.`);
-  if (ctx.host.remote) throw new RestoreError(`Raw image restore to a remote host is not supported: [${target}]`);
   ctx.log.info(`Copy raw image [${image.name}] to [${target}]`);
   const source = await ctx.set.open(image.name);
   try {
-    await copySparse(source, target);
+    if (ctx.host instanceof SshHost) await uploadSparse(ctx.host, source, target);
+    else await copySparse(source, target);
   } finally {
     await source.close();
+  }
+}
+
+/** Remote raw image: streamed through ssh into `dd conv=sparse` (zero blocks stay holes), then moved into place. */
+async function uploadSparse(host: SshHost, source: RandomAccessSource, target: string): Promise<void> {
+  const partial = `${target}.partial`;
+  const block = 1 << 20;
+  async function* blocks(): AsyncGenerator<Buffer> {
+    for (let pos = 0; pos < source.size; pos += block) {
+      const buf = Buffer.allocUnsafe(Math.min(block, source.size - pos));
+      await readExactly(source, buf, 0, buf.length, pos);
+      yield buf;
+    }
+  }
+  const q = shQuote(partial);
+  const r = await host.runLine(`rm -f -- ${q} && dd of=${q} bs=1M conv=sparse,fsync status=none`, Readable.from(blocks()));
+  if (r.exitCode !== 0) {
+    await host.remove(partial).catch(() => undefined);
+    throw new RestoreError(`Uploading raw image to [${host.name}:${partial}] failed: ${oneLine(r.stderr) || `exit code ${r.exitCode}`}`);
+  }
+  try {
+    await host.moveNoReplace(partial, target);
+  } catch (e) {
+    await host.remove(partial).catch(() => undefined);
+    throw e;
   }
 }

@@ -17,6 +17,8 @@ const SSHD = "/usr/sbin/sshd";
 
 export interface PrivateSshd {
   port: number;
+  /** The address it listens on (default 127.0.0.1). */
+  address: string;
   keyFile: string;
   /** libvirt URI for `path` (e.g. "/system") through this sshd. */
   uri(path: string): string;
@@ -35,7 +37,13 @@ async function childPids(pid: number): Promise<number[]> {
     .map(Number);
 }
 
-export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void }): Promise<PrivateSshd | null> {
+export interface PrivateSshdOptions {
+  /** Listen address (default 127.0.0.1), e.g. the host end of a veth pair. */
+  listen?: string;
+}
+
+export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void }, opts: PrivateSshdOptions = {}): Promise<PrivateSshd | null> {
+  const address = opts.listen ?? "127.0.0.1";
   if (!existsSync(SSHD) || process.getuid?.() !== 0) return null;
   const dir = await mkdtemp(join(tmpdir(), "vnbt-sshd-"));
   await chmod(dir, 0o755);
@@ -50,7 +58,7 @@ export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void
     port = 20000 + Math.floor(Math.random() * 40000);
     const config = [
       `Port ${port}`,
-      "ListenAddress 127.0.0.1",
+      `ListenAddress ${address}`,
       `HostKey ${join(dir, "hostkey")}`,
       "PermitRootLogin prohibit-password",
       `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
@@ -82,8 +90,9 @@ export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void
   const keyFile = join(dir, "userkey");
   const sshd: PrivateSshd = {
     port,
+    address,
     keyFile,
-    uri: (path) => `qemu+ssh://root@127.0.0.1:${port}${path}?keyfile=${keyFile}&no_verify=1&no_tty=1`,
+    uri: (path) => `qemu+ssh://root@${address}:${port}${path}?keyfile=${keyFile}&no_verify=1&no_tty=1`,
     async killSessions() {
       const pids = await childPids(listener.pid!);
       for (const pid of pids) process.kill(pid, "SIGTERM");

@@ -11,13 +11,15 @@
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatNbdUri, type NbdTarget } from "../../src/nbd/uri.js";
 import { tempDir } from "./tmp.js";
+
+/** scripts/make-test-certs.sh (CA + server/client certificates in qemu's layout). */
+export const MAKE_TEST_CERTS = new URL("../../scripts/make-test-certs.sh", import.meta.url).pathname;
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -277,19 +279,13 @@ export async function nbdinfoMap(uri: string, context = "base:allocation"): Prom
 }
 
 /**
- * A throwaway CA with server (CN=localhost, SAN localhost/127.0.0.1) and client certificates,
- * in qemu's layout: ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem.
+ * A throwaway CA with server and client certificates in qemu's layout (ca-cert.pem,
+ * server-cert.pem, server-key.pem, client-cert.pem, client-key.pem), made by
+ * scripts/make-test-certs.sh. `names` go into both certificates' subjectAltName (default
+ * localhost and 127.0.0.1; the first is the server's CN). Valid for 2 days.
  */
-export async function makeTlsCerts(t: After & TestContext): Promise<string> {
+export async function makeTlsCerts(t: After, names: string[] = []): Promise<string> {
   const dir = await tempDir(t, "vnbt-nbd-pki-");
-  const p = (f: string): string => join(dir, f);
-  const days = "2";
-  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("ca-key.pem"), "-out", p("ca-cert.pem"), "-days", days, "-subj", "/CN=vnbt test CA",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  for (const [who, usage] of [["server", "serverAuth"], ["client", "clientAuth"]] as const) {
-    await run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", p(`${who}-key.pem`), "-out", p(`${who}.csr`), "-subj", `/CN=${who === "server" ? "localhost" : "vnbt-client"}`]);
-    await writeFile(p(`${who}.ext`), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${usage}\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n`);
-    await run("openssl", ["x509", "-req", "-in", p(`${who}.csr`), "-CA", p("ca-cert.pem"), "-CAkey", p("ca-key.pem"), "-CAcreateserial", "-out", p(`${who}-cert.pem`), "-days", days, "-extfile", p(`${who}.ext`)]);
-  }
+  await run("sh", [MAKE_TEST_CERTS, "-d", "2", dir, ...names]);
   return dir;
 }

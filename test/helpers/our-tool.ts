@@ -79,6 +79,8 @@ export interface RunOptions {
   stdoutPipe?: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Run inside this network namespace (`ip netns exec <name>`). */
+  netns?: string;
 }
 
 function toResult(r: Awaited<ResultPromise>): ToolResult {
@@ -99,7 +101,8 @@ export interface RunningTool {
 
 function start(bin: string, args: string[], o: RunOptions = {}): RunningTool {
   ensureBuilt();
-  const child = execa(process.execPath, [bin, "--nocolor", ...args], {
+  const [cmd, prefix] = o.netns ? ["ip", ["netns", "exec", o.netns, process.execPath]] : [process.execPath, []];
+  const child = execa(cmd, [...prefix, bin, "--nocolor", ...args], {
     cwd: o.cwd ?? ROOT,
     env: o.env,
     reject: false,
