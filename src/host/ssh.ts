@@ -146,6 +146,9 @@ export class SshHost implements Host {
       "-o", "ServerAliveInterval=15",
       "-o", "ServerAliveCountMax=4",
       "-o", "ClearAllForwardings=yes",
+      // A RemoteCommand or LocalCommand from the ssh config would replace or run beside ours.
+      "-o", "RemoteCommand=none",
+      "-o", "PermitLocalCommand=no",
       "-p", String(t.port),
       "-l", t.user,
     ];
@@ -161,7 +164,9 @@ export class SshHost implements Host {
     // A host or user starting with "-" would be read as an ssh option.
     if (!target.host || target.host.startsWith("-")) throw new SshError(`Invalid ssh host [${target.host}]`);
     if (!target.user || target.user.startsWith("-")) throw new SshError(`Invalid ssh user [${target.user}]`);
-    const dir = await mkdtemp(join(tmpdir(), "virtnbd-ssh-"));
+    // The control socket path must fit a unix socket address (about 100 bytes).
+    const base = tmpdir().length <= 60 ? tmpdir() : "/tmp";
+    const dir = await mkdtemp(join(base, "virtnbd-ssh-"));
     const controlPath = join(dir, "cm");
     const args = [
       ...SshHost.baseArgs(target, controlPath),

@@ -11,7 +11,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, readdir, readFile, rm } from "node:fs/promises";
+import { copyFile, readdir, readFile, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
@@ -129,10 +129,10 @@ test("online full → inc over qemu+ssh, NBD over TCP plain and TLS; remote rest
   assert.deepEqual(await remoteLeftovers(hv, [d.dir, work]), []);
 });
 
-test("offline copy of two disks over qemu+ssh: qemu-nbd on --nbd-port + index (TLS), boot files over ssh; remote restore uploads them", async (t) => {
+test("offline copy of three disks (one raw) over qemu+ssh: qemu-nbd on --nbd-port + index (TLS), boot files over ssh; remote restore uploads them", async (t) => {
   const hv = await startRemoteHypervisor(t);
   if (!hv) return t.skip("sshd not available (or not root)");
-  const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 8 * MiB }] });
+  const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 8 * MiB }, { format: "raw", size: 8 * MiB }] });
   // UEFI loader + nvram (never booted here: offline backups only read the files).
   const loader = join(d.dir, "OVMF_CODE_4M.fd");
   const nvram = join(d.dir, `${d.name}_VARS.fd`);
@@ -149,16 +149,17 @@ test("offline copy of two disks over qemu+ssh: qemu-nbd on --nbd-port + index (T
   const work = await tempDir(t, "vnbt-remote-off-");
   const set = join(work, "set");
   const pki = await makeTlsCerts(t);
-  const port = await freePorts(2);
+  const port = await freePorts(3);
   const tls = ["--tls", "--tls-cert", pki, "-I", "127.0.0.1"];
-  const r = await remoteBackup(hv, ["-d", d.name, "-l", "copy", "-o", set, "-P", String(port), ...tls], "remote offline copy");
+  const r = await remoteBackup(hv, ["-d", d.name, "-l", "copy", "-o", set, "-P", String(port), "--raw", ...tls], "remote offline copy");
   assert.match(r.stderr, new RegExp(`\\[sda\\].*Offline backup, starting remote NBD server, socket: \\[${hv.sshd.address}:.*\\], port: \\[${port}\\]`));
   assert.match(r.stderr, new RegExp(`\\[sdb\\].*Offline backup, starting remote NBD server, socket: \\[${hv.sshd.address}:.*\\], port: \\[${port + 1}\\]`));
   assert.match(r.stderr, new RegExp(`Waiting until NBD server at \\[nbds://127\\.0\\.0\\.1:${port + 1}/sdb\\.[0-9a-f]{8}\\] is up\\.`));
+  assert.match(r.stderr, new RegExp(`\\[sdc\\].*Offline backup, starting remote NBD server, socket: \\[.*\\], port: \\[${port + 2}\\]`));
   const truth = await captureTruth(d);
   assert.equal(truth["sda"], d.expectedHash("sda"));
   const names = await readdir(set);
-  for (const f of ["sda.copy.data", "sdb.copy.data", "sda.copy.qcow.json", "sdb.copy.qcow.json", "OVMF_CODE_4M.fd", `${d.name}_VARS.fd`]) {
+  for (const f of ["sda.copy.data", "sdb.copy.data", "sdc.copy.data", "sda.copy.qcow.json", "sdb.copy.qcow.json", "OVMF_CODE_4M.fd", `${d.name}_VARS.fd`]) {
     assert.ok(names.includes(f), `${f} in ${names.join(" ")}`);
   }
   assert.equal(await fileHash(join(set, `${d.name}_VARS.fd`)), await fileHash(nvram), "nvram fetched over ssh");
@@ -169,10 +170,15 @@ test("offline copy of two disks over qemu+ssh: qemu-nbd on --nbd-port + index (T
   const saved = await fileHash(nvram);
   await rm(nvram);
   const out = join(work, "restored");
-  const rr = await remoteRestore(hv, ["-i", set, "-o", out, "-P", String(port), ...tls, "-c"], "remote restore of the offline copy");
+  const rr = await remoteRestore(hv, ["-i", set, "-o", out, "-P", String(port), ...tls, "-c", "--raw"], "remote restore of the offline copy");
   assert.match(rr.stderr, /already exists, skipping/, "the loader is still there");
   assert.equal(await fileHash(nvram), saved, "nvram uploaded over ssh");
-  await checkRestored(out, truth, "offline copy");
+  const { sdc: rawTruth, ...qcowTruth } = truth;
+  await checkRestored(out, qcowTruth, "offline copy");
+  // The raw image went up through ssh into dd (sparse): same bytes.
+  assert.equal(await fileHash(join(out, "sdc.raw")), rawTruth, "raw image uploaded");
+  assert.ok((await stat(join(out, "sdc.raw"))).blocks * 512 < 8 * MiB, "zero blocks stayed holes");
+  assert.equal(DomainXml.parse(await readFile(join(out, "vmconfig.xml"), "utf8")).disk("sdc")?.sourcePath, join(out, "sdc.raw"));
   assert.equal(DomainXml.parse(await readFile(join(out, "vmconfig.xml"), "utf8")).disk("sdb")?.sourcePath, join(out, "sdb.qcow2"));
   assert.deepEqual(await remoteLeftovers(hv, [d.dir, work]), []);
 });
