@@ -118,7 +118,9 @@ test("online full → inc over qemu+ssh, NBD over TCP plain and TLS; remote rest
   const tfull = await remoteBackup(hv, ["-d", d.name, "-l", "full", "-o", tlsSet, "-P", String(port), ...tls], "remote full --tls");
   assert.match(tfull.stderr, new RegExp(`Waiting until NBD server at \\[nbds://${node}:${port}/sda\\] is up\\.`));
   await d.writeRandom("sda", 9 * MiB, 512 * 1024, 42);
-  await remoteBackup(hv, ["-d", d.name, "-l", "inc", "-o", tlsSet, "-P", String(port), ...tls, "-z"], "remote inc --tls -z");
+  // -q: nbdinfo (libnbd) reads the extents over TLS too, with the same certificates.
+  const tinc = await remoteBackup(hv, ["-d", d.name, "-l", "inc", "-o", tlsSet, "-P", String(port), ...tls, "-z", "-q"], "remote inc --tls -z -q");
+  assert.match(tinc.stderr, /Using qemu tools to query extents/);
   const truth2 = await captureTruth(d);
   await noJob(d);
   const tlsOut = join(work, "tls-restored");
