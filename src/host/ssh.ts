@@ -21,7 +21,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { rmSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, rm, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -166,6 +166,7 @@ export class SshHost implements Host {
     if (!target.user || target.user.startsWith("-")) throw new SshError(`Invalid ssh user [${target.user}]`);
     // The control socket path must fit a unix socket address (about 100 bytes).
     const base = tmpdir().length <= 60 ? tmpdir() : "/tmp";
+    await sweepControlDirs(base);
     const dir = await mkdtemp(join(base, "virtnbd-ssh-"));
     const controlPath = join(dir, "cm");
     const args = [
@@ -323,6 +324,21 @@ export class SshHost implements Host {
     await this.masterExit;
     clearTimeout(timer);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Control directories of runs that were killed stay behind (the master removes its socket when
+ * it ends): remove those that are empty and older than ten minutes. A live master always has its
+ * socket in there.
+ */
+async function sweepControlDirs(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith("virtnbd-ssh-"))) {
+    const dir = join(base, name);
+    const st = await stat(dir).catch(() => null);
+    if (!st?.isDirectory() || Date.now() - st.mtimeMs < 10 * 60_000) continue;
+    if ((await readdir(dir).catch(() => ["?"])).length === 0) await rmdir(dir).catch(() => undefined);
   }
 }
 

@@ -211,8 +211,8 @@ test("two remote backups at once on distinct --nbd-port values", async (t) => {
 });
 
 /** Starts a remote backup and resolves once a stderr line matches `when`. */
-async function startAndWait(hv: RemoteHypervisor, args: string[], when: RegExp): Promise<ReturnType<typeof startOurBackup>> {
-  const p = startOurBackup([...hv.args, "-n", ...args], { env: hv.env });
+async function startAndWait(hv: RemoteHypervisor, args: string[], when: RegExp, env = hv.env): Promise<ReturnType<typeof startOurBackup>> {
+  const p = startOurBackup([...hv.args, "-n", ...args], { env });
   await new Promise<void>((resolve, reject) => {
     let err = "";
     p.child.stderr!.on("data", (d: Buffer) => {
@@ -242,9 +242,13 @@ test("interrupted remote backups: SIGTERM aborts the job; after SIGKILL the hype
   await noJob(d);
   assert.deepEqual(await remoteLeftovers(hv, [d.dir]), []);
 
-  // Offline, SIGKILL while the hypervisor runs qemu-nbd for the disk.
+  // Offline, SIGKILL while the hypervisor runs qemu-nbd for the disk. (Its ssh control directory,
+  // which a killed run leaves behind, goes into our temp dir.)
   await d.destroy();
-  const offline = await startAndWait(hv, ["-d", d.name, "-l", "copy", "-o", join(work, "offline"), "-P", String(port), "-w", "1"], /Waiting until NBD server at/);
+  const offline = await startAndWait(hv, ["-d", d.name, "-l", "copy", "-o", join(work, "offline"), "-P", String(port), "-w", "1"], /Waiting until NBD server at/, {
+    ...hv.env,
+    TMPDIR: await tempDir(t, "vnbt-remote-tmp-"),
+  });
   offline.child.kill("SIGKILL");
   await offline.result;
   assert.deepEqual(await remoteLeftovers(hv, [d.dir], 10_000), [], "qemu-nbd and the ssh master ended with our process");
