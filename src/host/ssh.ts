@@ -47,16 +47,17 @@ export function shCommand(command: string, args: readonly string[]): string {
 }
 
 /**
- * The remote wrapper around a long-running command: prints its pid, waits for it, and kills it
- * (SIGTERM) as soon as the session's stdin ends. The command's stdout goes to stderr so stdout
- * carries only the pid line. One line, no newlines, for any login shell that parses `sh` syntax.
+ * The remote wrapper around a long-running command: prints its pid, waits for it, and stops it as
+ * soon as the session's stdin ends: SIGTERM once a second (qemu-nbd drops a SIGTERM that arrives
+ * while it starts up), SIGKILL after five. The command's stdout goes to stderr so stdout carries
+ * only the pid line. One line, no newlines, for any login shell that parses `sh` syntax.
  */
 export function supervisedCommand(commandLine: string): string {
   return [
     "exec 3<&0 </dev/null",
     `${commandLine} 1>&2 3<&- & p=$!`,
     `echo "${PID_PREFIX}$p"`,
-    `( while read -r _ <&3; do :; done; kill -TERM "$p" ) >/dev/null 2>&1 & w=$!`,
+    `( while read -r _ <&3; do :; done; for i in 1 2 3 4 5; do kill -TERM "$p" || exit; sleep 1; done; kill -KILL "$p" ) >/dev/null 2>&1 & w=$!`,
     `wait "$p"; rc=$?`,
     `kill "$w" 2>/dev/null`,
     `exit "$rc"`,
