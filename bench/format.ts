@@ -46,9 +46,12 @@ async function passThrough(dir: string): Promise<{ write: number; read: number }
   const path = join(dir, "bench.data");
   const block = mixedBlock(7);
   const fh = await open(path, "w");
+  let position = 0; // several writes may be in flight: positional, in call order (ByteSink contract)
   const sink = {
     async write(chunk: Uint8Array) {
-      for (let at = 0; at < chunk.length; ) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+      const base = position;
+      position += chunk.length;
+      for (let at = 0; at < chunk.length; ) at += (await fh.write(chunk, at, chunk.length - at, base + at)).bytesWritten;
     },
   };
   const writer = new StreamWriter(sink, { compressed: false, chunkSize: 32 * MiB });

@@ -70,12 +70,14 @@ class FileSink implements ByteSink {
   private pos = 0;
   constructor(private readonly fh: Awaited<ReturnType<typeof open>>) {}
   async write(chunk: Uint8Array): Promise<void> {
+    // Several writes may be in flight (ByteSink contract): reserve the range first.
+    const base = this.pos;
+    this.pos += chunk.length;
     let done = 0;
     while (done < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, this.pos + done);
+      const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, base + done);
       done += bytesWritten;
     }
-    this.pos += chunk.length;
   }
 }
 
