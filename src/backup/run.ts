@@ -454,7 +454,8 @@ async function runConnected(r: RunContext): Promise<number> {
     let diskFailures = 0;
     const queue = [...disks];
     const worker = async () => {
-      for (let disk = queue.shift(); disk; disk = queue.shift()) {
+      // After a signal no further disk starts: the job is being aborted.
+      for (let disk = queue.shift(); disk && !r.cleanup.interrupted; disk = queue.shift()) {
         const d = disk;
         const dlog = log.child({ thread: d.target, module: "disktarget", func: "backup" });
         let bar: DiskProgress | null = null;
