@@ -121,7 +121,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
         bitmap: incremental && off.bitmap ? off.bitmap : undefined,
       });
       const s = server;
-      o.onCleanup?.(() => s.kill());
+      o.onCleanup?.(() => s.kill("SIGKILL")); // read-only export: nothing to lose
       target = s.target;
       tls = tcp?.tls ?? null;
       dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;

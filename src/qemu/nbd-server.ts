@@ -164,7 +164,8 @@ export class QemuNbdServer {
     if (this.options.socket) await this.host.remove(this.options.socket).catch(() => undefined);
   }
 
-  kill(): void {
-    this.process.kill("SIGTERM");
+  /** SIGTERM by default; cleanup after a signal uses SIGKILL (qemu-nbd ignores a SIGTERM during its start-up). */
+  kill(signal: NodeJS.Signals = "SIGTERM"): void {
+    this.process.kill(signal);
   }
 }
