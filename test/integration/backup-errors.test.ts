@@ -119,7 +119,7 @@ test("cli.md §1.2: rejected and adjusted combinations, with the original's mess
   assert.deepEqual(await dataFiles(o), ["sda.full.data"]);
 });
 
-test("one disk fails (its bitmap is gone), the other completes: metadata still saved, exit 1", async (t) => {
+test("one disk fails (its bitmap is gone), the other completes: metadata still saved, exit 1, the run marker stays and the next inc is refused", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 16 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-diskfail-");
   const set = join(work, "set");
@@ -139,7 +139,13 @@ test("one disk fails (its bitmap is gone), the other completes: metadata still s
   assert.ok(!names.some((n) => n.startsWith("sdb.inc")), "nothing for the failed disk");
   assert.ok(names.some((n) => /^vmconfig\.virtnbdbackup\.0\.\d+\.xml$/.test(n)), "vmconfig saved after the failure");
   assert.ok(names.some((n) => /^sdb\.virtnbdbackup\.0\.\d+\.qcow\.json$/.test(n)), "qcow.json saved after the failure");
-  assert.ok(!names.some((n) => n.endsWith(".partial")), `no partial files: ${names.join(" ")}`);
+  // The set is incomplete for sdb: the run marker stays, no data file is left as .partial, and a
+  // later inc into the set is refused until a full backup is made.
+  assert.ok(!names.some((n) => n.endsWith(".data.partial")), `no partial data files: ${names.join(" ")}`);
+  assert.ok(names.includes(`${d.name}.run.partial`), `the run marker stays: ${names.join(" ")}`);
+  const again = await ourBackup(["-d", d.name, "-l", "inc", "-o", set, "-n", "-f", join(work, "sock")]);
+  assert.equal(again.exitCode, 1, again.all);
+  assert.ok(logLines(again, "ERROR").some((l) => /Partial backup found in target directory|Unfinished backup run found/.test(l)), again.stderr);
   const out = join(work, "out");
   assertOk(await ourRestore(["-i", set, "-o", out, "-n", "-d", "sda"]), "restore of the healthy disk");
   assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), truth["sda"]);
