@@ -30,12 +30,11 @@ if [ -e /dev/kvm ]; then
 fi
 
 # Daemons: started directly (CI machines and containers may have no systemd).
+# A libvirtd that is still shutting down (just killed) is waited for, then a new one started.
 pgrep -x virtlogd >/dev/null || virtlogd -d
-if ! pgrep -x libvirtd >/dev/null; then
-  libvirtd -d
-fi
-for _ in $(seq 1 50); do
+for _ in $(seq 1 150); do
   virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+  pgrep -x libvirtd >/dev/null || libvirtd -d
   sleep 0.2
 done
 echo "setup-host: libvirtd did not answer on qemu:///system" >&2
