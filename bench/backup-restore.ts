@@ -4,7 +4,8 @@
  * with holes between them):
  *
  *   full backup:        ours | Python 1.9.15 (Debian) | upstream 2.47 (if --upstream=DIR) |
- *                       nbdcopy reading the same pull-mode export into a file
+ *                       nbdcopy reading the same pull-mode export into a file (plain, and
+ *                       with --flush: durable at exit, as our backup files are)
  *   full backup, -z:    ours | Python 1.9.15 | upstream 2.47
  *   restore (full):     ours | Python 1.9.15 | qemu-img convert of the source image to qcow2
  *
@@ -156,13 +157,14 @@ async function main(): Promise<void> {
     const [node, oursBackup] = ours("virtnbdbackup");
     const up = upstreamCmd("virtnbdbackup");
     const socket = `/var/tmp/vnb-bench-nbdcopy.${process.pid}.sock`;
-    const nbdcopy = async (): Promise<Run> => {
+    // Our backup fsyncs its files before it reports success; `--flush` makes nbdcopy do the same.
+    const nbdcopy = async (flush: boolean): Promise<Run> => {
       rmSync(socket, { force: true });
       await dom.backupBegin(buildBackupXml({ server: { transport: "unix", socket }, disks: [{ name: "sda", scratchFile: join(WORK, "scratch.sda") }] }), null);
       try {
         const target = join(WORK, "nbdcopy.raw");
         rmSync(target, { force: true });
-        const r = await measure("nbdcopy", [`nbd+unix:///sda?socket=${socket}`, target]);
+        const r = await measure("nbdcopy", [...(flush ? ["--flush"] : []), `nbd+unix:///sda?socket=${socket}`, target]);
         rmSync(target, { force: true });
         return r;
       } finally {
@@ -172,7 +174,8 @@ async function main(): Promise<void> {
     const full: [string, () => Promise<Run>][] = [
       ["full: ours", () => measure(node, [...oursBackup, "-d", DOMAIN, "-l", "full", "-o", out("ours"), "-n", "-v"])],
       ["full: python 1.9.15", () => measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "full", "-o", out("py"), "-n"], { env: PY_ENV })],
-      ["full: nbdcopy → file", nbdcopy],
+      ["full: nbdcopy → file", () => nbdcopy(false)],
+      ["full: nbdcopy --flush → file", () => nbdcopy(true)],
     ];
     if (up) full.push(["full: upstream 2.47", () => measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-o", out("up"), "-n"], { env: up[2] })]);
     await rounds(full);
@@ -208,7 +211,10 @@ async function main(): Promise<void> {
     console.log(`\nratios of medians over ${ROUNDS} rounds (>1 means ours is faster):`);
     console.log(`  full vs python 1.9.15:        ${r("full: ours", "full: python 1.9.15")}×`);
     if (up) console.log(`  full vs upstream 2.47:        ${r("full: ours", "full: upstream 2.47")}×`);
-    console.log(`  full vs nbdcopy:              ${r("full: ours", "full: nbdcopy → file")}× whole run, ${(results["full: nbdcopy → file"]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
+    for (const c of ["full: nbdcopy → file", "full: nbdcopy --flush → file"]) {
+      const label = `full vs ${c.slice(6, -7)}:`.padEnd(30);
+      console.log(`  ${label}${r("full: ours", c)}× whole run, ${(results[c]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
+    }
     console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
     if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
     console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}×`);

@@ -4,6 +4,7 @@
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLz4(env, exports);
   InitChecksum(env, exports);
+  InitFileIo(env, exports);
   InitLibvirt(env, exports);
   return exports;
 }

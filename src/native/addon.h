@@ -4,5 +4,6 @@
 
 void InitLz4(Napi::Env env, Napi::Object exports);
 void InitChecksum(Napi::Env env, Napi::Object exports);
+void InitFileIo(Napi::Env env, Napi::Object exports);
 // libvirt binding (libvirt/*.cc): connections, domains, checkpoints, storage.
 void InitLibvirt(Napi::Env env, Napi::Object exports);

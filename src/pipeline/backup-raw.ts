@@ -3,6 +3,7 @@
  * disk's size with data written at its offsets; holes stay sparse.
  */
 import type { FileHandle } from "node:fs/promises";
+import { EarlyWriteback } from "../storage/writeback.js";
 import type { SizedPool } from "../util/sized-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
@@ -20,6 +21,7 @@ export interface RawBackupOptions {
 export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
   await o.file.truncate(o.diskSize);
   const ahead = new ReadAhead({ reader: o.reader, extents: o.extents, pool: o.pool, readSize: o.readSize });
+  const writeback = new EarlyWriteback(o.file.fd);
   try {
     for (let item = await ahead.next(); item; item = await ahead.next()) {
       if (item.kind !== "read") continue;
@@ -33,9 +35,12 @@ export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
         o.pool.release(buf);
       }
       o.onProgress?.(item.length);
+      await writeback.advance(item.offset + item.length);
     }
   } catch (e) {
     await ahead.stop();
     throw e;
+  } finally {
+    await writeback.drain();
   }
 }

@@ -3,21 +3,26 @@ import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { BackupTarget, TargetFile } from "./target.js";
 import { fileError, moveInto, writeFileDurably } from "./durable.js";
+import { EarlyWriteback } from "./writeback.js";
 
 class PartialFile implements TargetFile {
   private done = false;
   /** Next append position: writes are positional, so several may be in flight in order. */
   private position = 0;
+  private readonly writeback: EarlyWriteback;
   constructor(
     private readonly fh: FileHandle,
     readonly location: string,
     private readonly finalPath: string,
     private readonly replace: boolean,
-  ) {}
+  ) {
+    this.writeback = new EarlyWriteback(fh.fd);
+  }
 
   async write(chunk: Uint8Array): Promise<void> {
     const base = this.position;
     this.position += chunk.length;
+    await this.writeback.advance(base);
     try {
       for (let at = 0; at < chunk.length; ) {
         const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
@@ -31,6 +36,7 @@ class PartialFile implements TargetFile {
   async commit(): Promise<void> {
     if (this.done) throw new Error(`${this.location}: already closed`);
     this.done = true;
+    await this.writeback.drain(); // never on a closed descriptor
     try {
       try {
         await this.fh.sync();
@@ -46,6 +52,7 @@ class PartialFile implements TargetFile {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await this.writeback.drain();
     await this.fh.close().catch(() => undefined);
   }
 }

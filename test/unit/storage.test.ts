@@ -10,6 +10,8 @@ import { ZipTarget } from "../../src/storage/zip-target.js";
 import { ZipSource } from "../../src/storage/zip-source.js";
 import { DirectorySource } from "../../src/storage/directory-source.js";
 import { readExactly } from "../../src/format/source.js";
+import { createHash } from "node:crypto";
+import { native } from "../../src/native/index.js";
 import { pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -43,6 +45,28 @@ test("directory target: bytes go to .partial and appear only on commit, never re
   await target.putFile("x.cpt", '["virtnbdbackup.0"]');
   await target.putFile("x.cpt", '["virtnbdbackup.0", "virtnbdbackup.1"]', { replace: true });
   assert.equal(await readFile(join(dir, "set", "x.cpt"), "utf8"), '["virtnbdbackup.0", "virtnbdbackup.1"]');
+});
+
+test("directory target: a file larger than several writeback windows, written with writes in flight, is intact", async (t) => {
+  const dir = await tempDir(t);
+  const target = await DirectoryTarget.create(dir);
+  const f = await target.createFile("big.data");
+  const want = createHash("sha256");
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < 48; i++) {
+    const chunk = Buffer.alloc(4 << 20, i + 1); // 192 MiB in all: six 32 MiB windows
+    want.update(chunk);
+    inFlight.push(f.write(chunk));
+    if (inFlight.length === 4) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  await f.commit();
+  const got = createHash("sha256").update(await readFile(join(dir, "big.data"))).digest("hex");
+  assert.equal(got, want.digest("hex"));
+});
+
+test("syncFileRange: starts and waits for writeback; a bad descriptor rejects with errno text", async () => {
+  await assert.rejects(native.syncFileRange(987654, 0, 4096, true), /sync_file_range: Bad file descriptor/);
 });
 
 test("zip target: stored zip64 entries readable by Python's zipfile and in place by ZipSource", async (t) => {
