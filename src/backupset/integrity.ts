@@ -2,10 +2,13 @@
 import { IntegrityChecker, integrityName, parseIntegrity } from "../format/integrity.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 
-/** `compressed`: the stream's payloads are lz4 frames (their own checksums cover them). */
-export async function loadIntegrity(set: BackupSetSource, dataFile: string, compressed: boolean): Promise<IntegrityChecker | null> {
+/**
+ * `skipPayloadSums`: payload sums are not checked (lz4 payloads, covered by lz4's own
+ * checksums; or a caller that checks the whole file against its `.chksum`).
+ */
+export async function loadIntegrity(set: BackupSetSource, dataFile: string, skipPayloadSums: boolean): Promise<IntegrityChecker | null> {
   const name = integrityName(dataFile);
   if (!(await set.list()).some((f) => f.name === name)) return null;
   const shown = set.pathOf(name) ?? `${set.location}:${name}`;
-  return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.pathOf(dataFile) ?? `${set.location}:${dataFile}`, !compressed);
+  return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.pathOf(dataFile) ?? `${set.location}:${dataFile}`, !skipPayloadSums);
 }

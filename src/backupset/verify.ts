@@ -45,8 +45,14 @@ async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number
   }
 }
 
-/** Reads the whole stream as restore would, without writing anywhere. */
-export async function checkStream(set: BackupSetSource, name: string, pool: BufferPool): Promise<"stream" | "raw"> {
+/**
+ * Reads the whole stream as restore would, without writing anywhere. `payloads: false` walks
+ * frame headers, metadata and the integrity record's frame list only: for a caller that checks
+ * every byte of the file against its `.chksum` in the same run (one read of the data instead
+ * of two).
+ */
+export async function checkStream(set: BackupSetSource, name: string, pool: BufferPool, options: { payloads?: boolean } = {}): Promise<"stream" | "raw"> {
+  const payloads = options.payloads ?? true;
   const source = await set.open(name);
   try {
     const magic = Buffer.alloc(5);
@@ -54,12 +60,12 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
     // Raw images (-t raw, --raw disks) are plain disk images: whole sectors, no frames.
     if (magic.toString("latin1") !== "meta " && source.size % 512 === 0) return "raw";
     const reader = await StreamReader.open(source);
-    const check = await loadIntegrity(set, name, reader.compressed);
+    const check = await loadIntegrity(set, name, reader.compressed || !payloads);
     check?.meta(reader.metaBytes);
     for await (const frame of reader.frames()) {
       check?.frame(frame.kind, frame.start, frame.length);
       // Without a record, raw payload bytes carry no checksum: only headers are checked.
-      if (frame.kind !== "data" || (!reader.compressed && !check)) continue;
+      if (frame.kind !== "data" || !payloads || (!reader.compressed && !check)) continue;
       for await (const piece of reader.pieces(frame, pool)) {
         check?.data(piece.data);
         if (piece.buffer) pool.release(piece.buffer);

@@ -40,12 +40,14 @@ export interface ConvertJob {
 async function checkFile(set: BackupSetSource, name: string): Promise<void> {
   const listed = new Set((await set.list()).map((f) => f.name));
   const pool = new BufferPool(4 << 20, 2);
-  const structure = checkStream(set, name, pool).catch((e: Error) => {
+  const hasChksum = listed.has(`${name}.chksum`);
+  // With a .chksum every byte is read for it below: the stream check walks the headers only.
+  const structure = checkStream(set, name, pool, { payloads: !hasChksum }).catch((e: Error) => {
     throw new ConvertError(`Stream check of [${name}] failed: ${e.message}`);
   });
   // Awaited below, unless the checksum fails first: it must not become an unhandled rejection.
   structure.catch(() => undefined);
-  if (!listed.has(`${name}.chksum`)) return void (await structure);
+  if (!hasChksum) return void (await structure);
   const stored = (await set.readFile(`${name}.chksum`)).toString("latin1").trim();
   const source = await set.open(name);
   try {
