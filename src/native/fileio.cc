@@ -11,11 +11,16 @@ namespace {
 
 class SyncRangeWorker : public Napi::AsyncWorker {
  public:
-  SyncRangeWorker(Napi::Env env, int fd, int64_t offset, int64_t length, unsigned flags)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), offset_(offset), length_(length), flags_(flags) {}
+  SyncRangeWorker(Napi::Env env, int fd, int64_t offset, int64_t length, unsigned flags, bool evict)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), offset_(offset), length_(length), flags_(flags), evict_(evict) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
-    if (sync_file_range(fd_, offset_, length_, flags_) != 0) error_ = errno;
+    if (sync_file_range(fd_, offset_, length_, flags_) != 0) {
+      error_ = errno;
+      return;
+    }
+    // Written back: the pages can go, the next writes reuse them instead of fresh memory.
+    if (evict_) error_ = posix_fadvise(fd_, offset_, length_, POSIX_FADV_DONTNEED);
   }
   void OnOK() override {
     if (error_ == 0) return deferred_.Resolve(Env().Undefined());
@@ -30,11 +35,13 @@ class SyncRangeWorker : public Napi::AsyncWorker {
   int64_t offset_;
   int64_t length_;
   unsigned flags_;
+  bool evict_;
   int error_ = 0;
 };
 
-// syncFileRange(fd, offset, length, wait): starts writeback of the range; with `wait`, also
-// waits for writeback already under way before and for this range's after (bounded dirty data).
+// syncFileRange(fd, offset, length, wait, evict?): starts writeback of the range; with `wait`,
+// also waits for writeback already under way before and for this range's after (bounded dirty
+// data); with `evict` (and `wait`), drops the written-back pages from the page cache.
 Napi::Value SyncFileRange(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean()) {
@@ -42,9 +49,11 @@ Napi::Value SyncFileRange(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   unsigned flags = SYNC_FILE_RANGE_WRITE;
-  if (info[3].As<Napi::Boolean>().Value()) flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+  bool wait = info[3].As<Napi::Boolean>().Value();
+  if (wait) flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+  bool evict = wait && info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   auto* worker = new SyncRangeWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
-                                     info[2].As<Napi::Number>().Int64Value(), flags);
+                                     info[2].As<Napi::Number>().Int64Value(), flags, evict);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

@@ -149,8 +149,11 @@ export interface NativeAddon extends LibvirtNative {
   crc32Async(previous: number, buf: Uint8Array, offset?: number, length?: number): Promise<number>;
   /** Adler-32 of the concatenation of two ranges, from their checksums (zlib adler32_combine). */
   adler32Combine(adler1: number, adler2: number, length2: number): number;
-  /** sync_file_range(2): starts writeback of a range; `wait` also waits for it (off the loop). */
-  syncFileRange(fd: number, offset: number, length: number, wait: boolean): Promise<void>;
+  /**
+   * sync_file_range(2) off the loop: starts writeback of a range; `wait` also waits for it;
+   * `evict` (with `wait`) then drops those pages from the page cache (POSIX_FADV_DONTNEED).
+   */
+  syncFileRange(fd: number, offset: number, length: number, wait: boolean, evict?: boolean): Promise<void>;
 }
 
 function findPackageRoot(start: string): string {

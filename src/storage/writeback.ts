@@ -3,12 +3,15 @@
  * writeback of that range is started (sync_file_range), so disk writes overlap the transfer
  * and the final fsync finds little left to do; the writer waits when several ranges are still
  * pending, so dirty page cache stays bounded. A hint only: errors are ignored here, the fsync
- * that makes the file durable reports them. Measured: 2 GiB full backup 2.9 s → 2.2 s.
+ * that makes the file durable reports them. Written-back pages are then dropped from the page
+ * cache (as nbdcopy does): a backup does not fill the host's memory with data nobody reads
+ * soon, and new writes reuse freed pages (fresh pages are costly in a VM). Measured on a 2 GiB
+ * full backup: data phase 2.9 s → 2.2 s (writeback), system time about halved (eviction).
  */
 import { native } from "../native/index.js";
 
 /** Writeback starts for data at least this far behind the write position. */
-const WINDOW = 32 << 20;
+const WINDOW = 8 << 20;
 /** Ranges whose writeback may be pending before the writer waits. */
 const MAX_PENDING = 4;
 
@@ -31,7 +34,7 @@ export class EarlyWriteback {
       this.from = upTo;
       this.pending++;
       this.chain = this.chain
-        .then(() => native.syncFileRange(this.fd, from, upTo - from, true))
+        .then(() => native.syncFileRange(this.fd, from, upTo - from, true, true))
         .catch(() => undefined)
         .finally(() => void this.pending--);
     }
