@@ -45,6 +45,8 @@ import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type Giv
 
 /** Memory for reads in flight, shared by all disks (the RSS budget of a run). */
 const READ_BUDGET = 32 << 20;
+/** With -z the lz4 lanes are the bottleneck and hold their own output buffers: reads need less. */
+const READ_BUDGET_COMPRESSED = 16 << 20;
 
 export interface BackupIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -449,7 +451,7 @@ async function runConnected(r: RunContext): Promise<number> {
     const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
     const progress = new Progress({ noprogress: r.noprogress });
     logging.setConsole(progress);
-    const pool = new SizedPool(READ_BUDGET);
+    const pool = new SizedPool(r.compressLevel !== null ? READ_BUDGET_COMPRESSED : READ_BUDGET);
     let totalBytes = 0;
     let diskFailures = 0;
     const queue = [...disks];

@@ -1,10 +1,12 @@
 /**
  * The backup copy engine for stream files: extents read ahead from the export, data
  * optionally lz4-compressed (one frame per piece of at most `chunkSize`, built from several
- * reads), frames written in disk order. Full/copy streams get `zero` frames for holes.
+ * reads; consecutive frames compressed at the same time on several lanes), frames written in
+ * disk order. Full/copy streams get `zero` frames for holes.
  */
-import { Lz4FrameEncoder } from "../format/lz4.js";
+import { availableParallelism } from "node:os";
 import type { StreamWriter } from "../format/writer.js";
+import { Lz4Lanes } from "./lz4-lanes.js";
 import type { SizedPool } from "../util/sized-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
@@ -25,6 +27,11 @@ export interface StreamBackupOptions {
   onProgress?: ProgressFn;
 }
 
+/** lz4 frames compressed at once (libuv's pool has four threads; writes and hashing need some). */
+const LZ4_LANES = Math.max(1, Math.min(3, availableParallelism()));
+/** 1 MiB output buffers per lane: how far a lane may work ahead of the frame being written. */
+const LZ4_BUFFERS_PER_LANE = 6;
+
 export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void> {
   const compressing = o.compressLevel !== null;
   const ahead = new ReadAhead({
@@ -34,9 +41,9 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
     readSize: o.readSize,
     pieceSize: compressing ? o.chunkSize : undefined,
   });
-  const encoder = compressing ? new Lz4FrameEncoder() : null;
-  // Output buffers of the encoder are kept apart from the read-ahead budget (no deadlock).
-  const out = encoder ? Buffer.allocUnsafeSlow(encoder.bound(o.readSize) + 64) : null;
+  // Compressed: every writer call goes through the lanes, in file order.
+  const lanes = compressing ? new Lz4Lanes({ writer: o.writer, level: o.compressLevel!, lanes: LZ4_LANES, buffersPerLane: LZ4_BUFFERS_PER_LANE }) : null;
+  const inOrder = async (call: () => Promise<void>) => (lanes ? lanes.inOrder(call) : await call());
   // Uncompressed payloads: several writes in flight, each holding its read buffer until done.
   const writing = new Set<Promise<void>>();
   const MAX_WRITES = 4;
@@ -46,20 +53,21 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
     let frameLeft = 0; // bytes left in the current lz4 frame
     for (let item = await ahead.next(); item; item = await ahead.next()) {
       if (item.kind === "hole") {
-        if (!o.incremental) await o.writer.zero(item.extent.offset, item.extent.length);
+        const { offset, length } = item.extent;
+        if (!o.incremental) await inOrder(() => o.writer.zero(offset, length));
         continue;
       }
       if (item.kind === "extent") {
-        extent = item.extent;
+        const e = (extent = item.extent);
         done = 0;
-        await o.writer.beginData(extent.offset, extent.length);
+        await inOrder(() => o.writer.beginData(e.offset, e.length));
         continue;
       }
       const buf = await item.buffer;
       let handedOff = false;
       try {
         const data = buf.subarray(0, item.length);
-        if (!encoder || !out || !extent) {
+        if (!lanes || !extent) {
           const { done } = await o.writer.payloadNoWait(data);
           const settled: Promise<void> = done.then(
             () => void writing.delete(settled),
@@ -76,12 +84,12 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
           if (frameLeft === 0) {
             // A new lz4 frame: the whole extent when short, else the next chunkSize piece.
             frameLeft = Math.min(extent.length - done, extent.length >= o.chunkSize ? o.chunkSize : extent.length);
-            await o.writer.payload(out.subarray(0, encoder.begin(out, frameLeft, o.compressLevel!)), false);
+            lanes.beginFrame(frameLeft);
           }
-          const n = await encoder.update(data, out);
+          handedOff = true;
+          lanes.update(data, () => o.pool.release(buf));
           frameLeft -= item.length;
-          if (n > 0) await o.writer.payload(out.subarray(0, n), false);
-          if (frameLeft === 0) await o.writer.payload(out.subarray(0, await encoder.end(out)), true);
+          if (frameLeft === 0) lanes.endFrame();
         }
       } finally {
         if (!handedOff) o.pool.release(buf);
@@ -89,13 +97,15 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
       done += item.length;
       o.onProgress?.(item.length);
       if (extent && done === extent.length) {
-        await o.writer.endData();
         extent = null;
+        await inOrder(() => o.writer.endData());
       }
     }
     await Promise.all(writing);
+    await lanes?.flush();
   } catch (e) {
     await Promise.allSettled(writing);
+    await lanes?.stop();
     await ahead.stop();
     throw e;
   }
