@@ -18,26 +18,39 @@ export interface RawBackupOptions {
   onProgress?: ProgressFn;
 }
 
+/** Writes in flight at once, each holding its read buffer until done. */
+const MAX_WRITES = 4;
+
 export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
   await o.file.truncate(o.diskSize);
   const ahead = new ReadAhead({ reader: o.reader, extents: o.extents, pool: o.pool, readSize: o.readSize });
   const writeback = new EarlyWriteback(o.file.fd);
+  const writing = new Set<Promise<void>>();
   try {
     for (let item = await ahead.next(); item; item = await ahead.next()) {
       if (item.kind !== "read") continue;
       const buf = await item.buffer;
-      try {
-        for (let at = 0; at < item.length; ) {
-          const { bytesWritten } = await o.file.write(buf, at, item.length - at, item.offset + at);
-          at += bytesWritten;
+      const { offset, length } = item;
+      const write = async () => {
+        try {
+          for (let at = 0; at < length; ) {
+            const { bytesWritten } = await o.file.write(buf, at, length - at, offset + at);
+            at += bytesWritten;
+          }
+        } finally {
+          o.pool.release(buf);
         }
-      } finally {
-        o.pool.release(buf);
-      }
-      o.onProgress?.(item.length);
-      await writeback.advance(item.offset + item.length);
+      };
+      const settled: Promise<void> = write().finally(() => writing.delete(settled));
+      settled.catch(() => undefined); // awaited below
+      writing.add(settled);
+      o.onProgress?.(length);
+      while (writing.size >= MAX_WRITES) await Promise.race(writing);
+      await writeback.advance(offset);
     }
+    await Promise.all(writing);
   } catch (e) {
+    await Promise.allSettled(writing);
     await ahead.stop();
     throw e;
   } finally {
