@@ -1,0 +1,27 @@
+/**
+ * `npm run bench [-- name ...]`: runs the benchmarks one after another (never two at once:
+ * they compete for the same cores), all of them by default. Extra `--flags` go to each.
+ *
+ *   format          stream writer/reader, lz4 vs python-lz4
+ *   nbd-read        NBD read throughput vs nbdcopy, extent enumeration of a 1 TiB image
+ *   map-read        virtnbdmap reads vs the original's nbdkit plugin
+ *   backup-restore  full / -z backup and restore vs the Python tool, nbdcopy, qemu-img
+ */
+import { spawnSync } from "node:child_process";
+
+const ALL = ["format", "nbd-read", "map-read", "backup-restore"];
+const args = process.argv.slice(2);
+const names = args.filter((a) => !a.startsWith("--"));
+const flags = args.filter((a) => a.startsWith("--"));
+const unknown = names.filter((n) => !ALL.includes(n));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark: ${unknown.join(", ")} (known: ${ALL.join(", ")})`);
+  process.exit(2);
+}
+let failed = 0;
+for (const name of names.length > 0 ? names : ALL) {
+  console.log(`\n== ${name}`);
+  const r = spawnSync(process.execPath, ["--import", "tsx", `bench/${name}.ts`, ...flags], { stdio: "inherit" });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed > 0 ? 1 : 0);
