@@ -52,6 +52,9 @@ export interface BackupIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
+/** How long signal cleanup (thaw, abort the job) may take before the process exits anyway. */
+const CLEANUP_LIMIT_MS = 15_000;
+
 /** Things to undo when the run is interrupted or fails. */
 class Cleanup {
   jobDomain: Domain | null = null;
@@ -83,6 +86,9 @@ class Cleanup {
       this.frozen = null;
     }
     if (this.jobDomain) {
+      // Let qemu see our NBD connections close before the job goes (the order of a normal end):
+      // libvirt 9.0 was seen to hang a domain for good when both happen at the same moment.
+      if (this.hooks.size > 0) await new Promise((r) => setTimeout(r, 300));
       log.info("Cleanup: Stopping backup job.");
       await this.jobDomain.abortJob().catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
       this.jobDomain = null;
@@ -499,6 +505,9 @@ async function runConnected(r: RunContext): Promise<number> {
     await Promise.all(Array.from({ length: workers }, worker));
     progress.stop();
     logging.setConsole(null);
+    // Interrupted: the signal handler aborts the job and exits (its watchdog timer keeps the
+    // process alive until then); nothing more is written to the set or the archive.
+    if (r.cleanup.interrupted) await new Promise<never>(() => undefined);
 
     // 27: end the job.
     if (!offline) {
@@ -577,13 +586,20 @@ function installSignalHandlers(cleanup: Cleanup, log: Logger, stdout: NodeJS.Wri
     handling = true;
     cleanup.interrupted = true;
     log.error(line);
-    void cleanup
-      .run(log)
-      .catch(() => undefined)
-      .finally(async () => {
-        await logging.close().catch(() => undefined);
-        process.exit(1);
-      });
+    // libvirt may not answer at all (a daemon stuck after an earlier killed client): the exit
+    // must not wait for it forever.
+    let watchdog: NodeJS.Timeout | undefined;
+    const stuck = new Promise<void>((resolve) => {
+      watchdog = setTimeout(() => {
+        log.error(`Cleanup did not finish within ${CLEANUP_LIMIT_MS / 1000} s (libvirt does not answer): a backup job may still be active, check with [virsh domjobinfo <domain>].`);
+        resolve();
+      }, CLEANUP_LIMIT_MS);
+    });
+    void Promise.race([cleanup.run(log).catch(() => undefined), stuck]).finally(async () => {
+      clearTimeout(watchdog);
+      await logging.close().catch(() => undefined);
+      process.exit(1);
+    });
   };
   const handler = (signal: NodeJS.Signals) => abort(`Signal caught: ${numbers[signal] ?? signal}`);
   const outputGone = (e: NodeJS.ErrnoException) => abort(`Output stream closed: [${e.code ?? e.message}]: the reader of stdout went away, stopping backup.`);

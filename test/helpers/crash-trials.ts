@@ -27,6 +27,7 @@ import { MiB } from "./domains.js";
 import { ensureBuilt, imageHash, OUR_BACKUP, OUR_RESTORE } from "./our-tool.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const STUCK_MS = 90_000;
 
 export interface RunResult {
   exitCode: number | null;
@@ -65,7 +66,12 @@ export function spawnTool(cmd: string, args: string[], env?: NodeJS.ProcessEnv, 
   const result = new Promise<RunResult>((resolve) =>
     child.on("close", (code, signal) => resolve({ exitCode: code, signal, output })),
   );
-  const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
+  // A tool run on a 64 MiB disk takes seconds: a stuck one is killed (and shows as a failed trial)
+  // well before the test file's time is up.
+  const timer = setTimeout(() => {
+    output += `\n[test harness: no exit after ${STUCK_MS / 1000} s, killed with SIGKILL]\n`;
+    child.kill("SIGKILL");
+  }, STUCK_MS);
   void result.finally(() => clearTimeout(timer));
   return { child, onLine: (fn) => listeners.push(fn), result };
 }
@@ -237,6 +243,8 @@ export class CrashHarness {
   }
 
   async trial(spec: TrialSpec): Promise<TrialResult> {
+    // Progress on stderr at once: if the file's time runs out, the last trial begun is visible.
+    console.error(`crash trial: ${spec.signal} ${spec.level}${spec.compress ? " -z" : ""} at ${spec.phase.name} +${spec.delayMs}ms`);
     const r: TrialResult = { spec, killed: false, lastPhase: "-", exitCode: null, exitMs: null, jobLeft: false, recovery: "", problems: [], loud: [], notes: [] };
     const base = spec.level === "full" ? null : await this.ensureSet();
     const dir = base ? base.dir : this.fresh("full");
@@ -351,4 +359,16 @@ export function summarize(results: TrialResult[]): string[] {
 /** Removes a trial's scratch directories (sets of earlier trials) to keep the temp dir small. */
 export async function ensureDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
+}
+
+/** Small deterministic generator (mulberry32) for delays and choices. */
+export function rng(s: number): () => number {
+  let a = s >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

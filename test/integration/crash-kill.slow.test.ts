@@ -8,22 +8,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { testDomain, MiB } from "../helpers/domains.js";
-import { CrashHarness, ourTool, PHASES, summarize, type Level, type TrialResult } from "../helpers/crash-trials.js";
+import { CrashHarness, ourTool, PHASES, rng, summarize, type Level, type TrialResult } from "../helpers/crash-trials.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const trials = Number(process.env["VNBT_CRASH_TRIALS"] ?? 40);
 const seed = Number(process.env["VNBT_CRASH_SEED"] ?? Date.now() % 100000);
 
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test(`${trials} randomized kill trials: no job left after SIGTERM, no final-named file restores wrong, recovery restores bit-exact`, { timeout: trials * 30_000 + 120_000 }, async (t) => {
   const random = rng(seed);
