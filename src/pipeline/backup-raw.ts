@@ -4,6 +4,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import { EarlyWriteback } from "../storage/writeback.js";
+import { InFlight } from "../util/in-flight.js";
 import type { SizedPool } from "../util/sized-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
@@ -18,14 +19,12 @@ export interface RawBackupOptions {
   onProgress?: ProgressFn;
 }
 
-/** Writes in flight at once, each holding its read buffer until done. */
-const MAX_WRITES = 4;
-
 export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
   await o.file.truncate(o.diskSize);
   const ahead = new ReadAhead({ reader: o.reader, extents: o.extents, pool: o.pool, readSize: o.readSize });
   const writeback = new EarlyWriteback(o.file.fd);
-  const writing = new Set<Promise<void>>();
+  // Several writes in flight, each holding its read buffer until done.
+  const writing = new InFlight(4);
   try {
     for (let item = await ahead.next(); item; item = await ahead.next()) {
       if (item.kind !== "read") continue;
@@ -41,16 +40,13 @@ export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
           o.pool.release(buf);
         }
       };
-      const settled: Promise<void> = write().finally(() => writing.delete(settled));
-      settled.catch(() => undefined); // awaited below
-      writing.add(settled);
       o.onProgress?.(length);
-      while (writing.size >= MAX_WRITES) await Promise.race(writing);
+      await writing.add(write());
       await writeback.advance(offset);
     }
-    await Promise.all(writing);
+    await writing.drain();
   } catch (e) {
-    await Promise.allSettled(writing);
+    await writing.settle();
     await ahead.stop();
     throw e;
   } finally {

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import type { StreamWriter } from "../format/writer.js";
+import { InFlight } from "../util/in-flight.js";
 import { Lz4Lanes } from "./lz4-lanes.js";
 import type { SizedPool } from "../util/sized-pool.js";
 import { ReadAhead } from "./read-ahead.js";
@@ -45,8 +46,7 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
   const lanes = compressing ? new Lz4Lanes({ writer: o.writer, level: o.compressLevel!, lanes: LZ4_LANES, buffersPerLane: LZ4_BUFFERS_PER_LANE }) : null;
   const inOrder = async (call: () => Promise<void>) => (lanes ? lanes.inOrder(call) : await call());
   // Uncompressed payloads: several writes in flight, each holding its read buffer until done.
-  const writing = new Set<Promise<void>>();
-  const MAX_WRITES = 4;
+  const writing = new InFlight(4);
   try {
     let extent: Extent | null = null;
     let done = 0; // bytes of the current extent delivered
@@ -69,17 +69,8 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
         const data = buf.subarray(0, item.length);
         if (!lanes || !extent) {
           const { done } = await o.writer.payloadNoWait(data);
-          const settled: Promise<void> = done.then(
-            () => void writing.delete(settled),
-            (e: unknown) => {
-              writing.delete(settled);
-              throw e;
-            },
-          ).finally(() => o.pool.release(buf));
-          settled.catch(() => undefined); // awaited below or by the drain
-          writing.add(settled);
           handedOff = true;
-          while (writing.size >= MAX_WRITES) await Promise.race(writing);
+          await writing.add(done.finally(() => o.pool.release(buf)));
         } else {
           if (frameLeft === 0) {
             // A new lz4 frame: the whole extent when short, else the next chunkSize piece.
@@ -101,10 +92,10 @@ export async function copyExtentsToStream(o: StreamBackupOptions): Promise<void>
         await inOrder(() => o.writer.endData());
       }
     }
-    await Promise.all(writing);
+    await writing.drain();
     await lanes?.flush();
   } catch (e) {
-    await Promise.allSettled(writing);
+    await writing.settle();
     await lanes?.stop();
     await ahead.stop();
     throw e;

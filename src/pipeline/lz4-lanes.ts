@@ -53,8 +53,8 @@ class Lane {
   readonly buffers: BufferPool;
   /** The lane's encoder calls, in order. */
   work: Promise<void> = Promise.resolve();
-  constructor(bufferSize: number, count: number) {
-    this.buffers = new BufferPool(bufferSize, count);
+  constructor(count: number) {
+    this.buffers = new BufferPool(this.encoder.bound(LANE_PART) + 64, count);
   }
 }
 
@@ -76,9 +76,7 @@ export class Lz4Lanes {
   private readonly live = new Set<FrameOutput>();
 
   constructor(private readonly o: Lz4LanesOptions) {
-    const probe = new Lz4FrameEncoder();
-    const size = probe.bound(LANE_PART) + 64;
-    this.lanes = Array.from({ length: Math.max(1, o.lanes) }, () => new Lane(size, Math.max(2, o.buffersPerLane)));
+    this.lanes = Array.from({ length: Math.max(1, o.lanes) }, () => new Lane(Math.max(2, o.buffersPerLane)));
   }
 
   /** A writer call (beginData, endData, zero) in its place among the frames. */

@@ -39,7 +39,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -48,6 +48,11 @@ import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
 import { DomainXml } from "../../src/libvirt/domain-xml.js";
 import { isLibvirtError } from "../../src/libvirt/errors.js";
+import { pidAlive } from "./process.js";
+
+/** Debian's OVMF firmware (package ovmf), for UEFI test domains. */
+export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 const execFileP = promisify(execFile);
 
@@ -182,14 +187,6 @@ function nbdcopyHash(args: string[]): Promise<string> {
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 const UNDEFINE_FLAGS =
   C.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
@@ -411,6 +408,26 @@ export class TestDomain {
 
   async start(flags = 0): Promise<void> {
     await this.domain.create(flags);
+  }
+
+  /**
+   * Redefines the (inactive) domain with a read-only pflash UEFI loader and an nvram file,
+   * copies of the host's OVMF files in the domain's directory; returns their paths.
+   */
+  async addUefi(): Promise<{ loader: string; nvram: string }> {
+    const loader = join(this.dir, "OVMF_CODE_4M.fd");
+    const nvram = join(this.dir, `${this.name}_VARS.fd`);
+    await copyFile(OVMF_CODE, loader);
+    await copyFile(OVMF_VARS, nvram);
+    const inactive = await this.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
+    (
+      await this.connection.defineXML(
+        inactive
+          .replace(/(<type [^>]*>hvm<\/type>)/, `$1\n    <loader readonly='yes' type='pflash'>${loader}</loader>\n    <nvram>${nvram}</nvram>`)
+          .replace("</os>", "</os>\n  <features><acpi/></features>"),
+      )
+    ).free();
+    return { loader, nvram };
   }
 
   async destroy(): Promise<void> {

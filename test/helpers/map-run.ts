@@ -155,12 +155,4 @@ export function fileHash(path: string): Promise<string> {
   });
 }
 
-/** True while a process with this pid exists. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+export { pidAlive } from "./process.js";

@@ -24,6 +24,7 @@ import net from "node:net";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { startPrivateSshd, type PrivateSshd } from "./libvirt-sshd.js";
+import { pidAlive } from "./process.js";
 import { makeTlsCerts } from "./nbd-servers.js";
 import { tempDir } from "./tmp.js";
 
@@ -131,14 +132,6 @@ export async function libvirtBackupTlsDir(): Promise<string> {
   );
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 interface MarkerData {
   pid: number;

@@ -11,7 +11,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, readdir, readFile, rm, stat } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
@@ -23,8 +23,6 @@ import { freePorts, installLibvirtBackupCerts, remoteLeftovers, startRemoteHyper
 import { makeTlsCerts } from "../helpers/nbd-servers.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 async function remoteBackup(hv: RemoteHypervisor, args: string[], label: string): Promise<ToolResult> {
   return assertOk(await ourBackup([...hv.args, "-n", ...args], { env: hv.env }), label);
@@ -136,18 +134,7 @@ test("offline copy of three disks (one raw) over qemu+ssh: qemu-nbd on --nbd-por
   if (!hv) return t.skip("sshd not available (or not root)");
   const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 8 * MiB }, { format: "raw", size: 8 * MiB }] });
   // UEFI loader + nvram (never booted here: offline backups only read the files).
-  const loader = join(d.dir, "OVMF_CODE_4M.fd");
-  const nvram = join(d.dir, `${d.name}_VARS.fd`);
-  await copyFile(OVMF_CODE, loader);
-  await copyFile(OVMF_VARS, nvram);
-  const inactive = await d.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
-  (
-    await d.connection.defineXML(
-      inactive
-        .replace(/(<type [^>]*>hvm<\/type>)/, `$1\n    <loader readonly='yes' type='pflash'>${loader}</loader>\n    <nvram>${nvram}</nvram>`)
-        .replace("</os>", "</os>\n  <features><acpi/></features>"),
-    )
-  ).free();
+  const { nvram } = await d.addUefi();
   const work = await tempDir(t, "vnbt-remote-off-");
   const set = join(work, "set");
   const pki = await makeTlsCerts(t);

@@ -7,7 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
 import * as C from "../../src/libvirt/constants.js";
@@ -16,24 +16,11 @@ import { testDomain, MiB } from "../helpers/domains.js";
 import { assertOk, captureTruth, fileHash, imageHash, imageInfo, logLines, ourBackup, ourRestore, sh } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -A, --compress, no libvirtd", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }, { size: 16 * MiB }, { format: "raw", size: 8 * MiB }], cdrom: true });
   // UEFI: a read-only pflash loader and an nvram file (both get saved with every backup).
-  const loader = join(d.dir, "OVMF_CODE_4M.fd");
-  const nvram = join(d.dir, `${d.name}_VARS.fd`);
-  await copyFile(OVMF_CODE, loader);
-  await copyFile(OVMF_VARS, nvram);
-  const inactive = await d.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
-  (
-    await d.connection.defineXML(
-      inactive
-        .replace(/(<type [^>]*>hvm<\/type>)/, `$1\n    <loader readonly='yes' type='pflash'>${loader}</loader>\n    <nvram>${nvram}</nvram>`)
-        .replace("</os>", "</os>\n  <features><acpi/></features>"),
-    )
-  ).free();
+  const { nvram } = await d.addUefi();
   await d.start();
 
   const work = await tempDir(t, "vnbt-ropt-");
