@@ -128,7 +128,11 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     }
     if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
     const extentOptions = { dirtyContext, sparseDetection: o.sparseDetection };
+    // A signal mid-handshake closes the socket at once (see Cleanup.run for why it matters).
+    const connecting = new AbortController();
+    o.onCleanup?.(() => connecting.abort());
     const connectOptions = {
+      signal: connecting.signal,
       exportName,
       metaContexts: backupMetaContexts(extentOptions),
       tls,

@@ -54,6 +54,8 @@ export interface BackupIO {
 
 /** How long signal cleanup (thaw, abort the job) may take before the process exits anyway. */
 const CLEANUP_LIMIT_MS = 15_000;
+/** Time qemu gets to notice our closed NBD connections before the job is aborted. */
+const CLOSE_BEFORE_ABORT_MS = 500;
 
 /** Things to undo when the run is interrupted or fails. */
 class Cleanup {
@@ -87,8 +89,9 @@ class Cleanup {
     }
     if (this.jobDomain) {
       // Let qemu see our NBD connections close before the job goes (the order of a normal end):
-      // libvirt 9.0 was seen to hang a domain for good when both happen at the same moment.
-      if (this.hooks.size > 0) await new Promise((r) => setTimeout(r, 300));
+      // qemu 7.2 hangs for good in nbd-server-stop (libvirt stops the server when the job ends)
+      // while a client connection is still in its handshake, and the domain with it.
+      if (this.hooks.size > 0) await new Promise((r) => setTimeout(r, CLOSE_BEFORE_ABORT_MS));
       log.info("Cleanup: Stopping backup job.");
       await this.jobDomain.abortJob().catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
       this.jobDomain = null;

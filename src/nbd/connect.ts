@@ -10,7 +10,7 @@
 import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NbdClient, type ClientOptions } from "./client.js";
-import { NbdConnectionError, NbdConnectionTimeout } from "./errors.js";
+import { NbdConnectAborted, NbdConnectionError, NbdConnectionTimeout } from "./errors.js";
 import type { ClientTlsOptions } from "./tls.js";
 import { formatNbdUri, parseNbdUri, type NbdTarget } from "./uri.js";
 
@@ -69,7 +69,8 @@ export async function connect(opts: ConnectOptions): Promise<NbdClient> {
   let lastError: unknown = null;
   for (let retry = 0; retry < attempts; retry++) {
     // The first attempt goes out at once (the server is usually up); retries wait.
-    if (retry > 0) await sleep(interval);
+    if (retry > 0) await sleep(interval, undefined, { signal: opts.signal }).catch(() => undefined);
+    if (opts.signal?.aborted) throw new NbdConnectAborted();
     if (co.target.kind === "unix" && !existsSync(co.target.path)) {
       log("info", `Waiting for NBD Server, Retry: ${retry}`);
       continue;

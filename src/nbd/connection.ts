@@ -4,7 +4,7 @@
  * `maxBytesInFlight` payload bytes are outstanding (more wait in a FIFO queue). A lost
  * connection rejects every pending and queued request.
  */
-import { describeRequest, NbdConnectionError, NbdHandshakeError, NbdRequestError } from "./errors.js";
+import { describeRequest, NbdConnectAborted, NbdConnectionError, NbdHandshakeError, NbdRequestError } from "./errors.js";
 import { negotiate, type ExportInfo, type NegotiateOptions } from "./handshake.js";
 import { Cmd, encodeRequest, Errno, REQUEST_HEADER_LEN } from "./protocol.js";
 import { newPendingRequest, ReplyParser, type PendingRequest } from "./reply-parser.js";
@@ -87,6 +87,8 @@ export class NbdConnection {
   /** Connects and negotiates one connection. */
   static async open(target: NbdTarget, neg: NegotiateOptions, opts: ConnectionOptions = {}): Promise<NbdConnection> {
     // TLS sockets deliver data events; onread only applies to plain sockets.
+    const signal = opts.signal;
+    if (signal?.aborted) throw new NbdConnectAborted();
     const transport = await Transport.connect(target, { ...opts, zeroCopy: neg.tls ? false : opts.zeroCopy ?? true });
     const limit = opts.handshakeTimeoutMs ?? 30000;
     let timedOut = false;
@@ -94,18 +96,27 @@ export class NbdConnection {
       timedOut = true;
       transport.destroy();
     }, limit);
+    // An abort mid-handshake closes the socket now: qemu must not still be negotiating with us
+    // when its NBD server is stopped (qemu 7.2 then hangs in nbd-server-stop).
+    const onAbort = () => transport.destroy();
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      if (signal?.aborted) throw new NbdConnectAborted();
       const info = await negotiate(transport, neg);
       clearTimeout(timer);
+      if (signal?.aborted) throw new NbdConnectAborted();
       if (transport.closed) throw new NbdConnectionError("NBD server closed the connection after negotiation");
       return new NbdConnection(info, transport, opts);
     } catch (e) {
       clearTimeout(timer);
       transport.destroy();
+      if (signal?.aborted) throw new NbdConnectAborted();
       if (timedOut) {
         throw new NbdHandshakeError(`NBD server at ${describeTarget(target)} did not complete negotiation within ${limit} ms`);
       }
       throw e;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 

@@ -79,6 +79,14 @@ export class NbdConnectionTimeout extends NbdError {
   }
 }
 
+/** The caller's AbortSignal fired while connecting or negotiating; the socket is closed. */
+export class NbdConnectAborted extends NbdError {
+  constructor(message = "NBD connection attempt aborted") {
+    super(message);
+    this.name = "NbdConnectAborted";
+  }
+}
+
 /** Thrown by a server backend to answer with a specific NBD errno. */
 export class NbdBackendError extends NbdError {
   constructor(

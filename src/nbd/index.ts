@@ -24,6 +24,7 @@ export {
 export {
   NbdBackendError,
   NbdConnectionError,
+  NbdConnectAborted,
   NbdConnectionTimeout,
   NbdError,
   NbdHandshakeError,

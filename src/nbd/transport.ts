@@ -9,7 +9,7 @@
  */
 import net from "node:net";
 import type tls from "node:tls";
-import { NbdConnectionError } from "./errors.js";
+import { NbdConnectAborted, NbdConnectionError } from "./errors.js";
 import { startClientTls, type ClientTlsOptions } from "./tls.js";
 import { describeTarget, type NbdTarget } from "./uri.js";
 
@@ -45,6 +45,8 @@ export interface TransportOptions {
   scratchSize?: number;
   /** Fail the connect attempt after this many ms (default 30000). */
   connectTimeoutMs?: number;
+  /** Closes the socket at once when fired while connecting (and negotiating, in NbdConnection.open). */
+  signal?: AbortSignal;
 }
 
 export class Transport {
@@ -95,13 +97,23 @@ export class Transport {
       const timer = setTimeout(() => {
         sock.destroy(new NbdConnectionError(`Timeout connecting to ${describeTarget(target)}`));
       }, timeout);
+      const onAbort = () => sock.destroy(new NbdConnectAborted());
       const onError = (e: Error): void => {
         clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
         reject(e);
       };
+      if (opts.signal?.aborted) {
+        clearTimeout(timer);
+        sock.destroy();
+        reject(new NbdConnectAborted());
+        return;
+      }
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
       sock.once("error", onError);
       sock.once("connect", () => {
         clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
         sock.off("error", onError);
         resolve(t);
       });

@@ -9,6 +9,7 @@ import {
   formatNbdUri,
   NbdClient,
   NbdConnectionError,
+  NbdConnectAborted,
   NbdConnectionTimeout,
   resolveConnectOptions,
   type ConnectOptions,
@@ -105,6 +106,7 @@ export class QemuNbdServer {
       let lastError: unknown = null;
       for (let retry = 0; ; retry++) {
         if (abandoned) throw new QemuNbdError("abandoned");
+        if (opts.signal?.aborted) throw new NbdConnectAborted();
         if (Date.now() > deadline) throw new NbdConnectionTimeout(undefined, lastError);
         if (retry > 0) await sleep(20);
         if (this.target.kind === "unix" && !(await this.host.exists(this.target.path))) continue;

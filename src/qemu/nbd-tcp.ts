@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   formatNbdUri,
   NbdClient,
+  NbdConnectAborted,
   NbdConnectionError,
   NbdConnectionTimeout,
   resolveConnectOptions,
@@ -103,7 +104,8 @@ export async function connectTcp(opts: TcpConnectOptions): Promise<NbdClient> {
   log("info", `Waiting until NBD server at [${uri}] is up.`);
   let lastError: unknown = null;
   for (let retry = 0; retry < attempts; retry++) {
-    if (retry > 0) await sleep(interval);
+    if (retry > 0) await sleep(interval, undefined, { signal: opts.signal }).catch(() => undefined);
+    if (opts.signal?.aborted) throw new NbdConnectAborted();
     try {
       const client = await NbdClient.open(co);
       log("info", "Connection to NBD backend succeeded.");

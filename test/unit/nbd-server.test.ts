@@ -17,6 +17,7 @@ import {
   queryExportInfo,
   NbdBackendError,
   NbdClient,
+  NbdConnectAborted,
   NbdConnectionError,
   NbdConnectionTimeout,
   NbdHandshakeError,
@@ -292,6 +293,35 @@ describe("nbd client <-> server", () => {
       NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", handshakeTimeoutMs: 100 }),
       (e: unknown) => e instanceof NbdHandshakeError && /did not complete negotiation within 100 ms/.test(e.message),
     );
+  });
+
+  it("an abort mid-handshake closes the socket at once; an abort between retries stops them", async (t) => {
+    const dir = await tempDir(t, "vnbt-nbd-");
+    const socket = join(dir, "mute.sock");
+    let peerClosed: Promise<number> | null = null;
+    const mute = net.createServer((s) => {
+      s.on("error", () => undefined);
+      peerClosed = new Promise((r) => s.on("close", () => r(Date.now())));
+    });
+    await new Promise<void>((r) => mute.listen(socket, r));
+    t.after(() => new Promise<void>((r) => mute.close(() => r())));
+    const ac = new AbortController();
+    const opening = connect({ uri: `nbd+unix:///x?socket=${socket}`, signal: ac.signal, intervalMs: 10 });
+    while (!peerClosed) await sleep(5);
+    const abortedAt = Date.now();
+    ac.abort();
+    await assert.rejects(opening, NbdConnectAborted);
+    // The server side sees the close right away (not after the 30 s handshake timeout).
+    assert.ok((await peerClosed) - abortedAt < 1000);
+
+    const retrying = new AbortController();
+    const t0 = Date.now();
+    const waiting = connect({ uri: `nbd+unix:///x?socket=${join(dir, "never.sock")}`, signal: retrying.signal, intervalMs: 10_000, attempts: 5 });
+    setTimeout(() => retrying.abort(), 50);
+    await assert.rejects(waiting, NbdConnectAborted);
+    assert.ok(Date.now() - t0 < 5000);
+    // Already aborted: no connection is made at all.
+    await assert.rejects(NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", signal: retrying.signal }), NbdConnectAborted);
   });
 
   it("adapts to the copy engines' reader/writer interfaces", async (t) => {
