@@ -46,3 +46,37 @@ export class EarlyWriteback {
     return this.chain;
   }
 }
+
+/**
+ * Writeback of a file another process is writing (qemu-img convert's target image): every
+ * `step` bytes of progress the dirty pages written so far are sent to disk and dropped from
+ * the page cache, so the fsync that makes the image durable at the end finds little left and
+ * the copy does not fill the host's memory. One call at a time; errors are left to the fsync.
+ */
+export class FollowingWriteback {
+  private sinceKick = 0;
+  private busy: Promise<void> | null = null;
+
+  constructor(
+    private readonly fd: number,
+    private readonly step = 64 << 20,
+  ) {}
+
+  /** `bytes` more were handed to the writer. */
+  progress(bytes: number): void {
+    this.sinceKick += bytes;
+    if (this.sinceKick < this.step || this.busy) return;
+    this.sinceKick = 0;
+    // Whole file (length 0): the writer's pages land anywhere in it (clusters out of order).
+    this.busy = native
+      .syncFileRange(this.fd, 0, 0, true, true)
+      .catch(() => undefined)
+      .finally(() => (this.busy = null));
+  }
+
+  /** Waits for the call under way, then makes the file durable. */
+  async finish(sync: () => Promise<void>): Promise<void> {
+    await this.busy;
+    await sync();
+  }
+}
