@@ -1,6 +1,4 @@
 #!/usr/bin/env node
 // virtnbdbackup: back up a libvirt domain (see `--help`).
-import { runCommand } from "../dist/cli/run.js";
-import { main } from "../dist/cli/backup.js";
-
-process.exitCode = await runCommand(main);
+// The bundled command (npm run build); see scripts/bundle.js.
+import "../dist/bin/virtnbdbackup.mjs";

@@ -10,7 +10,8 @@
  *   await imageHash(path, "qcow2")                                          // sha256 of the virtual content
  *
  * `--nocolor` is always passed. `ensureBuilt()` runs once per process: the native addon is built
- * when missing or older than its sources, `tsc` when `dist/` is missing or older than `src/`.
+ * when missing or older than its sources, `tsc` and the bundles when `dist/` is missing or older
+ * than `src/`.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -55,9 +56,13 @@ export function ensureBuilt(): void {
   if (built) return;
   const nativeSrc = newest(join(ROOT, "src/native"), (n) => /\.(cc|h|gyp)$/.test(n));
   if (mtime(ADDON) < nativeSrc) runOrThrow("npm", ["run", "--silent", "build:native"]);
-  // Both bins start from dist/cli/run.js; any src/*.ts newer than the oldest entry point → tsc.
+  // Library code (dist/) for in-process use: any src/*.ts newer than the oldest entry point → tsc.
   const dist = Math.min(mtime(join(ROOT, "dist/cli/backup.js")), mtime(join(ROOT, "dist/cli/restore.js")), mtime(join(ROOT, "dist/cli/run.js")));
-  if (dist < newest(join(ROOT, "src"), (n) => n.endsWith(".ts"))) runOrThrow("npx", ["tsc", "-p", "tsconfig.json"]);
+  const sources = newest(join(ROOT, "src"), (n) => n.endsWith(".ts"));
+  if (dist < sources) runOrThrow("npx", ["tsc", "-p", "tsconfig.json"]);
+  // The bins run the bundles (scripts/bundle.js).
+  const bundles = Math.min(...["virtnbdbackup", "virtnbdrestore", "virtnbdmap"].map((n) => mtime(join(ROOT, `dist/bin/${n}.mjs`))));
+  if (bundles < sources) runOrThrow("node", ["scripts/bundle.js"]);
   built = true;
 }
 
