@@ -3,6 +3,7 @@
  * disconnects, so it never outlives us by more than the connection. Offline backups read an
  * image through it (with a persistent bitmap for inc/diff); restore writes through it.
  */
+import { rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, HostProcess } from "../host/host.js";
 import {
@@ -166,8 +167,13 @@ export class QemuNbdServer {
     if (this.options.socket) await this.host.remove(this.options.socket).catch(() => undefined);
   }
 
-  /** SIGTERM by default; cleanup after a signal uses SIGKILL (qemu-nbd ignores a SIGTERM during its start-up). */
+  /**
+   * SIGTERM by default; cleanup after a signal uses SIGKILL (qemu-nbd ignores a SIGTERM during
+   * its start-up), which leaves its socket behind: a local one is removed at once (the process
+   * is about to exit).
+   */
   kill(signal: NodeJS.Signals = "SIGTERM"): void {
     this.process.kill(signal);
+    if (signal === "SIGKILL" && this.options.socket && !this.host.remote) rmSync(this.options.socket, { force: true });
   }
 }

@@ -115,6 +115,10 @@ test("kills mid-transfer at the other levels: online copy, offline inc, offline 
     if (signal === "SIGTERM") {
       assert.equal(r.exitCode, 1, r.stderr);
       assert.match(r.stderr, /Signal caught: 15/);
+      // qemu-nbd was killed: its socket is removed with it.
+      const socket = /starting local NBD server, socket: \[([^\]]+)\]/.exec(r.stderr)?.[1];
+      assert.ok(socket, r.stderr);
+      assert.equal(await exists(socket), false, `socket ${socket} left behind`);
     }
     await waitFor(async () => (await qemuNbdFor(image)).length === 0, `no qemu-nbd left for the image after ${signal}`, 10_000);
     names = await readdir(dir);
