@@ -7,9 +7,11 @@
  *                       nbdcopy reading the same pull-mode export into a file (plain, and
  *                       with --flush: durable at exit, as our backup files are)
  *   full backup, -z:    ours | Python 1.9.15 | upstream 2.47
- *   restore (full):     ours | Python 1.9.15 | qemu-img convert of the source image to qcow2
+ *   restore (full):     ours (qemu-img reading the files; and through our NBD server) |
+ *                       Python 1.9.15 | qemu-img convert of the source image to qcow2
  *                       (plain: left in the page cache; -t writeback: synced at the end, as
  *                       our restored images are)
+ *   restore (full -z):  ours (NBD server: lz4) | Python 1.9.15
  *
  * Peak RSS is sampled from /proc every 20 ms. Results go to stdout and bench/results/.
  *
@@ -191,11 +193,18 @@ async function main(): Promise<void> {
 
     // Restore of our full backup with each tool, and qemu-img convert of the source image.
     const set = join(WORK, "restore-set");
-    rmSync(set, { recursive: true, force: true });
-    execFileSync("cp", ["-a", join(WORK, "out-ours"), set]);
+    const setZ = join(WORK, "restore-set-z");
+    for (const [from, to] of [["out-ours", set], ["out-ours-z", setZ]] as const) {
+      rmSync(to, { recursive: true, force: true });
+      execFileSync("cp", ["-a", join(WORK, from), to]);
+    }
     const [, oursRestore] = ours("virtnbdrestore");
     await rounds([
+      // qemu-img reads an uncompressed set itself; -z sets (and the forced NBD case) go through our NBD server.
       ["restore: ours", () => measure(node, [...oursRestore, "-i", set, "-o", out("r-ours"), "-n"])],
+      ["restore: ours, via NBD", () => measure(node, [...oursRestore, "-i", set, "-o", out("r-ours-nbd"), "-n"], { env: { ...process.env, VIRTNBD_RESTORE_ENGINE: "convert-nbd" } })],
+      ["restore -z set: ours", () => measure(node, [...oursRestore, "-i", setZ, "-o", out("r-ours-z"), "-n"])],
+      ["restore -z set: python 1.9.15", () => measure("/usr/bin/virtnbdrestore", ["-i", setZ, "-o", out("r-py-z"), "-n"], { env: PY_ENV })],
       ["restore: python 1.9.15", () => measure("/usr/bin/virtnbdrestore", ["-i", set, "-o", out("r-py"), "-n"], { env: PY_ENV })],
       [
         "restore: qemu-img convert",
@@ -215,8 +224,9 @@ async function main(): Promise<void> {
         },
       ],
     ]);
-    execFileSync("qemu-img", ["compare", "-q", IMAGE, join(WORK, "out-r-ours", "disk.qcow2")]);
+    for (const r of ["r-ours", "r-ours-nbd", "r-ours-z"]) execFileSync("qemu-img", ["compare", "-q", IMAGE, join(WORK, `out-${r}`, "disk.qcow2")]);
     rmSync(set, { recursive: true, force: true });
+    rmSync(setZ, { recursive: true, force: true });
 
     const r = (a: string, b: string) => (results[b]!.seconds / results[a]!.seconds).toFixed(2);
     console.log(`\nratios of medians over ${ROUNDS} rounds (>1 means ours is faster):`);
@@ -228,8 +238,8 @@ async function main(): Promise<void> {
     }
     console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
     if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
-    console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}×`);
-    console.log(`  restore vs qemu-img convert:  ${r("restore: ours", "restore: qemu-img convert")}× (synced: ${r("restore: ours", "restore: qemu-img convert -t writeback (synced)")}×)`);
+    console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}× (-z set: ${r("restore -z set: ours", "restore -z set: python 1.9.15")}×)`);
+    console.log(`  restore vs qemu-img convert:  ${r("restore: ours", "restore: qemu-img convert")}× (synced: ${r("restore: ours", "restore: qemu-img convert -t writeback (synced)")}×; via NBD: ${r("restore: ours, via NBD", "restore: qemu-img convert")}×)`);
     const sizes = Object.fromEntries(["ours", "py", "ours-z", "py-z"].map((n) => [n, statSize(join(WORK, `out-${n}`, "sda.full.data"))]));
     console.log(`  full backup file sizes (MiB): ${JSON.stringify(sizes)}`);
     mkdirSync("bench/results", { recursive: true });
@@ -239,7 +249,7 @@ async function main(): Promise<void> {
     for (const cp of await dom.listAllCheckpoints().catch(() => [])) await cp.delete(2 /* metadata only */).catch(() => undefined);
     await dom.undefine(16).catch(() => undefined);
     await conn.close();
-    for (const n of ["ours", "py", "up", "ours-z", "py-z", "up-z", "r-ours", "r-py", "r-convert", "r-convert-sync"]) rmSync(join(WORK, `out-${n}`), { recursive: true, force: true });
+    for (const n of ["ours", "py", "up", "ours-z", "py-z", "up-z", "r-ours", "r-ours-nbd", "r-ours-z", "r-py", "r-py-z", "r-convert", "r-convert-sync"]) rmSync(join(WORK, `out-${n}`), { recursive: true, force: true });
   }
 }
 

@@ -47,8 +47,11 @@ export interface DiskRestoreJob {
   log: RestoreLog;
   stdout: { write(s: string): unknown };
   onProgress?: (bytes: number) => void;
-  /** How the image is filled: qemu-img convert from our server (local), or NBD writes through qemu-nbd. */
-  engine: "convert" | "nbd-writes";
+  /**
+   * How the image is filled: qemu-img convert (local; it reads uncompressed files itself where
+   * it can, `convert-nbd`: always from our chain server), or NBD writes through qemu-nbd.
+   */
+  engine: "convert" | "convert-nbd" | "nbd-writes";
 }
 
 async function storedChecksum(set: BackupSetSource, name: string): Promise<number | null> {
@@ -89,7 +92,7 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
   await createImage(host, partial, { format: last.diskFormat, size: last.virtualSize, preallocate: job.preallocate, settings: job.settings });
 
   try {
-    if (job.engine === "convert") await convertLocally(job, partial);
+    if (job.engine !== "nbd-writes") await convertLocally(job, partial);
     else await writeThroughQemuNbd(job, partial);
     await host.moveNoReplace(partial, job.target);
   } catch (e) {
@@ -115,7 +118,16 @@ async function convertLocally(job: DiskRestoreJob, partial: string): Promise<voi
       await source.close();
     }
   }
-  await convertChain({ disk: job.disk, chain: job.chain, set, image: partial, compress: job.compress, onProgress: job.onProgress, log: (m) => log.debug(m) });
+  await convertChain({
+    disk: job.disk,
+    chain: job.chain,
+    set,
+    image: partial,
+    compress: job.compress,
+    viaNbd: job.engine === "convert-nbd",
+    onProgress: job.onProgress,
+    log: (m) => log.debug(m),
+  });
   for (const file of job.chain) {
     if (file.meta.dataSize > 0) log.info(`End of stream, [${humanize(file.meta.dataSize)}] of data processed`);
   }

@@ -24,7 +24,7 @@ import type { RemoteNbd } from "../backup/disk-backup.js";
 import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../backup/remote.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";
-import { restoreDiskChain, RestoreError } from "./disk.js";
+import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
 import { writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
@@ -237,6 +237,16 @@ async function settingsFor(ctx: RestoreContext, disk: string, chain: ChainFile[]
   return qcowSettingsFromInfo((await ctx.set.readFile(chosen.name)).toString("utf8"));
 }
 
+/**
+ * Local: qemu-img convert (reading uncompressed files itself, else from our chain server);
+ * remote: NBD writes through qemu-nbd. VIRTNBD_RESTORE_ENGINE picks one for tests and benchmarks.
+ */
+function restoreEngine(remote: boolean): DiskRestoreJob["engine"] {
+  const asked = process.env["VIRTNBD_RESTORE_ENGINE"];
+  if (remote || asked === "nbd-writes") return "nbd-writes";
+  return asked === "convert-nbd" ? "convert-nbd" : "convert";
+}
+
 async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[], target: string, settings: QcowSettings | undefined): Promise<void> {
   const total = chain.reduce((a, f) => a + f.meta.dataSize, 0);
   const bar = ctx.progress.bar(disk, total);
@@ -256,8 +266,7 @@ async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[
       log: ctx.log,
       stdout: ctx.stdout,
       onProgress: (n) => bar.increment(n),
-      // Local: qemu-img convert from our chain server; remote, or when asked: NBD writes.
-      engine: ctx.host.remote || process.env["VIRTNBD_RESTORE_ENGINE"] === "nbd-writes" ? "nbd-writes" : "convert",
+      engine: restoreEngine(ctx.host.remote),
     });
   } finally {
     bar.done();

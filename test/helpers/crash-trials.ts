@@ -273,6 +273,10 @@ export class CrashHarness {
     ended = true;
     r.exitCode = res.exitCode;
     r.exitMs = sentAt ? Date.now() - sentAt : null;
+    // A run that has just exited can still be signalled (a zombie not reaped yet): exit 0 with
+    // no "Signal caught" line means the signal never reached a live process (a live one logs
+    // that line and exits 1, or dies of the signal once its handlers are gone).
+    if (r.killed && spec.signal === "SIGTERM" && res.exitCode === 0 && !/Signal caught/.test(res.output)) r.killed = false;
     if (!r.killed) r.notes.push("run ended before the signal");
 
     // Signal handling.

@@ -16,6 +16,7 @@ import { tempDir } from "../helpers/tmp.js";
 /** Restores `input` into a new directory and checks every disk against `truth`. */
 /** The NBD-writes engine (qemu-nbd; used for remote restores) instead of the local qemu-img convert. */
 const NBD_WRITES = { env: { ...process.env, VIRTNBD_RESTORE_ENGINE: "nbd-writes" } };
+const CONVERT_NBD = { env: { ...process.env, VIRTNBD_RESTORE_ENGINE: "convert-nbd" } };
 
 async function restoreAndCompare(
   input: string,
@@ -24,7 +25,7 @@ async function restoreAndCompare(
   truth: Record<string, string>,
   label: string,
   o: { env?: NodeJS.ProcessEnv } = {},
-): Promise<void> {
+): Promise<string> {
   const r = assertOk(await ourRestore(["-i", input, "-o", out, "-n", ...extra], o), `restore ${label}`);
   assert.doesNotMatch(r.stderr, /ERROR/, r.stderr);
   const names = await readdir(out);
@@ -32,6 +33,7 @@ async function restoreAndCompare(
   for (const [disk, hash] of Object.entries(truth)) {
     assert.equal(await imageHash(join(out, `${disk}.qcow2`), "qcow2"), hash, `${label}: ${disk}`);
   }
+  return r.stderr;
 }
 
 async function change(d: TestDomain, salt: number): Promise<void> {
@@ -76,7 +78,10 @@ test("our 2-disk chain: full → inc → inc → diff → offline inc, restored 
     const title = DomainXml.parse(await readFile(join(work, `until${i}`, "vmconfig.xml"), "utf8")).root.getElementsByTagName("title")[0];
     assert.equal(title?.textContent ?? null, i === 0 ? null : `point ${i}`, `--until virtnbdbackup.${i}: its vmconfig`);
   }
-  await restoreAndCompare(set, join(work, "all"), [], offlineTruth, "whole set (offline inc last)");
+  // Uncompressed files in a directory: qemu-img reads them itself; the NBD path gives the same.
+  const log = await restoreAndCompare(set, join(work, "all"), ["-v"], offlineTruth, "whole set (offline inc last)");
+  assert.match(log, /qemu-img convert reads the backup files directly/);
+  assert.match(await restoreAndCompare(set, join(work, "all-served"), ["-v"], offlineTruth, "whole set, served over NBD", CONVERT_NBD), /qemu-img convert reads our NBD server/);
   await restoreAndCompare(set, join(work, "all-nbd"), [], offlineTruth, "whole set, NBD-writes engine", NBD_WRITES);
   await restoreAndCompare(set, join(work, "until1-nbd"), ["--until", "virtnbdbackup.1"], truths[1]!, "--until 1, NBD-writes engine", NBD_WRITES);
   // A copy that lost the mtimes (newest file oldest): the order comes from the metadata.

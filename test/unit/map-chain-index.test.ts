@@ -7,9 +7,9 @@ import { ChainBackend, PieceCache } from "../../src/map/chain-backend.js";
 import { ChainLoadError, loadChain } from "../../src/map/chain.js";
 import { MapFileError } from "../../src/map/chain-files.js";
 import { STATE_HOLE, STATE_ZERO } from "../../src/nbd/protocol.js";
-import { buildStream, pattern, type TestExtent } from "../helpers/streams.js";
+import { buildStream, pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
-import { fullExtents, modelDisk, writeStoredZip } from "../helpers/map-model.js";
+import { chainSpecs, fullExtents, modelDisk, writeChain, writeStoredZip } from "../helpers/map-model.js";
 
 // ---------------------------------------------------------------- index rules on synthetic layers
 
@@ -129,65 +129,6 @@ test("index: random chains agree with a byte-level model", () => {
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
-
-interface Spec {
-  name: string;
-  size: number;
-  full: boolean;
-  extents: TestExtent[];
-  checkpoint: string;
-  parent: string;
-}
-
-function chainSpecs(size: number): Spec[] {
-  const fullData = [
-    { start: 0, data: pattern(256 * KiB, 1) },
-    { start: MiB, data: pattern(512 * KiB + 100, 2) },
-    { start: 3 * MiB, data: pattern(300 * KiB, 3) },
-  ];
-  return [
-    { name: "sda.full.data", size, full: true, extents: fullExtents(size, fullData), checkpoint: "virtnbdbackup.0", parent: "" },
-    {
-      name: "sda.inc.virtnbdbackup.1.data",
-      size,
-      full: false,
-      extents: [
-        { start: 64 * KiB, data: pattern(64 * KiB, 4) },
-        { start: MiB + 200 * KiB, data: pattern(400 * KiB, 5) },
-        { start: 2 * MiB, data: pattern(4096, 6) }, // over a hole of the full
-      ],
-      checkpoint: "virtnbdbackup.1",
-      parent: "virtnbdbackup.0",
-    },
-    {
-      name: "sda.inc.virtnbdbackup.2.data",
-      size,
-      full: false,
-      extents: [
-        { start: 0, data: pattern(4096, 7) },
-        { start: 3 * MiB + 4096, data: Buffer.alloc(8192) }, // dirty block now zero (1.9.15 writes these as data)
-      ],
-      checkpoint: "virtnbdbackup.2",
-      parent: "virtnbdbackup.1",
-    },
-  ];
-}
-
-async function writeChain(dir: string, specs: Spec[], opts: { compressLevel?: number; chunkSize?: number } = {}): Promise<string[]> {
-  const paths: string[] = [];
-  for (const s of specs) {
-    const bytes = await buildStream(s.extents, {
-      virtualSize: s.size,
-      ...(opts.compressLevel !== undefined ? { compressLevel: opts.compressLevel } : {}),
-      ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
-      meta: { incremental: !s.full, checkpointName: s.checkpoint, parentCheckpoint: s.parent },
-    });
-    const p = join(dir, s.name);
-    await writeFile(p, bytes);
-    paths.push(p);
-  }
-  return paths;
-}
 
 /** Reads the whole export in `step` pieces: all at once (async path), or one by one (small reads alone take the synchronous path). */
 async function readAll(backend: ChainBackend, step: number, oneByOne = false): Promise<Buffer> {

@@ -1,0 +1,82 @@
+/**
+ * direct-sources: qemu-img convert reading uncompressed chains itself, one raw view per range.
+ * Real qemu-img writes the image; its content must equal the model at every point in time.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { loadChain } from "../../src/map/chain.js";
+import { directSources } from "../../src/restore/direct-sources.js";
+import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
+import { pattern } from "../helpers/streams.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const run = promisify(execFile);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+test("uncompressed chains: qemu-img convert from the raw views gives the model disk at every point in time, holes stay unallocated", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const chain = chainSpecs(size, { aligned: true });
+  const paths = await writeChain(dir, chain);
+  for (let upTo = 1; upTo <= chain.length; upTo++) {
+    const loaded = await loadChain(paths.slice(0, upTo));
+    try {
+      const args = directSources(loaded.index, paths.slice(0, upTo));
+      assert.ok(args, "an uncompressed chain of plain files is read directly");
+      // Each file is opened once: the first view names its node, later ones refer to it.
+      for (const [i] of paths.slice(0, upTo).entries()) assert.ok(args.filter((a) => a.includes(`"node-name":"f${i}"`)).length <= 1);
+      const image = join(dir, `out${upTo}.qcow2`);
+      await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
+      await run("qemu-img", ["convert", "-n", "--target-is-zero", "-W", "-O", "qcow2", ...args, image]);
+      const raw = join(dir, `out${upTo}.raw`);
+      await run("qemu-img", ["convert", "-O", "raw", image, raw]);
+      const expected = modelDisk(chain.slice(0, upTo).map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+      assert.ok((await readFile(raw)).equals(expected), `point in time ${upTo}`);
+      // The full's zero frames (2 MiB .. 3 MiB, except the inc's block) are not allocated.
+      const map = JSON.parse((await run("qemu-img", ["map", "--output=json", image])).stdout) as { start: number; length: number; data: boolean }[];
+      assert.ok(map.some((m) => !m.data && m.start <= 2 * MiB + 64 * KiB && m.start + m.length >= 3 * MiB), JSON.stringify(map));
+    } finally {
+      await loaded.close();
+    }
+  }
+});
+
+test("chains qemu-img cannot read as raw views are left to the NBD path (null)", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const plain = await writeChain(dir, chainSpecs(size, { aligned: true }));
+  const loaded = await loadChain(plain);
+  t.after(() => loaded.close());
+  assert.equal(directSources(loaded.index, [plain[0]!, null, plain[2]!]), null, "a file without a local path (zip entry)");
+
+  const lz4Dir = await tempDir(t);
+  const lz4 = await loadChain(await writeChain(lz4Dir, chainSpecs(size, { aligned: true }), { compressLevel: 2 }));
+  t.after(() => lz4.close());
+  assert.equal(directSources(lz4.index, plain), null, "lz4 frames");
+
+  const oddDir = await tempDir(t);
+  const oddPaths = (await writeChain(oddDir, chainSpecs(size))).slice(0, 1); // the inc covers the odd end
+  const odd = await loadChain(oddPaths);
+  t.after(() => odd.close());
+  assert.equal(directSources(odd.index, oddPaths), null, "a range that is not a multiple of 512 bytes");
+
+  // Many ranges: the command line would get too long.
+  const many: Spec = {
+    name: "sda.full.data",
+    size: 64 * MiB,
+    full: true,
+    extents: fullExtents(64 * MiB, Array.from({ length: 8000 }, (_, i) => ({ start: i * 8 * KiB, data: pattern(512, i) }))),
+    checkpoint: "virtnbdbackup.0",
+    parent: "",
+  };
+  const manyDir = await tempDir(t);
+  const manyPaths = await writeChain(manyDir, [many]);
+  const big = await loadChain(manyPaths);
+  t.after(() => big.close());
+  assert.equal(directSources(big.index, manyPaths), null, "16000 ranges");
+});
