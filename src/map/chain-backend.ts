@@ -4,7 +4,7 @@
  * small LRU cache so sequential and nearby reads decode each frame once), holes as zeros and
  * as `hole|zero` in block status.
  */
-import type { BackendExtent, NbdBackend } from "../nbd/backend.js";
+import { BufferCache, type BackendExtent, type NbdBackend } from "../nbd/backend.js";
 import { NbdBackendError } from "../nbd/errors.js";
 import { Errno, STATE_HOLE, STATE_ZERO } from "../nbd/protocol.js";
 import { lz4Decompress } from "../format/lz4.js";
@@ -96,6 +96,7 @@ export class ChainBackend implements NbdBackend {
   readonly blockSize = { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 };
   readonly description: string | undefined;
   readonly pieceCache: PieceCache;
+  private readonly inputBuffers = new BufferCache(3);
   private readonly maxExtents: number;
   /** Reads in progress. */
   private active = 0;
@@ -213,19 +214,26 @@ export class ChainBackend implements NbdBackend {
     const pos = ix.piecePos[piece]!;
     const csize = ix.pieceCsize[piece]!;
     const length = ix.pieceLength[piece]!;
-    const input = Buffer.allocUnsafeSlow(csize);
-    try {
-      await readExactly(src, input, 0, csize, pos);
-    } catch (e) {
-      if (e instanceof ShortReadError) throw new NbdBackendError(Errno.EIO, `${src.name}: unexpected end of file at byte ${pos}`);
-      throw e;
-    }
+    // Compressed input buffers are reused (fresh 16 MiB buffers per frame cost page faults and
+    // garbage collection); the decoded frame lives on in the cache.
+    const held = this.inputBuffers.acquire(csize);
+    const input = held.subarray(0, csize);
     const out = Buffer.allocUnsafeSlow(length);
     let n: number;
     try {
-      n = await lz4Decompress(input, out);
-    } catch (e) {
-      throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: ${(e as Error).message}`);
+      try {
+        await readExactly(src, input, 0, csize, pos);
+      } catch (e) {
+        if (e instanceof ShortReadError) throw new NbdBackendError(Errno.EIO, `${src.name}: unexpected end of file at byte ${pos}`);
+        throw e;
+      }
+      try {
+        n = await lz4Decompress(input, out);
+      } catch (e) {
+        throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: ${(e as Error).message}`);
+      }
+    } finally {
+      this.inputBuffers.release(held);
     }
     if (n !== length) throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: lz4 frame holds ${n} bytes, expected ${length}`);
     return out;

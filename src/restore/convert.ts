@@ -29,6 +29,12 @@ import { BufferPool } from "../util/buffer-pool.js";
 
 export class ConvertError extends Error {}
 
+/**
+ * Decoded lz4 frames kept while qemu-img reads front to back: the frame being read, the next
+ * one (decoded ahead) and slack; virtnbdmap's random readers get more.
+ */
+const RESTORE_CACHE_BYTES = 80 * 1024 * 1024;
+
 export interface ConvertJob {
   disk: string;
   chain: ChainFile[];
@@ -105,7 +111,7 @@ export async function convertChain(job: ConvertJob): Promise<void> {
         }, () => undefined);
       }, 100);
     } else {
-      const backend = new ChainBackend(index, sources, { description: `restore of ${job.disk}`, onRead: (_offset, data) => written(data.length) });
+      const backend = new ChainBackend(index, sources, { description: `restore of ${job.disk}`, cacheBytes: RESTORE_CACHE_BYTES, onRead: (_offset, data) => written(data.length) });
       server = new NbdServer({ exports: { [job.disk]: backend } });
       const socket = join(dir, "nbd.sock");
       await server.listen({ path: socket });
