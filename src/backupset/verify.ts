@@ -3,7 +3,7 @@
  * We also decode every stream (frame order and bounds, lz4 checksums, data size), so damage
  * is found in sets without `.chksum` files (1.9.15 sets, zip archives) too.
  */
-import { Adler32 } from "../format/checksum.js";
+import { adler32Range } from "../format/checksum.js";
 import { StreamReader } from "../format/reader.js";
 import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
@@ -31,15 +31,7 @@ function displayName(set: BackupSetSource, file: SetFile): string {
 async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number): Promise<number> {
   const source = await set.open(file.name);
   try {
-    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(bufferSize, 64 << 20)));
-    const sum = new Adler32();
-    for (let pos = 0; pos < source.size; ) {
-      const n = Math.min(buf.length, source.size - pos);
-      await readExactly(source, buf, 0, n, pos);
-      sum.update(buf, 0, n);
-      pos += n;
-    }
-    return sum.value;
+    return await adler32Range(source, 0, source.size, 1, Buffer.allocUnsafe(Math.max(1, Math.min(bufferSize, 64 << 20))));
   } finally {
     await source.close();
   }

@@ -13,7 +13,8 @@
  * read again at the end.
  */
 import { native } from "../native/index.js";
-import { readExactly, type RandomAccessSource } from "./source.js";
+import { adler32Range } from "./checksum.js";
+import type { RandomAccessSource } from "./source.js";
 
 interface Range {
   start: number;
@@ -26,8 +27,19 @@ const GAP_BUFFER = 4 << 20;
 export class AdlerTap implements RandomAccessSource {
   /** Ranges by end offset, to extend the one a sequential read continues. */
   private readonly byEnd = new Map<number, Range>();
+  /** Present when the wrapped source has it (a closure made once, not per read). */
+  readonly readSync: RandomAccessSource["readSync"];
 
-  constructor(private readonly source: RandomAccessSource) {}
+  constructor(private readonly source: RandomAccessSource) {
+    const sync = source.readSync?.bind(source);
+    this.readSync = sync
+      ? (buf, offset, length, position) => {
+          const n = sync(buf, offset, length, position);
+          this.record(buf, offset, n, position);
+          return n;
+        }
+      : undefined;
+  }
 
   get name(): string {
     return this.source.name;
@@ -41,16 +53,6 @@ export class AdlerTap implements RandomAccessSource {
     const n = await this.source.read(buf, offset, length, position);
     this.record(buf, offset, n, position);
     return n;
-  }
-
-  get readSync(): RandomAccessSource["readSync"] {
-    const sync = this.source.readSync;
-    if (!sync) return undefined;
-    return (buf, offset, length, position) => {
-      const n = sync.call(this.source, buf, offset, length, position);
-      this.record(buf, offset, n, position);
-      return n;
-    };
   }
 
   close(): Promise<void> {
@@ -76,15 +78,10 @@ export class AdlerTap implements RandomAccessSource {
     const ranges = [...this.byEnd.values()].sort((a, b) => a.start - b.start || b.end - a.end);
     let sum = 1;
     let at = 0;
-    let buf: Buffer | null = null;
+    let buf: Buffer | undefined;
     const readRange = async (start: number, end: number) => {
-      buf ??= Buffer.allocUnsafe(Math.min(GAP_BUFFER, Math.max(1, this.size)));
-      for (let pos = start; pos < end; ) {
-        const n = Math.min(buf.length, end - pos);
-        await readExactly(this.source, buf, 0, n, pos);
-        sum = native.adler32(sum, buf, 0, n);
-        pos += n;
-      }
+      buf ??= Buffer.allocUnsafe(Math.max(1, Math.min(GAP_BUFFER, this.size)));
+      sum = await adler32Range(this.source, start, end, sum, buf);
     };
     for (const r of ranges) {
       if (r.end <= at) continue; // inside what is already summed

@@ -1,6 +1,6 @@
 /** Adler-32 over every byte of a data file, stored as decimal text in `<datafile>.chksum`. */
-import { open, readFile } from "node:fs/promises";
 import { native } from "../native/index.js";
+import { readExactly, type RandomAccessSource } from "./source.js";
 
 export class Adler32 {
   value = 1;
@@ -14,38 +14,21 @@ export class Adler32 {
   }
 }
 
-export const checksumPath = (dataFile: string): string => `${dataFile}.chksum`;
-
-/** Adler-32 of a whole file, read `bufferSize` bytes at a time. */
-export async function fileAdler32(path: string, bufferSize = 1 << 20): Promise<number> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.allocUnsafe(Math.max(1, bufferSize));
-    const sum = new Adler32();
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) return sum.value;
-      sum.update(buf, 0, bytesRead);
-    }
-  } finally {
-    await fh.close();
+/** Continues `sum` (1: a fresh checksum) over bytes `[start, end)` of `source`, a buffer at a time. */
+export async function adler32Range(source: RandomAccessSource, start: number, end: number, sum = 1, buf?: Buffer): Promise<number> {
+  const b = buf ?? Buffer.allocUnsafe(Math.max(1, Math.min(4 << 20, end - start)));
+  for (let pos = start; pos < end; ) {
+    const n = Math.min(b.length, end - pos);
+    await readExactly(source, b, 0, n, pos);
+    sum = native.adler32(sum, b, 0, n);
+    pos += n;
   }
+  return sum >>> 0;
 }
 
-export class ChecksumFileError extends Error {}
-
-/** The stored checksum, or null when there is no `.chksum` file. */
-export async function readChecksumFile(dataFile: string): Promise<number | null> {
-  let text: string;
-  try {
-    text = await readFile(checksumPath(dataFile), "latin1");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw e;
-  }
+/** The checksum a `.chksum` file holds (decimal text); `file` names it in the error. */
+export function parseChecksum(text: string, file: string): number {
   const t = text.trim();
-  if (!/^\d{1,10}$/.test(t) || Number(t) > 0xffffffff) {
-    throw new ChecksumFileError(`${checksumPath(dataFile)}: not a checksum: ${JSON.stringify(text.slice(0, 40))}`);
-  }
+  if (!/^\d{1,10}$/.test(t) || Number(t) > 0xffffffff) throw new Error(`Checksum file [${file}] does not hold a checksum: ${JSON.stringify(t.slice(0, 40))}`);
   return Number(t);
 }

@@ -86,9 +86,8 @@ export class NbdConnection {
 
   /** Connects and negotiates one connection. */
   static async open(target: NbdTarget, neg: NegotiateOptions, opts: ConnectionOptions = {}): Promise<NbdConnection> {
-    // TLS sockets deliver data events; onread only applies to plain sockets.
     const signal = opts.signal;
-    if (signal?.aborted) throw new NbdConnectAborted();
+    // TLS sockets deliver data events; onread only applies to plain sockets.
     const transport = await Transport.connect(target, { ...opts, zeroCopy: neg.tls ? false : opts.zeroCopy ?? true });
     const limit = opts.handshakeTimeoutMs ?? 30000;
     let timedOut = false;

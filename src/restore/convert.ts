@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import type { ChainFile } from "../backupset/chain.js";
+import { storedChecksum } from "../backupset/stored-checksum.js";
 import { checkStream } from "../backupset/verify.js";
 import { AdlerTap } from "../format/adler-tap.js";
 import { StreamReader } from "../format/reader.js";
@@ -56,16 +57,11 @@ export interface ConvertJob {
  * checksum to compare after the copy, or null.
  */
 async function checkFile(set: BackupSetSource, name: string): Promise<number | null> {
-  const listed = new Set((await set.list()).map((f) => f.name));
-  const pool = new BufferPool(4 << 20, 2);
-  const hasChksum = listed.has(`${name}.chksum`);
-  await checkStream(set, name, pool, { payloads: !hasChksum }).catch((e: Error) => {
+  const stored = await storedChecksum(set, name);
+  await checkStream(set, name, new BufferPool(4 << 20, 2), { payloads: stored === null }).catch((e: Error) => {
     throw new ConvertError(`Stream check of [${name}] failed: ${e.message}`);
   });
-  if (!hasChksum) return null;
-  const text = (await set.readFile(`${name}.chksum`)).toString("latin1").trim();
-  if (!/^\d{1,10}$/.test(text)) throw new ConvertError(`Checksum file [${name}.chksum] does not hold a checksum: [${text.slice(0, 40)}]`);
-  return Number(text);
+  return stored;
 }
 
 export async function convertChain(job: ConvertJob): Promise<void> {

@@ -16,8 +16,8 @@ import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { humanize } from "../cli/humanize.js";
 import { pyPrettyDict } from "../util/python-repr.js";
-import { Adler32 } from "../format/checksum.js";
-import { readExactly } from "../format/source.js";
+import { adler32Range } from "../format/checksum.js";
+import { storedChecksum } from "../backupset/stored-checksum.js";
 import { NbdBlockWriter } from "./nbd-writer.js";
 import { convertChain } from "./convert.js";
 import { loadIntegrity } from "../backupset/integrity.js";
@@ -54,26 +54,12 @@ export interface DiskRestoreJob {
   engine: "convert" | "convert-nbd" | "nbd-writes";
 }
 
-async function storedChecksum(set: BackupSetSource, name: string): Promise<number | null> {
-  const names = new Set((await set.list()).map((f) => f.name));
-  if (!names.has(`${name}.chksum`)) return null;
-  const text = (await set.readFile(`${name}.chksum`)).toString("latin1").trim();
-  if (!/^\d+$/.test(text)) throw new RestoreError(`Checksum file [${name}.chksum] is not a number: ${JSON.stringify(text.slice(0, 20))}`);
-  return Number(text);
-}
-
 /** Compares the file's Adler-32 with its `.chksum` (runs alongside the apply). */
 async function checkChecksum(set: BackupSetSource, name: string, expected: number): Promise<void> {
   const source = await set.open(name);
   try {
-    const buf = Buffer.allocUnsafe(4 << 20);
-    const sum = new Adler32();
-    for (let pos = 0; pos < source.size; pos += buf.length) {
-      const n = Math.min(buf.length, source.size - pos);
-      await readExactly(source, buf, 0, n, pos);
-      sum.update(buf, 0, n);
-    }
-    if (sum.value !== expected) throw new RestoreError(`Checksum mismatch for [${name}]: stored [${expected}], computed [${sum.value}]: the file is damaged.`);
+    const computed = await adler32Range(source, 0, source.size);
+    if (computed !== expected) throw new RestoreError(`Checksum mismatch for [${name}]: stored [${expected}], computed [${computed}]: the file is damaged.`);
   } finally {
     await source.close();
   }
