@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential pkg-config python3 liblz4-dev libdeflate-dev zlib1g-dev libvirt-dev
+  build-essential pkg-config python3 liblz4-dev libxxhash-dev libdeflate-dev zlib1g-dev libvirt-dev
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   nbdkit nbdkit-plugin-python libnbd-bin
   python3-lz4 python3-libnbd python3-libvirt python3-colorlog virtnbdbackup

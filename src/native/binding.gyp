@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "virtnbd",
-      "sources": ["addon.cc", "lz4.cc", "checksum.cc", "fileio.cc",
+      "sources": ["addon.cc", "lz4.cc", "lz4_framing.cc", "checksum.cc", "fileio.cc",
                   "libvirt/common.cc", "libvirt/connect.cc", "libvirt/domain.cc",
                   "libvirt/checkpoint.cc", "libvirt/storage.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -2,10 +2,13 @@
 // lz4.frame.compress(data, content_checksum=True, block_checksum=True, compression_level=N):
 // 64 KiB linked blocks, block + content checksums, content size in the header.
 // Buffers come from the caller and are reused; async variants run on libuv's pool.
+// Checksums are computed by lz4_framing (xxhash's XXH32), not by liblz4: see lz4_framing.h.
 #define LZ4F_STATIC_LINKING_ONLY
 #include <lz4frame.h>
 #include <string>
+#include <vector>
 #include "addon.h"
+#include "lz4_framing.h"
 
 namespace {
 
@@ -39,6 +42,9 @@ size_t CompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dst
   if (dstCap < bound) {
     error = "lz4: destination buffer too small (" + std::to_string(dstCap) + " < " + std::to_string(bound) + ")";
     return 0;
+  }
+  if (level < 3 && srcLen > lz4framing::kBlockSize) {
+    return lz4framing::CompressFastFrame(src, srcLen, dst, dstCap, level, error);
   }
   size_t n = LZ4F_compressFrame_usingCDict(tCompressContext, dst, dstCap, src, srcLen, nullptr, &prefs);
   if (LZ4F_isError(n)) {
@@ -191,11 +197,24 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
       selfRef_ = Napi::Persistent(enc->Value());
     }
     Napi::Promise Promise() { return deferred_.Promise(); }
+    // liblz4 writes the blocks without checksums into the encoder's scratch buffer; they are
+    // copied into place with their checksums (and, at the end, the content checksum).
     void Execute() override {
-      size_t n = end_ ? LZ4F_compressEnd(enc_->cctx_, dst_.data, dst_.length, nullptr)
-                      : LZ4F_compressUpdate(enc_->cctx_, dst_.data, dst_.length, src_.data, src_.length, nullptr);
-      if (LZ4F_isError(n)) SetError(std::string("lz4 compression failed: ") + LZ4F_getErrorName(n));
-      written_ = n;
+      std::vector<uint8_t>& scratch = enc_->scratch_;
+      size_t n = end_ ? LZ4F_compressEnd(enc_->cctx_, scratch.data(), scratch.size(), nullptr)
+                      : LZ4F_compressUpdate(enc_->cctx_, scratch.data(), scratch.size(), src_.data, src_.length, nullptr);
+      if (LZ4F_isError(n)) return SetError(std::string("lz4 compression failed: ") + LZ4F_getErrorName(n));
+      if (!end_) enc_->content_.Update(src_.data, src_.length);
+      std::string error;
+      bool ended = false;
+      written_ = lz4framing::AddBlockChecksums(scratch.data(), n, dst_.data, dst_.length, ended, error);
+      if (!error.empty()) return SetError(error);
+      if (ended != end_) return SetError("lz4: unexpected end mark from liblz4");
+      if (end_) {
+        if (dst_.length - written_ < 4) return SetError("lz4: destination buffer too small");
+        uint32_t sum = enc_->content_.Digest();
+        for (int i = 0; i < 4; i++) dst_.data[written_++] = (uint8_t)(sum >> (8 * i));
+      }
     }
     void OnOK() override {
       enc_->busy_ = false;
@@ -217,8 +236,16 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
 
  private:
   LZ4F_cctx* cctx_ = nullptr;
+  // liblz4 compresses without checksums (prefs_); they are added by lz4_framing.
   LZ4F_preferences_t prefs_ = {};
+  lz4framing::ContentHash content_;
+  std::vector<uint8_t> scratch_;
   bool busy_ = false;
+
+  void ReserveScratch(size_t srcLength) {
+    size_t need = LZ4F_compressBound(srcLength, &prefs_);
+    if (scratch_.size() < need) scratch_.resize(need);
+  }
 
   bool Ready(Napi::Env env) {
     if (!cctx_) return Fail(env, "lz4: no compression context"), false;
@@ -235,10 +262,16 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
     if (!Ready(env)) return env.Undefined();
     size_t contentSize = (size_t)info[1].As<Napi::Number>().Int64Value();
     prefs_ = Preferences(info[2].As<Napi::Number>().Int32Value(), contentSize);
-    if (contentSize <= 65536) prefs_.frameInfo.blockMode = LZ4F_blockIndependent;  // as LZ4F_compressFrame
-    size_t n = LZ4F_compressBegin(cctx_, dst.data, dst.length, &prefs_);
+    const bool independent = contentSize <= lz4framing::kBlockSize;  // as LZ4F_compressFrame
+    if (independent) prefs_.frameInfo.blockMode = LZ4F_blockIndependent;
+    prefs_.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum;
+    prefs_.frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum;
+    if (dst.length < 15) return Fail(env, "lz4: header buffer too small");
+    ReserveScratch(0);
+    size_t n = LZ4F_compressBegin(cctx_, scratch_.data(), scratch_.size(), &prefs_);  // our header replaces it
     if (LZ4F_isError(n)) return Fail(env, std::string("lz4 compression failed: ") + LZ4F_getErrorName(n));
-    return Napi::Number::New(env, (double)n);
+    content_.Reset();
+    return Napi::Number::New(env, (double)lz4framing::WriteHeader(dst.data, independent, contentSize));
   }
 
   // bound(srcLength): destination bytes one update (plus end) may need.
@@ -254,6 +287,7 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
     Range src, dst;
     if (!ArgRange(info, 0, src) || !ArgRange(info, 1, dst)) return Fail(env, "update(src, dst)");
     if (!Ready(env)) return env.Undefined();
+    ReserveScratch(src.length);
     busy_ = true;
     auto* step = new Step(env, this, false, info[0], src, info[1], dst);
     Napi::Promise p = step->Promise();
@@ -266,6 +300,7 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
     Range dst;
     if (!ArgRange(info, 0, dst)) return Fail(env, "end(dst)");
     if (!Ready(env)) return env.Undefined();
+    ReserveScratch(0);
     busy_ = true;
     auto* step = new Step(env, this, true, env.Undefined(), {nullptr, 0}, info[0], dst);
     Napi::Promise p = step->Promise();

@@ -19,6 +19,8 @@ function inputs(): Record<string, Buffer> {
     tiny: Buffer.from("virtnbd example!"), // one block: independent mode
     random: pattern(300_000, 5), // incompressible, several linked blocks
     mixed: Buffer.concat([Buffer.alloc(100_000), text, pattern(70_000, 9)]),
+    // Many blocks, a short last one: every way a block ends (stored, compressed, zeroes).
+    large: Buffer.concat([pattern(1_500_000, 3), Buffer.alloc(700_000), text, pattern(1_000_001, 4), text.subarray(0, 77_777)]),
   };
 }
 
@@ -75,6 +77,44 @@ test("the streaming encoder with a single part equals the one-shot frame; severa
     const back = Buffer.alloc(data.length);
     assert.equal(native.lz4Decompress(frame, back), data.length);
     assert.ok(back.equals(data));
+  }
+});
+
+test("the streaming encoder's frames equal python-lz4's LZ4FrameCompressor fed the same parts", async (t) => {
+  const dir = await tempDir(t);
+  const data = inputs()["large"]!;
+  const path = join(dir, "large");
+  writeFileSync(path, data);
+  // Parts as the lz4 lanes give them (64 KiB multiples), and odd ones that leave partial blocks.
+  const cuts = [[1 << 20, 2 << 20, 3 << 20], [100_000, 1_234_567, 3_000_000]];
+  for (const level of [2, 9]) {
+    for (const cut of cuts) {
+      const ref = execFileSync(PY, [
+        "-c",
+        "import sys, lz4.frame\n" +
+          "data = open(sys.argv[1], 'rb').read()\n" +
+          "cuts = [0] + [int(x) for x in sys.argv[3:]] + [len(data)]\n" +
+          "c = lz4.frame.LZ4FrameCompressor(compression_level=int(sys.argv[2]), content_checksum=True, block_checksum=True)\n" +
+          "out = c.begin(len(data))\n" +
+          "for a, b in zip(cuts, cuts[1:]): out += c.compress(data[a:b])\n" +
+          "sys.stdout.buffer.write(out + c.flush())\n",
+        path,
+        String(level),
+        ...cut.map(String),
+      ], { maxBuffer: 64 << 20 });
+      const enc = new Lz4FrameEncoder();
+      const hdr = Buffer.alloc(32);
+      const chunks = [Buffer.from(hdr.subarray(0, enc.begin(hdr, data.length, level)))];
+      const bounds = [0, ...cut, data.length];
+      for (let i = 0; i + 1 < bounds.length; i++) {
+        const part = data.subarray(bounds[i], bounds[i + 1]);
+        const dst = Buffer.alloc(enc.bound(part.length));
+        chunks.push(Buffer.from(dst.subarray(0, await enc.update(part, dst))));
+      }
+      const tail = Buffer.alloc(enc.bound(0));
+      chunks.push(Buffer.from(tail.subarray(0, await enc.end(tail))));
+      assert.ok(Buffer.concat(chunks).equals(ref), `level ${level}, parts at ${cut.join(",")}`);
+    }
   }
 });
 
