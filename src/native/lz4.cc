@@ -54,8 +54,11 @@ size_t CompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dst
   return n;
 }
 
-// Decodes exactly one complete frame occupying all of src. Checksums are verified by liblz4.
+// Decodes exactly one complete frame occupying all of src, verifying its checksums. Frames
+// the fast decoder does not take (or finds wrong) go through LZ4F_decompress, for its errors.
 size_t DecompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, std::string& error) {
+  size_t written = 0;
+  if (lz4framing::DecompressFrame(src, srcLen, dst, dstCap, written)) return written;
   if (!tDecompressContext && LZ4F_isError(LZ4F_createDecompressionContext(&tDecompressContext, LZ4F_VERSION))) {
     tDecompressContext = nullptr;
     error = "lz4: cannot create decompression context";

@@ -131,4 +131,54 @@ size_t AddBlockChecksums(const uint8_t* in, size_t inLen, uint8_t* out, size_t o
   return outPos;
 }
 
+bool DecompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, size_t& written) {
+  if (srcLen < 7 || ReadLE32(src) != kMagic) return false;
+  const uint8_t flg = src[4], bd = src[5];
+  const bool independent = flg & 0x20, blockSums = flg & 0x10, hasSize = flg & 0x08, contentSum = flg & 0x04;
+  // Version 01, no reserved bits, no dictionary id; BD: block size id 4..7 only.
+  if ((flg & 0xC3) != 0x40 || (bd & 0x8F) != 0 || ((bd >> 4) & 7) < 4) return false;
+  const size_t maxBlock = (size_t)1 << (8 + 2 * ((bd >> 4) & 7));
+  const size_t descriptorLen = hasSize ? 10 : 2;
+  if (srcLen < 4 + descriptorLen + 1) return false;
+  if (src[4 + descriptorLen] != (uint8_t)((Xxh32(src + 4, descriptorLen) >> 8) & 0xFF)) return false;
+  uint64_t contentSize = 0;
+  for (int i = 0; hasSize && i < 8; i++) contentSize |= (uint64_t)src[6 + i] << (8 * i);
+  size_t in = 4 + descriptorLen + 1, out = 0;
+  ContentHash content;
+  for (;;) {
+    if (srcLen - in < 4) return false;
+    const uint32_t word = ReadLE32(src + in);
+    in += 4;
+    if (word == 0) break;  // end mark
+    const size_t size = word & ~kUncompressedFlag;
+    if (size > maxBlock || srcLen - in < size + (blockSums ? 4 : 0)) return false;
+    const uint8_t* block = src + in;
+    if (blockSums && ReadLE32(block + size) != Xxh32(block, size)) return false;
+    size_t produced;
+    if (word & kUncompressedFlag) {
+      if (dstCap - out < size) return false;
+      std::memcpy(dst + out, block, size);
+      produced = size;
+    } else {
+      const size_t room = dstCap - out < maxBlock ? dstCap - out : maxBlock;
+      // Linked blocks refer back to up to 64 KiB of the output before them (contiguous: prefix).
+      const size_t dictLen = independent ? 0 : (out < kBlockSize ? out : kBlockSize);
+      const int n = LZ4_decompress_safe_usingDict((const char*)block, (char*)dst + out, (int)size, (int)room,
+                                                  (const char*)dst + out - dictLen, (int)dictLen);
+      if (n < 0) return false;
+      produced = (size_t)n;
+    }
+    if (contentSum) content.Update(dst + out, produced);  // while it is still in cache
+    out += produced;
+    in += size + (blockSums ? 4 : 0);
+  }
+  if (contentSum) {
+    if (srcLen - in < 4 || ReadLE32(src + in) != content.Digest()) return false;
+    in += 4;
+  }
+  if (in != srcLen || (hasSize && contentSize != out)) return false;
+  written = out;
+  return true;
+}
+
 }  // namespace lz4framing

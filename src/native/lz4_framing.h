@@ -50,4 +50,11 @@ size_t CompressFastFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t
 size_t AddBlockChecksums(const uint8_t* in, size_t inLen, uint8_t* out, size_t outCap, bool& ended,
                          std::string& error);
 
+// Decodes one whole frame (all of `src`) with liblz4's block decoder, checking the header,
+// block and content checksums with Xxh32. Returns false, with nothing promised about `dst`,
+// for anything it does not take on (dictionary ids, skippable frames) and for anything wrong
+// (bad checksum, corrupt block, output too small, bytes after the frame): the caller then
+// decodes with LZ4F_decompress, which reports the precise error.
+bool DecompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, size_t& written);
+
 }  // namespace lz4framing

@@ -118,6 +118,39 @@ test("the streaming encoder's frames equal python-lz4's LZ4FrameCompressor fed t
   }
 });
 
+test("frames with every header option python-lz4 writes decode; a wrong content checksum is refused", async (t) => {
+  const dir = await tempDir(t);
+  const data = inputs()["large"]!;
+  const path = join(dir, "large");
+  writeFileSync(path, data);
+  // block size id, linked, block checksum, content checksum, content size
+  const variants = [];
+  for (const blockSize of [4, 5, 7]) for (const linked of [0, 1]) for (const sums of [0, 1, 2, 3]) for (const size of [0, 1]) variants.push([blockSize, linked, sums & 1, sums >> 1, size]);
+  execFileSync(PY, [
+    "-c",
+    "import sys, lz4.frame\n" +
+      "data = open(sys.argv[1], 'rb').read()\n" +
+      "for i, v in enumerate(sys.argv[2:]):\n" +
+      "    b, l, bs, cs, st = map(int, v.split(','))\n" +
+      "    open(f'{sys.argv[1]}.{i}', 'wb').write(lz4.frame.compress(data, block_size=b, block_linked=bool(l), block_checksum=bool(bs), content_checksum=bool(cs), store_size=bool(st), compression_level=2))\n",
+    path,
+    ...variants.map((v) => v.join(",")),
+  ]);
+  const { readFileSync } = await import("node:fs");
+  const out = Buffer.alloc(data.length);
+  for (const [i, v] of variants.entries()) {
+    const frame = readFileSync(`${path}.${i}`);
+    out.fill(0xee);
+    assert.equal(await native.lz4DecompressAsync(frame, out), data.length, `variant ${v.join(",")}`);
+    assert.ok(out.equals(data), `variant ${v.join(",")} decodes to the input`);
+    if (v[3]) {
+      const bad = Buffer.from(frame);
+      bad[bad.length - 1]! ^= 0x10; // the content checksum
+      assert.throws(() => native.lz4Decompress(bad, out), /lz4 frame is corrupt/, `variant ${v.join(",")}`);
+    }
+  }
+});
+
 test("corrupt, truncated and oversized frames are refused", () => {
   const data = inputs()["random"]!;
   const frame = Buffer.alloc(native.lz4CompressBound(data.length));
