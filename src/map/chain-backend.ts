@@ -30,9 +30,21 @@ const SYNC_READ_MAX = 256 * 1024;
 interface CacheEntry {
   data: Promise<Buffer>;
   bytes: number;
+  /** Reads that may still look at the decoded bytes. */
+  users: number;
+  evicted: boolean;
 }
 
-/** Decoded pieces by piece number, least recently used first (Map order). */
+/** One read's hold on a decoded piece: the buffer is not reused before `release`. */
+export interface PieceLease {
+  data: Promise<Buffer>;
+  release(): void;
+}
+
+/**
+ * Decoded pieces by piece number, least recently used first (Map order). An evicted piece's
+ * buffer goes to `recycle` (for the next decode) once no read holds it any more.
+ */
 export class PieceCache {
   private readonly entries = new Map<number, CacheEntry>();
   private bytes = 0;
@@ -43,37 +55,53 @@ export class PieceCache {
   constructor(
     readonly maxBytes: number,
     private readonly decode: (piece: number) => Promise<Buffer>,
+    private readonly recycle: (buffer: Buffer) => void = () => undefined,
   ) {}
 
-  get(piece: number, size: number): Promise<Buffer> {
+  /** The decoded piece, held until `release` is called (exactly once). */
+  use(piece: number, bytes: number): PieceLease {
+    const entry = this.entry(piece, bytes);
+    entry.users++;
+    let released = false;
+    return {
+      data: entry.data,
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--entry.users === 0 && entry.evicted) this.recycleWhenDecoded(entry);
+      },
+    };
+  }
+
+  /** Starts decoding `piece` unless it is cached or being decoded (errors surface on use). */
+  prefetch(piece: number, bytes: number): void {
+    if (this.entries.has(piece)) return;
+    this.prefetches++;
+    this.entry(piece, bytes).data.catch(() => undefined);
+    this.misses--;
+  }
+
+  private entry(piece: number, bytes: number): CacheEntry {
     const hit = this.entries.get(piece);
     if (hit) {
       this.hits++;
       this.entries.delete(piece);
       this.entries.set(piece, hit);
-      return hit.data;
+      return hit;
     }
     this.misses++;
-    const data = this.decode(piece);
-    const entry: CacheEntry = { data, bytes: size };
+    const entry: CacheEntry = { data: this.decode(piece), bytes, users: 0, evicted: false };
     this.entries.set(piece, entry);
-    this.bytes += size;
-    data.catch(() => {
+    this.bytes += bytes;
+    // A failed decode is not kept (the next read tries again) and leaves nothing to reuse.
+    entry.data.catch(() => {
       if (this.entries.get(piece) === entry) {
         this.entries.delete(piece);
-        this.bytes -= size;
+        this.bytes -= bytes;
       }
     });
     this.evict(piece);
-    return data;
-  }
-
-  /** Starts decoding `piece` unless it is cached or being decoded (errors surface on use). */
-  prefetch(piece: number, size: number): void {
-    if (this.entries.has(piece)) return;
-    this.prefetches++;
-    this.get(piece, size).catch(() => undefined);
-    this.misses--;
+    return entry;
   }
 
   private evict(keep: number): void {
@@ -82,7 +110,13 @@ export class PieceCache {
       if (k === keep) continue;
       this.entries.delete(k);
       this.bytes -= e.bytes;
+      e.evicted = true;
+      if (e.users === 0) this.recycleWhenDecoded(e);
     }
+  }
+
+  private recycleWhenDecoded(e: CacheEntry): void {
+    e.data.then(this.recycle, () => undefined);
   }
 
   get size(): number {
@@ -97,6 +131,10 @@ export class ChainBackend implements NbdBackend {
   readonly description: string | undefined;
   readonly pieceCache: PieceCache;
   private readonly inputBuffers = new BufferCache(3);
+  /** Buffers of decoded pieces, reused once evicted and unused (fresh ones cost page faults). */
+  private readonly frameBuffers = new BufferCache(2);
+  /** Decoded piece (a view) → the whole buffer it lives in. */
+  private readonly frameBacking = new WeakMap<Buffer, Buffer>();
   private readonly maxExtents: number;
   /** Reads in progress. */
   private active = 0;
@@ -110,7 +148,14 @@ export class ChainBackend implements NbdBackend {
     private readonly sources: RandomAccessSource[],
     opts: ChainBackendOptions = {},
   ) {
-    this.pieceCache = new PieceCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (p) => this.decodePiece(p));
+    this.pieceCache = new PieceCache(
+      opts.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      (p) => this.decodePiece(p),
+      (decoded) => {
+        const whole = this.frameBacking.get(decoded);
+        if (whole) this.frameBuffers.release(whole);
+      },
+    );
     this.maxExtents = opts.maxExtents ?? 1024;
     this.onRead = opts.onRead;
     this.description = opts.description;
@@ -196,16 +241,25 @@ export class ChainBackend implements NbdBackend {
 
   private async readCompressed(piece: number, diskPos: number, into: Buffer, requestStart: number): Promise<void> {
     const ix = this.index;
-    const data = this.pieceCache.get(piece, ix.pieceLength[piece]!);
-    // Sequential reading (this request starts where an earlier one ended): decode the next
-    // lz4 frame of the file while this one is being served.
-    const next = piece + 1;
-    if (this.lastEnds.includes(requestStart) && next < ix.pieceCount && ix.pieceCsize[next]! >= 0 && ix.pieceFile[next] === ix.pieceFile[piece]) {
-      this.pieceCache.prefetch(next, ix.pieceLength[next]!);
+    const lease = this.pieceCache.use(piece, this.pieceBytes(piece));
+    try {
+      // Sequential reading (this request starts where an earlier one ended): decode the next
+      // lz4 frame of the file while this one is being served.
+      const next = piece + 1;
+      if (this.lastEnds.includes(requestStart) && next < ix.pieceCount && ix.pieceCsize[next]! >= 0 && ix.pieceFile[next] === ix.pieceFile[piece]) {
+        this.pieceCache.prefetch(next, this.pieceBytes(next));
+      }
+      const buf = await lease.data;
+      const rel = diskPos - ix.pieceStart[piece]!;
+      buf.copy(into, 0, rel, rel + into.length);
+    } finally {
+      lease.release();
     }
-    const buf = await data;
-    const rel = diskPos - ix.pieceStart[piece]!;
-    buf.copy(into, 0, rel, rel + into.length);
+  }
+
+  /** Memory a decoded piece takes (its buffer's size class). */
+  private pieceBytes(piece: number): number {
+    return BufferCache.sizeClass(this.index.pieceLength[piece]!);
   }
 
   private async decodePiece(piece: number): Promise<Buffer> {
@@ -218,8 +272,10 @@ export class ChainBackend implements NbdBackend {
     // garbage collection); the decoded frame lives on in the cache.
     const held = this.inputBuffers.acquire(csize);
     const input = held.subarray(0, csize);
-    const out = Buffer.allocUnsafeSlow(length);
-    let n: number;
+    const whole = this.frameBuffers.acquire(length);
+    const out = whole.subarray(0, length);
+    this.frameBacking.set(out, whole);
+    let n = -1;
     try {
       try {
         await readExactly(src, input, 0, csize, pos);
@@ -234,6 +290,7 @@ export class ChainBackend implements NbdBackend {
       }
     } finally {
       this.inputBuffers.release(held);
+      if (n !== length) this.frameBuffers.release(whole); // failed: nobody will see these bytes
     }
     if (n !== length) throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: lz4 frame holds ${n} bytes, expected ${length}`);
     return out;

@@ -281,20 +281,58 @@ test("piece cache: LRU by bytes, concurrent users share one decode, failed decod
     if (p === 99) throw new Error("bad frame");
     return Buffer.alloc(100, p);
   });
-  const [a, b] = await Promise.all([cache.get(1, 100), cache.get(1, 100)]);
+  const get = async (p: number) => {
+    const lease = cache.use(p, 100);
+    try {
+      return await lease.data;
+    } finally {
+      lease.release();
+    }
+  };
+  const [a, b] = await Promise.all([get(1), get(1)]);
   assert.equal(decodes, 1);
   assert.equal(a, b);
-  await cache.get(2, 100);
-  await cache.get(3, 100);
-  await cache.get(1, 100); // hit: 1 becomes the newest
-  await cache.get(4, 100); // evicts 2 (least recently used)
+  await get(2);
+  await get(3);
+  await get(1); // hit: 1 becomes the newest
+  await get(4); // evicts 2 (least recently used)
   assert.equal(decodes, 4);
-  await cache.get(1, 100);
+  await get(1);
   assert.equal(decodes, 4);
-  await cache.get(2, 100);
+  await get(2);
   assert.equal(decodes, 5);
-  await assert.rejects(cache.get(99, 100), /bad frame/);
-  await assert.rejects(cache.get(99, 100), /bad frame/);
+  await assert.rejects(get(99), /bad frame/);
+  await assert.rejects(get(99), /bad frame/);
   assert.equal(decodes, 7);
   assert.ok(cache.size <= 3);
+});
+
+test("piece cache: an evicted buffer is reused only once no read holds it, and only once", async () => {
+  const recycled: number[] = [];
+  const cache = new PieceCache(200, async (p) => {
+    if (p === 9) throw new Error("bad frame");
+    return Buffer.alloc(10, p);
+  }, (buf) => recycled.push(buf[0]!));
+  const held = cache.use(1, 100);
+  await held.data;
+  const other = cache.use(2, 100);
+  await other.data;
+  other.release();
+  cache.use(3, 100).release(); // evicts 1, still held: not reused yet
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(recycled, []);
+  held.release();
+  held.release(); // a second release changes nothing
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(recycled, [1]);
+  cache.use(4, 100).release(); // evicts 2, unused: reused at once
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(recycled, [1, 2]);
+  const bad = cache.use(9, 100);
+  await assert.rejects(bad.data, /bad frame/);
+  bad.release();
+  cache.use(5, 100).release();
+  cache.use(6, 100).release();
+  await new Promise((r) => setImmediate(r));
+  assert.ok(!recycled.includes(9), "a failed decode has nothing to reuse");
 });
