@@ -30,8 +30,12 @@ if [ -e /dev/kvm ]; then
 fi
 
 # Daemons: started directly (CI machines and containers may have no systemd).
-# A libvirtd that is still shutting down (just killed) is waited for, then a new one started.
-pgrep -x virtlogd >/dev/null || virtlogd -d
+# A daemon that is still shutting down (just killed) is waited for, then a new one started.
+for _ in $(seq 1 150); do
+  [ -S /run/libvirt/virtlogd-sock ] && pgrep -x virtlogd >/dev/null && break
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  sleep 0.2
+done
 for _ in $(seq 1 150); do
   virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
   pgrep -x libvirtd >/dev/null || libvirtd -d
