@@ -37,15 +37,13 @@ size_t CompressFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dst
   }
   LZ4F_preferences_t prefs = Preferences(level, srcLen);
   // LZ4F_compressFrame switches single-block inputs to independent mode; do the same.
-  if (srcLen <= 65536) prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+  if (lz4framing::SingleBlock(srcLen)) prefs.frameInfo.blockMode = LZ4F_blockIndependent;
   size_t bound = LZ4F_compressFrameBound(srcLen, &prefs);
   if (dstCap < bound) {
     error = "lz4: destination buffer too small (" + std::to_string(dstCap) + " < " + std::to_string(bound) + ")";
     return 0;
   }
-  if (level < 3 && srcLen > lz4framing::kBlockSize) {
-    return lz4framing::CompressFastFrame(src, srcLen, dst, dstCap, level, error);
-  }
+  if (lz4framing::IsFastFrame(level, srcLen)) return lz4framing::CompressFastFrame(src, srcLen, dst, dstCap, level, error);
   size_t n = LZ4F_compressFrame_usingCDict(tCompressContext, dst, dstCap, src, srcLen, nullptr, &prefs);
   if (LZ4F_isError(n)) {
     error = std::string("lz4 compression failed: ") + LZ4F_getErrorName(n);
@@ -210,14 +208,9 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
       if (!end_) enc_->content_.Update(src_.data, src_.length);
       std::string error;
       bool ended = false;
-      written_ = lz4framing::AddBlockChecksums(scratch.data(), n, dst_.data, dst_.length, ended, error);
+      written_ = lz4framing::AddChecksums(scratch.data(), n, enc_->content_, dst_.data, dst_.length, ended, error);
       if (!error.empty()) return SetError(error);
       if (ended != end_) return SetError("lz4: unexpected end mark from liblz4");
-      if (end_) {
-        if (dst_.length - written_ < 4) return SetError("lz4: destination buffer too small");
-        uint32_t sum = enc_->content_.Digest();
-        for (int i = 0; i < 4; i++) dst_.data[written_++] = (uint8_t)(sum >> (8 * i));
-      }
     }
     void OnOK() override {
       enc_->busy_ = false;
@@ -265,7 +258,7 @@ class FrameEncoder : public Napi::ObjectWrap<FrameEncoder> {
     if (!Ready(env)) return env.Undefined();
     size_t contentSize = (size_t)info[1].As<Napi::Number>().Int64Value();
     prefs_ = Preferences(info[2].As<Napi::Number>().Int32Value(), contentSize);
-    const bool independent = contentSize <= lz4framing::kBlockSize;  // as LZ4F_compressFrame
+    const bool independent = lz4framing::SingleBlock(contentSize);  // as LZ4F_compressFrame
     if (independent) prefs_.frameInfo.blockMode = LZ4F_blockIndependent;
     prefs_.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum;
     prefs_.frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum;

@@ -11,8 +11,6 @@ namespace lz4framing {
 
 namespace {
 
-constexpr int kHcLevelMin = 3;  // LZ4HC_CLEVEL_MIN: from here on liblz4 uses its HC compressor
-
 void WriteLE32(uint8_t* p, uint32_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
@@ -55,8 +53,8 @@ size_t WriteHeader(uint8_t* dst, bool independentBlocks, uint64_t contentSize) {
 
 size_t CompressFastFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, int level,
                          std::string& error) {
-  if (level >= kHcLevelMin || srcLen <= kBlockSize) {
-    error = "lz4: fast frames are for levels below 3 and more than one block";
+  if (!IsFastFrame(level, srcLen)) {
+    error = "lz4: not a fast frame (level below 3, more than one block)";
     return 0;
   }
   if (!tStream) tStream = LZ4_createStream();
@@ -94,21 +92,22 @@ size_t CompressFastFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t
   return pos + 8;
 }
 
-size_t AddBlockChecksums(const uint8_t* in, size_t inLen, uint8_t* out, size_t outCap, bool& ended,
-                         std::string& error) {
+size_t AddChecksums(const uint8_t* in, size_t inLen, const ContentHash& content, uint8_t* out, size_t outCap,
+                    bool& ended, std::string& error) {
   size_t inPos = 0, outPos = 0;
   ended = false;
   while (inPos < inLen) {
     if (inLen - inPos < 4) break;
     const uint32_t word = ReadLE32(in + inPos);
     if (word == 0) {
-      if (outCap - outPos < 4) {
+      if (outCap - outPos < 8) {
         error = "lz4: destination buffer too small";
         return 0;
       }
       WriteLE32(out + outPos, 0);
+      WriteLE32(out + outPos + 4, content.Digest());
       inPos += 4;
-      outPos += 4;
+      outPos += 8;
       ended = true;
       if (inPos != inLen) break;
       return outPos;

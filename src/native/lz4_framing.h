@@ -38,17 +38,25 @@ class ContentHash {
 // content size when non-zero, no dictionary id). Needs at most 15 bytes; returns its length.
 size_t WriteHeader(uint8_t* dst, bool independentBlocks, uint64_t contentSize);
 
-// One-shot frame for the fast levels (< 3) of inputs larger than one block: the same
-// LZ4_compress_fast_continue calls LZ4F_compressFrame makes, with checksums by Xxh32.
-// `dstCap` must be at least LZ4F_compressFrameBound. Returns the frame length, or 0 and `error`.
+// LZ4F_compressFrame gives a frame of at most one block independent blocks.
+inline bool SingleBlock(size_t contentSize) { return contentSize <= kBlockSize; }
+
+// Frames CompressFastFrame builds: liblz4's fast levels (below LZ4HC_CLEVEL_MIN, 3) with
+// linked blocks; the rest goes through LZ4F_compressFrame.
+inline bool IsFastFrame(int level, size_t srcLen) { return level < 3 && !SingleBlock(srcLen); }
+
+// One-shot frame where IsFastFrame: the same LZ4_compress_fast_continue calls
+// LZ4F_compressFrame makes, with checksums by Xxh32. `dstCap` must be at least
+// LZ4F_compressFrameBound. Returns the frame length, or 0 and `error`.
 size_t CompressFastFrame(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t dstCap, int level,
                          std::string& error);
 
-// Copies whole blocks written by liblz4 without block checksums from `in` to `out`, adding
-// each block's checksum. Stops after an end mark (then `ended` is true). Returns bytes
-// written to `out`, or 0 and `error` when `out` is too small or `in` is not whole blocks.
-size_t AddBlockChecksums(const uint8_t* in, size_t inLen, uint8_t* out, size_t outCap, bool& ended,
-                         std::string& error);
+// Copies whole blocks written by liblz4 without checksums from `in` to `out`, adding each
+// block's checksum; an end mark (then `ended` is true) is followed by `content`'s checksum.
+// Returns bytes written to `out`, or 0 and `error` when `out` is too small or `in` is not
+// whole blocks.
+size_t AddChecksums(const uint8_t* in, size_t inLen, const ContentHash& content, uint8_t* out, size_t outCap,
+                    bool& ended, std::string& error);
 
 // Decodes one whole frame (all of `src`) with liblz4's block decoder, checking the header,
 // block and content checksums with Xxh32. Returns false, with nothing promised about `dst`,
