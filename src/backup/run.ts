@@ -43,10 +43,12 @@ import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
 
-/** Memory for reads in flight, shared by all disks (the RSS budget of a run). */
-const READ_BUDGET = 32 << 20;
-/** With -z the lz4 lanes are the bottleneck and hold their own output buffers: reads need less. */
-const READ_BUDGET_COMPRESSED = 16 << 20;
+/**
+ * Memory for reads in flight, shared by all disks (the RSS budget of a run). More does not
+ * go faster: with direct writes, 16 MiB used less CPU than 32 MiB (data read from the socket
+ * is copied on before it leaves the CPU caches); with -z the lz4 lanes hold their own buffers.
+ */
+const READ_BUDGET = 16 << 20;
 
 export interface BackupIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -460,7 +462,7 @@ async function runConnected(r: RunContext): Promise<number> {
     const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
     const progress = new Progress({ noprogress: r.noprogress });
     logging.setConsole(progress);
-    const pool = new SizedPool(r.compressLevel !== null ? READ_BUDGET_COMPRESSED : READ_BUDGET);
+    const pool = new SizedPool(READ_BUDGET);
     let totalBytes = 0;
     let diskFailures = 0;
     const queue = [...disks];

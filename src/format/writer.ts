@@ -182,9 +182,9 @@ export class StreamWriter {
   private async put(chunk: Uint8Array, frame: NonNullable<StreamWriter["open"]> | null = null): Promise<Issued> {
     if (chunk.length >= DIRECT_WRITE_MIN) {
       await this.flush();
-      const sum = native.adler32Async(1, chunk);
+      const { done, sum } = this.issue(chunk);
       if (frame) frame.payloadAdler = combine(frame.payloadAdler, sum, chunk.length);
-      return { done: this.issue(chunk, sum) };
+      return { done };
     }
     if (frame) frame.payloadAdler = combine(frame.payloadAdler, Promise.resolve(native.adler32(1, chunk)), chunk.length);
     const staging = this.stagingBuffers[this.current]!.buf;
@@ -198,7 +198,7 @@ export class StreamWriter {
   private async flush(): Promise<void> {
     if (this.staged === 0) return;
     const slot = this.stagingBuffers[this.current]!;
-    slot.busy = this.issue(slot.buf.subarray(0, this.staged));
+    slot.busy = this.issue(slot.buf.subarray(0, this.staged)).done;
     this.staged = 0;
     this.current = 1 - this.current;
     const next = this.stagingBuffers[this.current]!;
@@ -206,19 +206,32 @@ export class StreamWriter {
     next.busy = null;
   }
 
-  /** Starts the write and the checksum of `chunk` (on the pool); settles when both are done. */
-  private issue(chunk: Uint8Array, sum: Promise<number> = native.adler32Async(1, chunk)): Promise<void> {
+  /**
+   * Starts the write and the checksum of `chunk` (on the pool; in one pass when the sink can
+   * sum what it copies); `done` settles when both are done.
+   */
+  private issue(chunk: Uint8Array): { done: Promise<void>; sum: Promise<number> } {
     if (this.failure) {
       // A staging slot may hold this without anyone awaiting it (the stream is abandoned after
       // the failure): it must not become an unhandled rejection that kills the process (ENOSPC
       // mid-data left the libvirt job running).
       const failed = Promise.reject(this.failure);
       failed.catch(() => undefined);
-      return failed;
+      return { done: failed, sum: Promise.resolve(1) }; // sums after a failure count for nothing
     }
     this.bytes += chunk.length;
+    let written: Promise<unknown>;
+    let sum: Promise<number>;
+    if (this.sink.writeSummed) {
+      written = sum = this.sink.writeSummed(chunk);
+    } else {
+      sum = native.adler32Async(1, chunk);
+      written = Promise.all([this.sink.write(chunk), sum]);
+    }
+    // A failed write is reported through `done` (and by finish()); the sums never reject.
+    sum = sum.catch(() => 1);
     this.fileAdler = combine(this.fileAdler, sum, chunk.length);
-    const done: Promise<void> = Promise.all([this.sink.write(chunk), sum]).then(
+    const done: Promise<void> = written.then(
       () => void this.inflight.delete(done),
       (e: unknown) => {
         this.inflight.delete(done);
@@ -228,7 +241,7 @@ export class StreamWriter {
     );
     done.catch(() => undefined); // reported through the caller and by finish()
     this.inflight.add(done);
-    return done;
+    return { done, sum };
   }
 }
 

@@ -154,6 +154,13 @@ export interface NativeAddon extends LibvirtNative {
    * `evict` (with `wait`) then drops those pages from the page cache (POSIX_FADV_DONTNEED).
    */
   syncFileRange(fd: number, offset: number, length: number, wait: boolean, evict?: boolean): Promise<void>;
+  /**
+   * Copies `src` into `dst` at `dstOffset` on libuv's pool; with `withAdler`, resolves with
+   * the Adler-32 of `src` (summed piece by piece right after copying: one pass), else 0.
+   */
+  copyAsync(dst: Uint8Array, dstOffset: number, src: Uint8Array, withAdler?: boolean): Promise<number>;
+  /** A zeroed Buffer of `size` bytes starting at a multiple of `alignment` (O_DIRECT I/O). */
+  alignedBuffer(size: number, alignment: number): Buffer;
 }
 
 function findPackageRoot(start: string): string {

@@ -2,32 +2,98 @@
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { BackupTarget, TargetFile } from "./target.js";
+import { DirectFileWriter } from "./direct-file.js";
 import { fileError, moveInto, writeFileDurably } from "./durable.js";
 import { EarlyWriteback } from "./writeback.js";
 
-class PartialFile implements TargetFile {
-  private done = false;
+/** How a partial file's bytes reach the disk. */
+interface FileBody {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Present when the body copies the bytes anyway and can sum them on the way. */
+  writeSummed?(chunk: Uint8Array): Promise<number>;
+  /** Everything written and durable; the descriptor closed (also when it fails). */
+  finish(): Promise<void>;
+  /** Closes the descriptor once writes under way are over; the bytes stay as they are. */
+  abandon(): Promise<void>;
+}
+
+/** O_DIRECT through aligned staging buffers: no page cache (see direct-file.ts). */
+class DirectBody implements FileBody {
+  constructor(private readonly file: DirectFileWriter) {}
+  write(chunk: Uint8Array): Promise<void> {
+    return this.file.write(chunk);
+  }
+  writeSummed(chunk: Uint8Array): Promise<number> {
+    return this.file.writeSummed(chunk);
+  }
+  async finish(): Promise<void> {
+    try {
+      await this.file.finish();
+      await this.file.sync();
+    } finally {
+      await this.file.close();
+    }
+  }
+  async abandon(): Promise<void> {
+    await this.file.close().catch(() => undefined);
+  }
+}
+
+/** Positional writes through the page cache, written back early (filesystems without O_DIRECT). */
+class BufferedBody implements FileBody {
   /** Next append position: writes are positional, so several may be in flight in order. */
   private position = 0;
   private readonly writeback: EarlyWriteback;
-  constructor(
-    private readonly fh: FileHandle,
-    readonly location: string,
-    private readonly finalPath: string,
-    private readonly replace: boolean,
-  ) {
+  constructor(private readonly fh: FileHandle) {
     this.writeback = new EarlyWriteback(fh.fd);
   }
-
   async write(chunk: Uint8Array): Promise<void> {
     const base = this.position;
     this.position += chunk.length;
     await this.writeback.advance(base);
+    for (let at = 0; at < chunk.length; ) {
+      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
+      at += bytesWritten;
+    }
+  }
+  async finish(): Promise<void> {
+    await this.writeback.drain(); // never on a closed descriptor
     try {
-      for (let at = 0; at < chunk.length; ) {
-        const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
-        at += bytesWritten;
-      }
+      await this.fh.sync();
+    } finally {
+      await this.fh.close();
+    }
+  }
+  async abandon(): Promise<void> {
+    await this.writeback.drain();
+    await this.fh.close().catch(() => undefined);
+  }
+}
+
+class PartialFile implements TargetFile {
+  private done = false;
+  readonly writeSummed?: (chunk: Uint8Array) => Promise<number>;
+  constructor(
+    private readonly body: FileBody,
+    readonly location: string,
+    private readonly finalPath: string,
+    private readonly replace: boolean,
+  ) {
+    const summed = body.writeSummed?.bind(body);
+    if (summed) {
+      this.writeSummed = async (chunk) => {
+        try {
+          return await summed(chunk);
+        } catch (e) {
+          throw fileError(e, this.location);
+        }
+      };
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    try {
+      await this.body.write(chunk);
     } catch (e) {
       throw fileError(e, this.location);
     }
@@ -36,13 +102,8 @@ class PartialFile implements TargetFile {
   async commit(): Promise<void> {
     if (this.done) throw new Error(`${this.location}: already closed`);
     this.done = true;
-    await this.writeback.drain(); // never on a closed descriptor
     try {
-      try {
-        await this.fh.sync();
-      } finally {
-        await this.fh.close();
-      }
+      await this.body.finish();
     } catch (e) {
       throw fileError(e, this.location);
     }
@@ -52,25 +113,36 @@ class PartialFile implements TargetFile {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    await this.writeback.drain();
-    await this.fh.close().catch(() => undefined);
+    await this.body.abandon();
   }
+}
+
+export interface DirectoryTargetOptions {
+  /** Write data files with O_DIRECT where the filesystem allows it (default true). */
+  directIo?: boolean;
 }
 
 export class DirectoryTarget implements BackupTarget {
   readonly isArchive = false;
-  constructor(readonly directory: string) {}
+  private readonly directIo: boolean;
+  constructor(
+    readonly directory: string,
+    options: DirectoryTargetOptions = {},
+  ) {
+    this.directIo = options.directIo ?? true;
+  }
 
-  static async create(directory: string): Promise<DirectoryTarget> {
+  static async create(directory: string, options: DirectoryTargetOptions = {}): Promise<DirectoryTarget> {
     await mkdir(directory, { recursive: true });
-    return new DirectoryTarget(directory);
+    return new DirectoryTarget(directory, options);
   }
 
   async createFile(name: string, options: { replace?: boolean } = {}): Promise<TargetFile> {
     const finalPath = join(this.directory, name);
     const partial = `${finalPath}.partial`;
-    const fh = await open(partial, "w", 0o600);
-    return new PartialFile(fh, partial, finalPath, options.replace ?? false);
+    const direct = this.directIo ? await DirectFileWriter.create(partial, 0o600) : null;
+    const body = direct ? new DirectBody(direct) : new BufferedBody(await open(partial, "w", 0o600));
+    return new PartialFile(body, partial, finalPath, options.replace ?? false);
   }
 
   async putFile(name: string, data: string | Uint8Array, options: { replace?: boolean } = {}): Promise<void> {

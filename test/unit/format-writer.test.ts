@@ -135,3 +135,53 @@ test("large payloads pass straight through and keep order with staged headers", 
   const dataHeader = bytes.indexOf("data 0000");
   assert.deepEqual(bytes.subarray(dataHeader + 40, dataHeader + 40 + big.length), big);
 });
+
+/** A sink that sums what it takes (as the direct-I/O file does), optionally failing after `failAfter` writes. */
+class SummingSink extends MemorySink {
+  writes = 0;
+  summed = 0;
+  constructor(private readonly failAfter = Infinity) {
+    super();
+  }
+  async writeSummed(chunk: Uint8Array): Promise<number> {
+    if (++this.writes > this.failAfter) throw Object.assign(new Error("ENOSPC: simulated"), { code: "ENOSPC" });
+    await this.write(chunk);
+    this.summed++;
+    return new Adler32().update(chunk).value;
+  }
+}
+
+test("a sink that sums what it copies gives the writer its Adler-32s; a failing one fails the stream without stray rejections", async () => {
+  const big = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+  const write = async (sink: MemorySink) => {
+    const w = new StreamWriter(sink, { compressed: false, chunkSize: CHUNK, stagingSize: 4096 });
+    await w.meta(exampleMeta({ virtualSize: big.length + 4096, dataSize: big.length }));
+    await w.beginData(0, big.length);
+    for (let at = 0; at < big.length; at += 512 * 1024) await w.payloadNoWait(big.subarray(at, at + 512 * 1024));
+    await w.endData();
+    await w.zero(big.length, 4096);
+    return w.finish();
+  };
+  const plain = new MemorySink();
+  const summing = new SummingSink();
+  const a = await write(plain);
+  const b = await write(summing);
+  assert.ok(summing.summed >= 6, "large payloads were summed by the sink");
+  assert.deepEqual(summing.bytes(), plain.bytes());
+  assert.equal(b.adler32, a.adler32);
+  assert.equal(b.adler32, new Adler32().update(plain.bytes()).value);
+
+  const stray: unknown[] = [];
+  const onStray = (e: unknown) => stray.push(e);
+  process.on("unhandledRejection", onStray);
+  try {
+    for (const failAfter of [0, 1, 3, 6]) {
+      await assert.rejects(write(new SummingSink(failAfter)), /ENOSPC/, `failing after ${failAfter} writes`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } finally {
+    process.off("unhandledRejection", onStray);
+  }
+  assert.deepEqual(stray.map(String), []);
+});
