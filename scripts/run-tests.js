@@ -3,7 +3,7 @@
 // `integration`. Files named *.slow.test.ts are the slow ones; `--skip-slow` leaves them out.
 // Extra arguments that name test files run only those.
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -66,12 +66,29 @@ function freshLibvirtd() {
   for (let i = 0; i < 60 && !sh("virsh", ["-c", "qemu:///system", "version"]); i++) sleepMs(250);
 }
 
+/**
+ * libvirtd was seen (once in many runs) to lose its listening socket mid-file while the daemon
+ * kept running: every later connection failed with "No such file". That is the test host
+ * breaking, not the code under test: such a file runs once more after a fresh libvirtd, and
+ * the output says so. Any other failure counts at once.
+ */
+const LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock";
+function libvirtdLostItsSocket() {
+  return process.getuid?.() === 0 && sh("pgrep", ["-x", "libvirtd"]) && !existsSync(LIBVIRT_SOCKET);
+}
+
 /** One node --test run per file, each after a libvirtd reset; all files run, failures summed up. */
 function runIntegration(files) {
   const failed = [];
   for (const f of files) {
     freshLibvirtd();
-    if (nodeTest([f], 1) !== 0) failed.push(f);
+    let status = nodeTest([f], 1);
+    if (status !== 0 && libvirtdLostItsSocket()) {
+      console.error(`\n${f}: libvirtd's ${LIBVIRT_SOCKET} disappeared during the run (test host failure); running the file again after a libvirtd restart`);
+      freshLibvirtd();
+      status = nodeTest([f], 1);
+    }
+    if (status !== 0) failed.push(f);
   }
   if (failed.length > 0) {
     console.error(`\nintegration test files failed (${failed.length} of ${files.length}):\n  ${failed.join("\n  ")}`);

@@ -30,7 +30,7 @@ interface Slot {
 export interface DirectFileOptions {
   /** Bytes per staging buffer, a multiple of DIRECT_ALIGNMENT (default 4 MiB). */
   bufferSize?: number;
-  /** Staging buffers: how many disk writes may be in flight while the next one fills (default 4). */
+  /** Staging buffers: how many disk writes may be in flight while the next one fills (default 3). */
   buffers?: number;
   /** Opens the file (tests: a descriptor whose writes fail). */
   openFile?: (path: string, flags: number, mode?: number) => Promise<FileHandle>;
@@ -56,7 +56,7 @@ export class DirectFileWriter {
   ) {
     const size = options.bufferSize ?? 4 << 20;
     if (size % DIRECT_ALIGNMENT !== 0) throw new Error(`direct file: buffer size ${size} is not a multiple of ${DIRECT_ALIGNMENT}`);
-    this.slots = Array.from({ length: options.buffers ?? 4 }, () => ({ buf: native.alignedBuffer(size, DIRECT_ALIGNMENT), busy: null, copies: [] }));
+    this.slots = Array.from({ length: options.buffers ?? 3 }, () => ({ buf: native.alignedBuffer(size, DIRECT_ALIGNMENT), busy: null, copies: [] }));
   }
 
   /**
