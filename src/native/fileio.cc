@@ -3,7 +3,7 @@
 // end finds little left to do and disk writes overlap the transfer. Runs on libuv's pool.
 #include <fcntl.h>
 #include <cerrno>
-#include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include "addon.h"
@@ -60,33 +60,27 @@ Napi::Value SyncFileRange(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// alignedBuffer(size, alignment): a zeroed Buffer whose memory starts at a multiple of
-// `alignment` (a power of two), as O_DIRECT writes need; freed when the Buffer is collected.
-Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+// addressModulo(buffer, modulus): where the buffer's memory starts, modulo `modulus` (a power
+// of two). O_DIRECT needs aligned memory; JS cannot see addresses, so callers allocate a little
+// more and take the aligned part (the memory stays V8's, counted and collected as usual).
+Napi::Value AddressModulo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "alignedBuffer(size, alignment)").ThrowAsJavaScriptException();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "addressModulo(buffer, modulus)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int64_t size = info[0].As<Napi::Number>().Int64Value();
-  int64_t alignment = info[1].As<Napi::Number>().Int64Value();
-  if (size <= 0 || alignment < static_cast<int64_t>(sizeof(void*)) || (alignment & (alignment - 1)) != 0) {
-    Napi::RangeError::New(env, "alignedBuffer: size must be positive, alignment a power of two").ThrowAsJavaScriptException();
+  int64_t modulus = info[1].As<Napi::Number>().Int64Value();
+  if (modulus <= 0 || (modulus & (modulus - 1)) != 0) {
+    Napi::RangeError::New(env, "addressModulo: modulus must be a power of two").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  void* data = nullptr;
-  if (posix_memalign(&data, static_cast<size_t>(alignment), static_cast<size_t>(size)) != 0) {
-    Napi::Error::New(env, "alignedBuffer: out of memory").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  memset(data, 0, static_cast<size_t>(size));
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(data), static_cast<size_t>(size),
-                                    [](Napi::Env, uint8_t* p) { free(p); });
+  auto address = reinterpret_cast<uintptr_t>(info[0].As<Napi::Uint8Array>().Data());
+  return Napi::Number::New(env, static_cast<double>(address & static_cast<uintptr_t>(modulus - 1)));
 }
 
 }  // namespace
 
 void InitFileIo(Napi::Env env, Napi::Object exports) {
   exports.Set("syncFileRange", Napi::Function::New(env, SyncFileRange, "syncFileRange"));
-  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("addressModulo", Napi::Function::New(env, AddressModulo, "addressModulo"));
 }

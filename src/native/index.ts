@@ -159,8 +159,8 @@ export interface NativeAddon extends LibvirtNative {
    * the Adler-32 of `src` (summed piece by piece right after copying: one pass), else 0.
    */
   copyAsync(dst: Uint8Array, dstOffset: number, src: Uint8Array, withAdler?: boolean): Promise<number>;
-  /** A zeroed Buffer of `size` bytes starting at a multiple of `alignment` (O_DIRECT I/O). */
-  alignedBuffer(size: number, alignment: number): Buffer;
+  /** The address of the buffer's first byte modulo `modulus`, a power of two (O_DIRECT alignment). */
+  addressModulo(buf: Uint8Array, modulus: number): number;
 }
 
 function findPackageRoot(start: string): string {

@@ -19,6 +19,13 @@ import { native } from "../native/index.js";
 /** Memory and file offset alignment for O_DIRECT (covers 512 and 4096-byte sectors). */
 export const DIRECT_ALIGNMENT = 4096;
 
+/** `size` bytes of V8-managed memory starting at a multiple of DIRECT_ALIGNMENT. */
+export function alignedBuffer(size: number): Buffer {
+  const raw = Buffer.allocUnsafeSlow(size + DIRECT_ALIGNMENT);
+  const skip = (DIRECT_ALIGNMENT - native.addressModulo(raw, DIRECT_ALIGNMENT)) % DIRECT_ALIGNMENT;
+  return raw.subarray(skip, skip + size);
+}
+
 interface Slot {
   buf: Buffer;
   /** The disk write of this buffer's previous contents. */
@@ -56,7 +63,7 @@ export class DirectFileWriter {
   ) {
     const size = options.bufferSize ?? 4 << 20;
     if (size % DIRECT_ALIGNMENT !== 0) throw new Error(`direct file: buffer size ${size} is not a multiple of ${DIRECT_ALIGNMENT}`);
-    this.slots = Array.from({ length: options.buffers ?? 3 }, () => ({ buf: native.alignedBuffer(size, DIRECT_ALIGNMENT), busy: null, copies: [] }));
+    this.slots = Array.from({ length: options.buffers ?? 3 }, () => ({ buf: alignedBuffer(size), busy: null, copies: [] }));
   }
 
   /**
@@ -190,6 +197,7 @@ export class DirectFileWriter {
           fh = await this.buffered;
           continue;
         }
+        if (written === 0) throw new Error(`write made no progress at offset ${position + at}`);
         at += written;
       }
     } catch (e) {

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { constants } from "node:fs";
 import { join } from "node:path";
-import { DirectFileWriter, DIRECT_ALIGNMENT } from "../../src/storage/direct-file.js";
+import { alignedBuffer, DirectFileWriter, DIRECT_ALIGNMENT } from "../../src/storage/direct-file.js";
 import { DirectoryTarget } from "../../src/storage/directory-target.js";
 import { native } from "../../src/native/index.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -150,4 +150,15 @@ test("directory target: direct and page-cache bodies write the same bytes, and t
   }
   assert.ok(files[0]!.equals(Buffer.concat(chunks)));
   assert.ok(files[1]!.equals(files[0]!));
+});
+
+test("alignedBuffer: V8 memory starting at a multiple of the O_DIRECT alignment; addressModulo sees subarray offsets", () => {
+  for (const size of [4096, 65536, 4 << 20]) {
+    const buf = alignedBuffer(size);
+    assert.equal(buf.length, size);
+    assert.equal(native.addressModulo(buf, DIRECT_ALIGNMENT), 0);
+    assert.equal(native.addressModulo(buf.subarray(5), DIRECT_ALIGNMENT), 5);
+    if (size > 8192) assert.equal(native.addressModulo(buf.subarray(4096 + 3), 4096), 3);
+  }
+  assert.throws(() => native.addressModulo(Buffer.alloc(1), 3000), /power of two/);
 });
