@@ -26,6 +26,12 @@ export function alignedBuffer(size: number): Buffer {
   return raw.subarray(skip, skip + size);
 }
 
+/** How filesystems say no to O_DIRECT (EINVAL; a few FUSE and network ones EOPNOTSUPP). */
+function refusesDirectIo(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "EINVAL" || code === "EOPNOTSUPP";
+}
+
 interface Slot {
   buf: Buffer;
   /** The disk write of this buffer's previous contents. */
@@ -75,7 +81,7 @@ export class DirectFileWriter {
     try {
       fh = await (options.openFile ?? open)(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT, mode);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EINVAL") return null;
+      if (refusesDirectIo(e)) return null;
       throw e;
     }
     return new DirectFileWriter(fh, path, options);
@@ -191,7 +197,7 @@ export class DirectFileWriter {
         try {
           ({ bytesWritten: written } = await fh.write(buf, at, buf.length - at, position + at));
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EINVAL" || fh !== this.fh) throw e;
+          if (!refusesDirectIo(e) || fh !== this.fh) throw e;
           // The filesystem took O_DIRECT at open but not this write: go on through the page cache.
           this.buffered ??= (this.options.openFile ?? open)(this.path, constants.O_WRONLY);
           fh = await this.buffered;

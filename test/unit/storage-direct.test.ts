@@ -85,27 +85,29 @@ test("direct file: a filesystem refusing O_DIRECT at open gets null; one refusin
   assert.equal(await DirectFileWriter.create("/dev/full", 0o600), null);
 
   const dir = await tempDir(t);
-  const path = join(dir, "f.data");
-  let directOpens = 0;
-  const f = (await DirectFileWriter.create(path, 0o600, {
-    bufferSize: 16 * KiB,
-    buffers: 2,
-    openFile: async (p, flags, mode) => {
-      const fh = await open(p, flags, mode);
-      if (!(flags & constants.O_DIRECT)) return fh;
-      directOpens++;
-      return failingWrites(fh, () => "EINVAL");
-    },
-  }))!;
-  const chunks = Array.from({ length: 9 }, (_, i) => randomBytes(5000 + i * 3000));
-  const sums = await writeAll(f, chunks, 3);
-  assert.equal(await f.finish(), Buffer.concat(chunks).length);
-  await f.sync();
-  await f.close();
-  assert.equal(directOpens, 1);
-  assert.equal(f.usesDirectIo, false);
-  assert.ok((await readFile(path)).equals(Buffer.concat(chunks)));
-  assert.deepEqual(sums, chunks.map((c) => native.adler32(1, c)));
+  for (const refusal of ["EINVAL", "EOPNOTSUPP"]) {
+    const path = join(dir, `f.${refusal}`);
+    let directOpens = 0;
+    const f = (await DirectFileWriter.create(path, 0o600, {
+      bufferSize: 16 * KiB,
+      buffers: 2,
+      openFile: async (p, flags, mode) => {
+        const fh = await open(p, flags, mode);
+        if (!(flags & constants.O_DIRECT)) return fh;
+        directOpens++;
+        return failingWrites(fh, () => refusal);
+      },
+    }))!;
+    const chunks = Array.from({ length: 9 }, (_, i) => randomBytes(5000 + i * 3000));
+    const sums = await writeAll(f, chunks, 3);
+    assert.equal(await f.finish(), Buffer.concat(chunks).length);
+    await f.sync();
+    await f.close();
+    assert.equal(directOpens, 1);
+    assert.equal(f.usesDirectIo, false, refusal);
+    assert.ok((await readFile(path)).equals(Buffer.concat(chunks)));
+    assert.deepEqual(sums, chunks.map((c) => native.adler32(1, c)));
+  }
 });
 
 test("direct file: a failed disk write (ENOSPC) is reported by a later write or by finish, and close still closes", async (t) => {
