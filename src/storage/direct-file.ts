@@ -183,8 +183,9 @@ export class DirectFileWriter {
         if (this.failure) throw this.failure;
       }
     }
-    // The chunk's Adler-32 from its pieces' (a chunk may span two staging buffers).
-    const copied = Promise.all(copies).then((sums) => sums.reduce((acc, sum, i) => (i === 0 ? sum : native.adler32Combine(acc, sum, lengths[i]!)), 1));
+    // The chunk's Adler-32 from its pieces' (a chunk may span two staging buffers); 1 is the
+    // Adler-32 of nothing, and combining onto it gives the first piece's own sum.
+    const copied = Promise.all(copies).then((sums) => sums.reduce((acc, sum, i) => native.adler32Combine(acc, sum, lengths[i]!), 1));
     return { copied };
   }
 
