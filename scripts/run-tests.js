@@ -39,7 +39,9 @@ function nodeTest(files, concurrency) {
 
 function runTests(files, concurrency) {
   if (files.length === 0) return;
+  const started = performance.now();
   const status = nodeTest(files, concurrency);
+  timings.push([files.length === 1 ? files[0] : `${files.length} files (${files[0].split("/").slice(0, 2).join("/")})`, (performance.now() - started) / 1000]);
   if (status !== 0) process.exit(status ?? 1);
 }
 
@@ -77,10 +79,21 @@ function libvirtdLostItsSocket() {
   return process.getuid?.() === 0 && sh("pgrep", ["-x", "libvirtd"]) && !existsSync(LIBVIRT_SOCKET);
 }
 
+const timings = [];
+function printTimings() {
+  if (timings.length === 0) return;
+  const total = timings.reduce((s, [, t]) => s + t, 0);
+  console.error(`\ntime per test file (s):`);
+  for (const [f, t] of [...timings].sort((a, b) => b[1] - a[1])) console.error(`  ${t.toFixed(1).padStart(7)}  ${f}`);
+  console.error(`  ${total.toFixed(1).padStart(7)}  total`);
+}
+process.on("exit", printTimings);
+
 /** One node --test run per file, each after a libvirtd reset; all files run, failures summed up. */
 function runIntegration(files) {
   const failed = [];
   for (const f of files) {
+    const started = performance.now();
     freshLibvirtd();
     let status = nodeTest([f], 1);
     if (status !== 0 && libvirtdLostItsSocket()) {
@@ -88,6 +101,7 @@ function runIntegration(files) {
       freshLibvirtd();
       status = nodeTest([f], 1);
     }
+    timings.push([f, (performance.now() - started) / 1000]);
     if (status !== 0) failed.push(f);
   }
   if (failed.length > 0) {
