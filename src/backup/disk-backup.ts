@@ -5,7 +5,7 @@
  */
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { humanize } from "../cli/humanize.js";
+import { humanize } from "../report/humanize.js";
 import { dataFileName, type Level } from "../backupset/layout.js";
 import { isoLocalNow, STREAM_VERSION } from "../format/metadata.js";
 import { StreamWriter } from "../format/writer.js";
@@ -29,7 +29,7 @@ import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
 import { moveInto, writeFileDurably } from "../storage/durable.js";
 import type { SizedPool } from "../util/sized-pool.js";
-import type { SelectedDisk } from "./disk-selection.js";
+import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
 
 export interface DiskLog {

@@ -8,7 +8,7 @@ import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { isLibvirtError } from "../libvirt/errors.js";
 import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvirt/backup-xml.js";
-import type { SelectedDisk } from "./disk-selection.js";
+import type { SelectedDisk } from "../libvirt/disk-selection.js";
 
 export interface JobLog {
   info(m: string): void;

@@ -10,7 +10,7 @@ import { qemuImgInfoJson } from "../qemu/img.js";
 import { writeFileDurably } from "../storage/durable.js";
 import type { BackupTarget } from "../storage/target.js";
 import { pythonJsonDumps } from "../util/python-json.js";
-import type { SelectedDisk } from "./disk-selection.js";
+import type { SelectedDisk } from "../libvirt/disk-selection.js";
 
 export interface SideFileLog {
   info(m: string): void;

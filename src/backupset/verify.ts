@@ -9,7 +9,7 @@ import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
-import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain.js";
+import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain-order.js";
 import { parseCpt } from "./cpt.js";
 
 export interface VerifyLog {

@@ -19,7 +19,7 @@
  * `UsageExit` with the text argparse would print and its exit status.
  */
 import { Command, Option } from "commander";
-import { pyRepr, pyStr } from "./humanize.js";
+import { pyRepr, pyStr } from "../report/humanize.js";
 
 /** Thrown instead of printing + exiting: `-h`, `-V` (code 0) and usage errors (code 2). */
 export class UsageExit extends Error {

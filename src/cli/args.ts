@@ -18,10 +18,11 @@ import {
   type ParserSpec,
 } from "./argparse.js";
 
+import { VERSION } from "../report/version.js";
+
 export { UsageExit } from "./argparse.js";
 
-/** The version all three tools report (`-V`) and log (`Version: 2.47 Arguments: …`). */
-export const VERSION = "2.47";
+export { VERSION } from "../report/version.js";
 
 export type CommandName = "virtnbdbackup" | "virtnbdrestore" | "virtnbdmap";
 
@@ -130,7 +131,13 @@ function addDebugOptions(cmd: Command): void {
 export type BackupLevel = "copy" | "full" | "inc" | "diff" | "auto";
 export type BackupType = "stream" | "raw";
 
-export interface BackupArgs {
+/** What every command's options say besides their values. */
+export interface GivenOptions {
+  /** The argparse dests given on the command line (not defaulted), e.g. "ssh_port". */
+  given: ReadonlySet<string>;
+}
+
+export interface BackupArgs extends GivenOptions {
   domain: string;
   level: BackupLevel;
   type: BackupType;
@@ -275,7 +282,7 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
 
 export type RestoreAction = "dump" | "restore" | "verify";
 
-export interface RestoreArgs {
+export interface RestoreArgs extends GivenOptions {
   action: RestoreAction;
   input: string;
   /** target dir; the literal values `dump` / `verify` select those actions (command's job) */
@@ -382,7 +389,7 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
 
 // --------------------------------------------------------------- virtnbdmap
 
-export interface MapArgs {
+export interface MapArgs extends GivenOptions {
   /** comma list of data files as given */
   file: string;
   blocksize: string;
@@ -484,9 +491,9 @@ type Values = Record<string, unknown>;
  * explicit `--` value (`--output=--`) leaves an empty list, on which upstream
  * crashes later; we report it as a usage error instead.
  */
-function parseValues(name: CommandName, argv: readonly string[], ctx?: Partial<DefaultsContext>): Values {
+function parseValues(name: CommandName, argv: readonly string[], ctx?: Partial<DefaultsContext>): { v: Values; given: ReadonlySet<string> } {
   const spec = parserSpec(name, ctx);
-  const { values } = parseArgparse(spec, argv);
+  const { values, seen } = parseArgparse(spec, argv);
   for (const a of actionsOf(spec)) {
     if (Array.isArray(values[a.dest])) {
       throw new UsageExit(
@@ -496,7 +503,7 @@ function parseValues(name: CommandName, argv: readonly string[], ctx?: Partial<D
       );
     }
   }
-  return values;
+  return { v: values, given: seen };
 }
 const s = (v: Values, k: string): string => v[k] as string;
 const sn = (v: Values, k: string): string | null => (v[k] as string | null) ?? null;
@@ -505,8 +512,9 @@ const nn = (v: Values, k: string): number | null => (v[k] as number | null) ?? n
 const b = (v: Values, k: string): boolean => v[k] === true;
 
 export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsContext>): BackupArgs {
-  const v = parseValues("virtnbdbackup", argv, ctx);
+  const { v, given } = parseValues("virtnbdbackup", argv, ctx);
   return {
+    given,
     domain: s(v, "domain"),
     level: s(v, "level") as BackupLevel,
     type: s(v, "type") as BackupType,
@@ -554,8 +562,9 @@ function remote(v: Values) {
 }
 
 export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<DefaultsContext>): RestoreArgs {
-  const v = parseValues("virtnbdrestore", argv, ctx);
+  const { v, given } = parseValues("virtnbdrestore", argv, ctx);
   return {
+    given,
     action: s(v, "action") as RestoreAction,
     input: s(v, "input"),
     output: s(v, "output"),
@@ -580,8 +589,9 @@ export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<Defaults
 }
 
 export function parseMapArgs(argv: readonly string[], ctx?: Partial<DefaultsContext>): MapArgs {
-  const v = parseValues("virtnbdmap", argv, ctx);
+  const { v, given } = parseValues("virtnbdmap", argv, ctx);
   return {
+    given,
     file: s(v, "file"),
     blocksize: s(v, "blocksize"),
     device: s(v, "device"),

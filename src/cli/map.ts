@@ -6,10 +6,10 @@
  * SIGINT/SIGTERM/SIGHUP: detach, stop nbdkit and the helper, remove temp files, exit 0.
  */
 import { parseMapArgs } from "./args.js";
-import { logging, LogFileError, type Logger } from "./log.js";
-import { versionLine } from "./run.js";
-import { ChainLoadError, loadChain, type MappedChain } from "../map/chain.js";
-import { MapFileError } from "../map/chain-files.js";
+import { logging, LogFileError, type Logger } from "../report/log.js";
+import { versionLine } from "../report/version.js";
+import { ChainLoadError, loadChain, type MappedChain } from "../chain/chain-loader.js";
+import { MapFileError } from "../chain/chain-files.js";
 import { MapSession } from "../map/session.js";
 import { StreamFormatError } from "../format/errors.js";
 import { attachDevice, connectHost, detachDevice, deviceErrors } from "../nbdkit-plugin/device.js";

@@ -1,14 +1,14 @@
 /** `virtnbdrestore`: dump, verify, and restore of backup sets (directory or zip). */
 import { parseRestoreArgs, type RestoreArgs } from "./args.js";
-import { logging, LogFileError, type Logger } from "./log.js";
-import { exitCodeFromCounts, versionLine } from "./run.js";
+import { logging, LogFileError, type Logger } from "../report/log.js";
+import { exitCodeFromCounts } from "./command.js";
+import { versionLine } from "../report/version.js";
 import { openBackupSet, SetNotFoundError } from "../backupset/open-set.js";
 import { DataFileError, selectDataFiles } from "../backupset/data-files.js";
 import { dumpMetadata } from "../backupset/dump.js";
 import { verifySet } from "../backupset/verify.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { restoreSet } from "../restore/restore.js";
-import { givenOptions } from "../backup/remote.js";
 
 export type RestoreOutput = { write(text: string): unknown };
 
@@ -38,13 +38,13 @@ export async function main(argv: string[], stdout: RestoreOutput = process.stdou
     return 1;
   }
   try {
-    return await run(args, set, log, stdout, givenOptions("virtnbdrestore", argv));
+    return await run(args, set, log, stdout);
   } finally {
     await set.close();
   }
 }
 
-async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout: RestoreOutput, given: ReadonlySet<string>): Promise<number> {
+async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout: RestoreOutput): Promise<number> {
   const sequence = args.sequence ? args.sequence.split(",") : undefined;
   if (sequence) {
     log.info("Using manual specified sequence of files.");
@@ -74,5 +74,5 @@ async function run(args: RestoreArgs, set: BackupSetSource, log: Logger, stdout:
     const ok = await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log);
     return ok && exitCodeFromCounts(logging.counts) === 0 ? 0 : 1;
   }
-  return restoreSet(args, set, sequence, log, stdout, given);
+  return restoreSet(args, set, sequence, log, stdout);
 }

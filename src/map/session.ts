@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NbdServer } from "../nbd/server.js";
 import { cowBlockSize, NbdkitProcess, type NbdkitConfig } from "../nbdkit-plugin/nbdkit.js";
-import { ChainBackend } from "./chain-backend.js";
-import type { MappedChain } from "./chain.js";
+import { ChainBackend } from "../chain/chain-backend.js";
+import type { MappedChain } from "../chain/chain-loader.js";
 import { hexdump } from "./hexdump.js";
 
 export interface SessionOptions {

@@ -14,7 +14,7 @@
  * that is not a multiple of 512 bytes (qemu's raw driver needs that), or so many ranges that
  * the command line would get too long; the caller then serves the chain over NBD.
  */
-import { HOLE, type ChainIndex } from "../map/chain-index.js";
+import { HOLE, type ChainIndex } from "../chain/chain-index.js";
 
 /** Command-line budget: far below the kernel's argument limit (ARG_MAX, 2 MiB by default). */
 const MAX_ARG_BYTES = 512 * 1024;

@@ -3,7 +3,7 @@
  * served by qemu-nbd, every file of the chain applied through our NBD client, then moved to
  * its final name. Any failure removes the partial image: no half-restored disk under a real name.
  */
-import type { ChainFile } from "../backupset/chain.js";
+import type { ChainFile } from "../backupset/chain-order.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import type { NbdClient } from "../nbd/index.js";
@@ -14,7 +14,7 @@ import type { RemoteNbd } from "../backup/disk-backup.js";
 import { uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
-import { humanize } from "../cli/humanize.js";
+import { humanize } from "../report/humanize.js";
 import { pyPrettyDict } from "../util/python-repr.js";
 import { adler32Range } from "../format/checksum.js";
 import { storedChecksum } from "../backupset/stored-checksum.js";

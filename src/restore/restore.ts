@@ -6,10 +6,10 @@
 import { Readable } from "node:stream";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import type { RestoreArgs } from "../cli/args.js";
-import type { Logger } from "../cli/log.js";
-import { logging } from "../cli/log.js";
-import { Progress } from "../cli/progress.js";
-import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain.js";
+import type { Logger } from "../report/log.js";
+import { logging } from "../report/log.js";
+import { Progress } from "../report/progress.js";
+import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain-order.js";
 import { parseCpt } from "../backupset/cpt.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
@@ -19,9 +19,9 @@ import { Connection } from "../libvirt/connection.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
 import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
-import { selectDisks } from "../backup/disk-selection.js";
+import { selectDisks } from "../libvirt/disk-selection.js";
 import type { RemoteNbd } from "../backup/disk-backup.js";
-import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../backup/remote.js";
+import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
@@ -76,17 +76,12 @@ async function refreshPool(libvirt: Connection, dir: string, log: Logger): Promi
   }
 }
 
-/**
- * `given`: the options given on the command line (argparse dests), for the remote login
- * (`--ssh-user`/`--ssh-port` override the URI's user and port only when given).
- */
 export async function restoreSet(
   args: RestoreArgs,
   set: BackupSetSource,
   sequence: string[] | undefined,
   log: Logger,
   stdout: Out,
-  given: ReadonlySet<string> = new Set(),
 ): Promise<number> {
   let adjust = args.adjustConfig || args.define;
   let define = args.define;
@@ -116,7 +111,7 @@ export async function restoreSet(
         return 1;
       }
       try {
-        host = await openSshHost(sshTargetFor(args, given), log);
+        host = await openSshHost(sshTargetFor(args), log);
       } catch (e) {
         log.error(sshFailureLine("restore", e));
         return 1;

@@ -57,7 +57,7 @@ export function ensureBuilt(): void {
   const nativeSrc = newest(join(ROOT, "src/native"), (n) => /\.(cc|h|gyp)$/.test(n));
   if (mtime(ADDON) < nativeSrc) runOrThrow("npm", ["run", "--silent", "build:native"]);
   // Library code (dist/) for in-process use: any src/*.ts newer than the oldest entry point → tsc.
-  const dist = Math.min(mtime(join(ROOT, "dist/cli/backup.js")), mtime(join(ROOT, "dist/cli/restore.js")), mtime(join(ROOT, "dist/cli/run.js")));
+  const dist = Math.min(mtime(join(ROOT, "dist/cli/backup.js")), mtime(join(ROOT, "dist/cli/restore.js")), mtime(join(ROOT, "dist/cli/command.js")));
   const sources = newest(join(ROOT, "src"), (n) => n.endsWith(".ts"));
   if (dist < sources) runOrThrow("npx", ["tsc", "-p", "tsconfig.json"]);
   // The bins run the bundles (scripts/bundle.js).

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SshError, SshHost, type SshTarget } from "../../src/host/ssh.js";
-import { sshTargetFor } from "../../src/backup/remote.js";
+import { sshTargetFor } from "../../src/connect/remote.js";
 import { TargetExistsError } from "../../src/storage/durable.js";
 import { ensureBuilt, ROOT, sh } from "../helpers/our-tool.js";
 import { remoteLeftovers, startRemoteHypervisor, type RemoteHypervisor } from "../helpers/remote.js";
@@ -181,15 +181,15 @@ test("SshHost: login failures are one line; unknown host keys are added, changed
 test("remote options: ssh target from the URI, --ssh-user/--ssh-port only when given, key from the URI's keyfile", () => {
   const base = { sshUser: "me", sshPort: 22, sshPrivateKey: null, nbdPort: 10809, nbdIp: "", tls: false, tlsCert: "/etc/pki/qemu/" };
   const uri = "qemu+ssh://admin@hv1.example:2222/system?keyfile=/k/id&no_verify=1";
-  assert.deepEqual(sshTargetFor({ ...base, uri }, new Set()), { host: "hv1.example", user: "admin", port: 2222, keyFile: "/k/id" });
-  assert.deepEqual(sshTargetFor({ ...base, uri, sshUser: "ops", sshPort: 22, sshPrivateKey: "/other" }, new Set(["ssh_user", "ssh_port", "ssh_private_key"])), {
+  assert.deepEqual(sshTargetFor({ ...base, uri, given: new Set() }), { host: "hv1.example", user: "admin", port: 2222, keyFile: "/k/id" });
+  assert.deepEqual(sshTargetFor({ ...base, uri, sshUser: "ops", sshPort: 22, sshPrivateKey: "/other", given: new Set(["ssh_user", "ssh_port", "ssh_private_key"]) }), {
     host: "hv1.example",
     user: "ops",
     port: 22,
     keyFile: "/other",
   });
-  assert.deepEqual(sshTargetFor({ ...base, uri: "qemu+ssh://hv2/system" }, new Set()), { host: "hv2", user: "me", port: 22, keyFile: null });
-  assert.deepEqual(sshTargetFor({ ...base, uri: "qemu+ssh://root@[fd00::5]/system", sshPort: 2200 }, new Set(["ssh_port"])), {
+  assert.deepEqual(sshTargetFor({ ...base, uri: "qemu+ssh://hv2/system", given: new Set() }), { host: "hv2", user: "me", port: 22, keyFile: null });
+  assert.deepEqual(sshTargetFor({ ...base, uri: "qemu+ssh://root@[fd00::5]/system", sshPort: 2200, given: new Set(["ssh_port"]) }), {
     host: "fd00::5",
     user: "root",
     port: 2200,

@@ -46,6 +46,7 @@ function usageError(fn: () => unknown): string {
 describe("virtnbdbackup options", () => {
   test("defaults (cli.md §1.1)", () => {
     assert.deepEqual(backup(...B), {
+      given: new Set(["domain", "output"]),
       domain: "vm",
       level: "copy",
       type: "stream",
@@ -109,7 +110,10 @@ describe("virtnbdbackup options", () => {
       "-P", "1", "-I", "1.2.3.4", "--tls", "--tls-cert", "/c", "-L", "--quiet", "--nocolor",
       "-q", "-s", "-k", "-p", "-v",
     );
-    assert.deepEqual(a, {
+    const { given, ...values } = a;
+    assert.equal(given.size, 37, [...given].join(","));
+    assert.ok(given.has("ssh_port") && given.has("tls_cert") && given.has("verbose"));
+    assert.deepEqual(values, {
       domain: "vm", level: "inc", type: "raw", raw: true, output: "/b", checkpointdir: "/cp",
       scratchdir: "/s", startDomain: true, pause: true, include: "sda", exclude: "sdb,sdc",
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
@@ -446,6 +450,7 @@ describe("help and version", () => {
 describe("virtnbdrestore options", () => {
   test("defaults (cli.md §2)", () => {
     assert.deepEqual(restore("-i", "/b", "-o", "/t"), {
+      given: new Set(["input", "output"]),
       action: "restore",
       input: "/b",
       output: "/t",
@@ -512,6 +517,7 @@ describe("virtnbdrestore options", () => {
 describe("virtnbdmap options", () => {
   test("defaults (cli.md §3)", () => {
     assert.deepEqual(map("-f", "/b/sda.full.data"), {
+      given: new Set(["file"]),
       file: "/b/sda.full.data",
       blocksize: "4096",
       device: "/dev/nbd0",
@@ -535,6 +541,7 @@ describe("virtnbdmap options", () => {
       "-p", "10810", "--listen-only", "-n", "-L", "/x.log", "--nocolor", "-r", "-H", "-v",
     );
     assert.deepEqual(m, {
+      given: new Set(["file", "blocksize", "device", "export_name", "threads", "listen_address", "listen_port", "listen_only", "noprogress", "logfile", "nocolor", "readonly", "hexdump", "verbose"]),
       file: "a,b", blocksize: "8192", device: "/dev/nbd2", exportName: "vda", threads: "x",
       listenAddress: "0.0.0.0", listenPort: "10810", listenOnly: true, noprogress: true,
       logfile: "/x.log", nocolor: true, readonly: true, hexdump: true, verbose: true,

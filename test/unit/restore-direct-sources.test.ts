@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { loadChain } from "../../src/map/chain.js";
+import { loadChain } from "../../src/chain/chain-loader.js";
 import { directSources } from "../../src/restore/direct-sources.js";
 import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
 import { pattern } from "../helpers/streams.js";

@@ -2,16 +2,8 @@
  * Glue for the three bin entries: run a command's main(), turn `UsageExit`
  * into output + exit status, make sure logging is closed, set the exit code.
  */
-import { handleUsageExit, UsageExit, VERSION } from "./args.js";
-import { logging, type LogCounts, type LogManager } from "./log.js";
-
-/**
- * The first log line: `Version: 2.47 Arguments: <argv0> <args…>` (upstream
- * joins Python's sys.argv, whose first element is the script path).
- */
-export function versionLine(args: readonly string[], argv0: string = process.argv[1] ?? "virtnbdbackup"): string {
-  return `Version: ${VERSION} Arguments: ${[argv0, ...args].join(" ")}`;
-}
+import { handleUsageExit, UsageExit } from "./args.js";
+import { logging, type LogCounts, type LogManager } from "../report/log.js";
 
 /**
  * Exit status from the log counters at the end of a run (cli.md §1.3):

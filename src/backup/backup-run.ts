@@ -6,10 +6,10 @@
 import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { BackupArgs } from "../cli/args.js";
-import { humanize } from "../cli/humanize.js";
-import { logging, withThread, type Logger } from "../cli/log.js";
-import { Progress, type DiskProgress } from "../cli/progress.js";
-import { versionLine } from "../cli/run.js";
+import { humanize } from "../report/humanize.js";
+import { logging, withThread, type Logger } from "../report/log.js";
+import { Progress, type DiskProgress } from "../report/progress.js";
+import { versionLine } from "../report/version.js";
 import { readCpt } from "../backupset/cpt.js";
 import { backupLogFileName, checkpointName, cptFileName, dataFileName, unixIdent, type Level } from "../backupset/layout.js";
 import { LocalHost } from "../host/local.js";
@@ -36,9 +36,9 @@ import {
   type CheckpointPlan,
 } from "./checkpoints.js";
 import { backupDisk, type RemoteNbd } from "./disk-backup.js";
-import { selectDisks } from "./disk-selection.js";
+import { selectDisks } from "../libvirt/disk-selection.js";
 import { JobStartError, runningBackupJob, startBackupJob } from "./job.js";
-import { checkClientTls, clientTls, givenOptions, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "./remote.js";
+import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
 import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./run-marker.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
@@ -187,7 +187,7 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
       return fail(log, tlsProblem);
     }
     try {
-      host = await openSshHost(sshTargetFor(args, givenOptions("virtnbdbackup", argv)), log);
+      host = await openSshHost(sshTargetFor(args), log);
     } catch (e) {
       await conn.close().catch(() => undefined);
       return fail(log, sshFailureLine("backup", e));

@@ -2,7 +2,7 @@
  * Which disks of a domain are backed up (or restored): behaviour.md §2, with the
  * original's log lines. Shared by virtnbdbackup and virtnbdrestore.
  */
-import type { DomainDisk, DomainXml } from "../libvirt/domain-xml.js";
+import type { DomainDisk, DomainXml } from "./domain-xml.js";
 
 export interface SelectedDisk {
   /** Target dev (`sda`, `vda`, …): names the NBD export and the backup files. */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildChain, ChainError, checkChainAgainstCpt, cutChain, type ChainFile } from "../../src/backupset/chain.js";
+import { buildChain, ChainError, checkChainAgainstCpt, cutChain, type ChainFile } from "../../src/backupset/chain-order.js";
 import type { StreamMetadata } from "../../src/format/metadata.js";
 
 let clock = 0;

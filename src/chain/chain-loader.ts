@@ -3,7 +3,7 @@
  * merges their frames into one ChainIndex (no replay: the index already shows every byte
  * at the chain's last point in time).
  */
-import { buildChain, ChainError, type ChainFile } from "../backupset/chain.js";
+import { buildChain, ChainError, type ChainFile } from "../backupset/chain-order.js";
 import { parseDataFileName } from "../backupset/layout.js";
 import { lz4ContentSize, lz4Decompress } from "../format/lz4.js";
 import type { StreamMetadata } from "../format/metadata.js";
@@ -40,7 +40,7 @@ export interface LoadOptions {
 /**
  * Checks the order of a `-f` list: the first file must be a full (or copy) backup, all files
  * must belong to one disk, and the list must be the chain order that the checkpoint links
- * give (backupset/chain.ts), so a misordered or gapped list is refused naming the problem.
+ * give (backupset/chain-order.ts), so a misordered or gapped list is refused naming the problem.
  */
 export function checkChainOrder(files: { name: string; given: string; meta: StreamMetadata }[]): void {
   const first = files[0];

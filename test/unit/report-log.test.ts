@@ -17,8 +17,8 @@ import {
   withThread,
   type LevelName,
   type LogRecord,
-} from "../../src/cli/log.js";
-import { openSyslog, syslogPriority, type SyslogTransport } from "../../src/cli/syslog.js";
+} from "../../src/report/log.js";
+import { openSyslog, syslogPriority, type SyslogTransport } from "../../src/report/syslog.js";
 
 const T = new Date(2026, 10, 26, 4, 36, 38); // local time
 const clock = () => T;
@@ -300,7 +300,7 @@ describe("LogManager", () => {
     const dir = tempDir();
     try {
       const file = join(dir, "exit.log");
-      const logModule = fileURLToPath(new URL("../../src/cli/log.ts", import.meta.url));
+      const logModule = fileURLToPath(new URL("../../src/report/log.ts", import.meta.url));
       const code = `
         import { LogManager } from ${JSON.stringify(logModule)};
         const m = new LogManager();

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatDuration, humanize, pyFixed, pyRepr, pyStr } from "../../src/cli/humanize.js";
+import { formatDuration, humanize, pyFixed, pyRepr, pyStr } from "../../src/report/humanize.js";
 
 test("humanize: cli.md §1.4 examples", () => {
   assert.equal(humanize(0), "0.0B");

@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseBackupArgs } from "../../src/cli/args.js";
-import { LogManager } from "../../src/cli/log.js";
-import { exitCodeFromCounts, runCommand, versionLine } from "../../src/cli/run.js";
+import { LogManager } from "../../src/report/log.js";
+import { exitCodeFromCounts, runCommand } from "../../src/cli/command.js";
+import { versionLine } from "../../src/report/version.js";
 
 function io() {
   const out: string[] = [];

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Progress, renderBar } from "../../src/cli/progress.js";
-import { LogManager } from "../../src/cli/log.js";
+import { Progress, renderBar } from "../../src/report/progress.js";
+import { LogManager } from "../../src/report/log.js";
 
 function fakeStream(isTTY: boolean, columns = 80) {
   const chunks: string[] = [];

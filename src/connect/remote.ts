@@ -8,8 +8,6 @@
  * login name (`--ssh-user`'s default); port `--ssh-port` when given, else the URI's port, else 22;
  * key `--ssh-private-key`, else the URI's `keyfile=` parameter, else agent and default keys.
  */
-import { parseArgparse } from "../cli/argparse.js";
-import { parserSpec, type CommandName } from "../cli/args.js";
 import { SshHost, type SshTarget } from "../host/ssh.js";
 import type { Connection } from "../libvirt/connection.js";
 import { loadClientCredentials, type ClientTlsOptions } from "../nbd/index.js";
@@ -24,6 +22,8 @@ export interface RemoteOptions {
   nbdIp: string;
   tls: boolean;
   tlsCert: string;
+  /** The options given on the command line (argparse dests): `ssh_user` and `ssh_port` override the URI's. */
+  given: ReadonlySet<string>;
 }
 
 interface InfoLog {
@@ -36,17 +36,9 @@ export function isRemoteUri(uri: string): boolean {
   return uri.includes("qemu+ssh");
 }
 
-/** The argparse dests given on the command line (not defaulted), e.g. "ssh_port". */
-export function givenOptions(command: CommandName, argv: readonly string[]): Set<string> {
-  try {
-    return parseArgparse(parserSpec(command), argv).seen;
-  } catch {
-    return new Set();
-  }
-}
-
 /** Where to log in with ssh for this URI and these options. */
-export function sshTargetFor(o: RemoteOptions, given: ReadonlySet<string>): SshTarget {
+export function sshTargetFor(o: RemoteOptions): SshTarget {
+  const given = o.given;
   let url: URL | null = null;
   try {
     url = new URL(o.uri);
