@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { BackupArgs } from "../cli/args.js";
+import type { BackupArgs } from "./options.js";
 import { humanize } from "../report/humanize.js";
 import { logging, withThread, type Logger } from "../report/log.js";
 import { Progress, type DiskProgress } from "../report/progress.js";
@@ -35,11 +35,12 @@ import {
   removeAllForFull,
   type CheckpointPlan,
 } from "./checkpoints.js";
-import { backupDisk, type RemoteNbd } from "./disk-backup.js";
+import { backupDisk } from "./disk-backup.js";
 import { selectDisks } from "../libvirt/disk-selection.js";
 import { JobStartError, runningBackupJob, startBackupJob } from "./job.js";
-import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
+import { checkClientTls, clientTls, isRemoteUri, type RemoteNbd, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
 import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./run-marker.js";
+import { optionConflict } from "./option-checks.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
 
@@ -135,12 +136,8 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   if (compressLevel !== null) log.info(`Compression enabled, level [${compressLevel}]`);
 
   // 4: option combinations.
-  if (compressLevel !== null && args.type === "raw") return fail(log, "Compression not supported with raw output.");
-  if (stdoutMode && args.type === "raw") return fail(log, "Output type raw not supported to stdout.");
-  if (stdoutMode && args.raw) return fail(log, "Saving raw images to stdout is not supported.");
-  if (args.type === "raw" && (args.level === "inc" || args.level === "diff")) {
-    return fail(log, "Stream format raw does not support incremental or differential backup.");
-  }
+  const conflict = optionConflict(args);
+  if (conflict) return fail(log, conflict);
 
   // 5–6: leftovers of failed runs; checkpoint directory.
   const dirState = await inspectTargetDir(outDir);

@@ -29,6 +29,7 @@ import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
 import { moveInto, writeFileDurably } from "../storage/durable.js";
 import type { SizedPool } from "../util/sized-pool.js";
+import type { RemoteNbd } from "../connect/remote.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
 
@@ -63,16 +64,6 @@ export interface DiskBackupOptions {
   onProgress?: (bytes: number) => void;
   /** Registers a way to stop this disk's helpers when the run is interrupted. */
   onCleanup?: (fn: () => void) => void;
-}
-
-export interface RemoteNbd {
-  port: number;
-  /** `-b`: only with --nbd-ip. */
-  bind?: string;
-  connectHost: string;
-  /** `--tls`: certificate directory of qemu-nbd on the remote host. */
-  tlsDir?: string;
-  tls: ClientTlsOptions | null;
 }
 
 export interface DiskBackupResult {

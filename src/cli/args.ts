@@ -20,7 +20,12 @@ import {
 
 import { VERSION } from "../report/version.js";
 
+import type { BackupArgs, BackupLevel, BackupType } from "../backup/options.js";
+import type { RestoreAction, RestoreArgs } from "../restore/options.js";
+import type { MapArgs } from "../map/options.js";
+
 export { UsageExit } from "./argparse.js";
+export type { BackupArgs, BackupLevel, BackupType, RestoreAction, RestoreArgs, MapArgs };
 
 export { VERSION } from "../report/version.js";
 
@@ -128,58 +133,6 @@ function addDebugOptions(cmd: Command): void {
 
 // ------------------------------------------------------------ virtnbdbackup
 
-export type BackupLevel = "copy" | "full" | "inc" | "diff" | "auto";
-export type BackupType = "stream" | "raw";
-
-/** What every command's options say besides their values. */
-export interface GivenOptions {
-  /** The argparse dests given on the command line (not defaulted), e.g. "ssh_port". */
-  given: ReadonlySet<string>;
-}
-
-export interface BackupArgs extends GivenOptions {
-  domain: string;
-  level: BackupLevel;
-  type: BackupType;
-  raw: boolean;
-  /** a directory, or `-` for a zip archive on stdout */
-  output: string;
-  checkpointdir: string | null;
-  scratchdir: string;
-  startDomain: boolean;
-  pause: boolean;
-  include: string | null;
-  /** comma list as given */
-  exclude: string | null;
-  socketfile: string;
-  noprogress: boolean;
-  /** `false` when `-z` is absent, `2` for a bare `-z`. Note `-z 0` gives 0, which upstream treats as off. */
-  compress: number | false;
-  /** `null`: number of disks. Not clamped here (cli.md: < 1 → 1 is the command's job). */
-  worker: number | null;
-  freezeMountpoint: string | null;
-  strict: boolean;
-  noSparseDetection: boolean;
-  threshold: number | null;
-  uri: string;
-  user: string | null;
-  sshUser: string | null;
-  sshPort: number;
-  sshPrivateKey: string | null;
-  password: string | null;
-  nbdPort: number;
-  nbdIp: string;
-  tls: boolean;
-  tlsCert: string;
-  syslog: boolean;
-  quiet: boolean;
-  nocolor: boolean;
-  qemu: boolean;
-  startonly: boolean;
-  killonly: boolean;
-  printonly: boolean;
-  verbose: boolean;
-}
 
 const BACKUP_EPILOG =
   "Examples:\n" +
@@ -280,41 +233,6 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
 
 // ----------------------------------------------------------- virtnbdrestore
 
-export type RestoreAction = "dump" | "restore" | "verify";
-
-export interface RestoreArgs extends GivenOptions {
-  action: RestoreAction;
-  input: string;
-  /** target dir; the literal values `dump` / `verify` select those actions (command's job) */
-  output: string;
-  until: string | null;
-  /** comma list as given */
-  sequence: string | null;
-  disk: string | null;
-  noprogress: boolean;
-  socketfile: string;
-  raw: boolean;
-  adjustConfig: boolean;
-  define: boolean;
-  configFile: string;
-  name: string | null;
-  buffsize: number;
-  preallocate: boolean;
-  compress: boolean;
-  uri: string;
-  user: string | null;
-  sshUser: string | null;
-  sshPort: number;
-  sshPrivateKey: string | null;
-  password: string | null;
-  nbdPort: number;
-  nbdIp: string;
-  tls: boolean;
-  tlsCert: string;
-  logfile: string;
-  nocolor: boolean;
-  verbose: boolean;
-}
 
 const RESTORE_EPILOG =
   "Examples:\n" +
@@ -389,24 +307,6 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
 
 // --------------------------------------------------------------- virtnbdmap
 
-export interface MapArgs extends GivenOptions {
-  /** comma list of data files as given */
-  file: string;
-  blocksize: string;
-  device: string;
-  exportName: string;
-  threads: string;
-  listenAddress: string;
-  listenPort: string;
-  /** ours, not upstream: serve the export on listenAddress:listenPort without attaching /dev/nbdX */
-  listenOnly: boolean;
-  noprogress: boolean;
-  logfile: string;
-  nocolor: boolean;
-  readonly: boolean;
-  hexdump: boolean;
-  verbose: boolean;
-}
 
 const MAP_EPILOG =
   "Examples:\n" +

@@ -26,6 +26,17 @@ export interface RemoteOptions {
   given: ReadonlySet<string>;
 }
 
+/** qemu-nbd on the remote hypervisor (offline backup, restore), reached by our client over TCP. */
+export interface RemoteNbd {
+  port: number;
+  /** `-b`: only with --nbd-ip. */
+  bind?: string;
+  connectHost: string;
+  /** `--tls`: certificate directory of qemu-nbd on the remote host. */
+  tlsDir?: string;
+  tls: ClientTlsOptions | null;
+}
+
 interface InfoLog {
   info(m: string): void;
   debug(m: string): void;

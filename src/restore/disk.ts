@@ -10,7 +10,7 @@ import type { NbdClient } from "../nbd/index.js";
 import { applyStream } from "../pipeline/restore-stream.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
-import type { RemoteNbd } from "../backup/disk-backup.js";
+import type { RemoteNbd } from "../connect/remote.js";
 import { uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";

@@ -5,7 +5,7 @@
  */
 import { Readable } from "node:stream";
 import { basename, isAbsolute, join, resolve } from "node:path";
-import type { RestoreArgs } from "../cli/args.js";
+import type { RestoreArgs } from "./options.js";
 import type { Logger } from "../report/log.js";
 import { logging } from "../report/log.js";
 import { Progress } from "../report/progress.js";
@@ -20,7 +20,7 @@ import { DomainXml } from "../libvirt/domain-xml.js";
 import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { selectDisks } from "../libvirt/disk-selection.js";
-import type { RemoteNbd } from "../backup/disk-backup.js";
+import type { RemoteNbd } from "../connect/remote.js";
 import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";

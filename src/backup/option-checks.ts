@@ -1,0 +1,14 @@
+/** Option combinations a backup refuses before it touches anything (the original's messages). */
+import type { BackupArgs } from "./options.js";
+
+/** The error line for a combination of options that cannot run, or null. */
+export function optionConflict(args: Pick<BackupArgs, "output" | "type" | "raw" | "level" | "compress">): string | null {
+  const stdoutMode = args.output === "-";
+  if (args.compress !== false && args.type === "raw") return "Compression not supported with raw output.";
+  if (stdoutMode && args.type === "raw") return "Output type raw not supported to stdout.";
+  if (stdoutMode && args.raw) return "Saving raw images to stdout is not supported.";
+  if (args.type === "raw" && (args.level === "inc" || args.level === "diff")) {
+    return "Stream format raw does not support incremental or differential backup.";
+  }
+  return null;
+}
