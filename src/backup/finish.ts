@@ -1,0 +1,54 @@
+/** The end of a backup run: stop the job, save the side files, say how it went. */
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { cptFileName } from "../backupset/layout.js";
+import { humanize } from "../report/humanize.js";
+import { logging } from "../report/log.js";
+import type { BackupTarget } from "../storage/target.js";
+import type { CopiedDisks } from "./disk-workers.js";
+import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
+import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
+
+/** Returns the exit code: 1 when a disk (or anything logged as an error) failed, 2 for `--strict` with warnings. */
+export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks): Promise<number> {
+  const { args, log } = r;
+  if (!m.offline) {
+    log.info("Backup jobs finished, stopping backup task.");
+    await m.domain.abortJob().catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
+    r.cleanup.jobDomain = null;
+  }
+  // Side files also after a failed disk, as the original.
+  const archive = copied.archive;
+  const ctx: SideFileContext = { dir: r.outDir, archive, host: r.host, level: c.level, ident: c.ident, log };
+  await saveVmConfig(ctx, m.xml);
+  if (archive && (c.level === "full" || c.level === "inc")) await archiveCheckpoints(r, archive);
+  await saveBootFiles(ctx, m.domXml.osPaths());
+  await saveQcowInfo(ctx, m.disks);
+  await saveAutostartAndOsinfo(ctx, await m.domain.autostart().catch(() => false), m.osinfo);
+
+  // Lines logged as errors without failing a disk (e.g. the job would not stop) fail the run too.
+  const failed = copied.failures > 0 || logging.counts.errors > 0;
+  const strictFailure = !failed && args.strict && logging.counts.warnings > 0;
+  if (failed) log.error("Error during backup");
+  else if (strictFailure) log.info(`[${logging.counts.warnings}] Warnings detected during backup operation, forcing exit code 2`);
+  else {
+    log.info(`Total saved disk data: [${humanize(copied.totalBytes)}]`);
+    log.info("Finished successfully");
+  }
+  if (archive) {
+    const logPath = logging.logFile;
+    if (logPath) await archive.putFile(logPath.slice(logPath.lastIndexOf("/") + 1), await readFile(logPath));
+    await archive.close();
+  }
+  return failed ? 1 : strictFailure ? 2 : 0;
+}
+
+/** Stdout mode: the `.cpt` file and the checkpoint XMLs go into the archive too. */
+async function archiveCheckpoints(r: RunContext, archive: BackupTarget & { addDirectory(name: string): Promise<void> }): Promise<void> {
+  await archive.putFile(cptFileName(r.args.domain), await readFile(r.cptPath, "utf8"));
+  const arcDir = r.args.checkpointdir ? r.args.checkpointdir.replace(/^(\.\/|\/)+/, "").replace(/\/+$/, "") : "checkpoints";
+  await archive.addDirectory(`${arcDir}/`);
+  for (const name of (await readdir(r.checkpointDir)).filter((n) => n.endsWith(".xml")).sort()) {
+    await archive.putFile(`${arcDir}/${name}`, await readFile(join(r.checkpointDir, name), "utf8"));
+  }
+}

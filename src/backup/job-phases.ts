@@ -1,0 +1,96 @@
+/** The checkpoint a run builds on and creates, `-p`/`-T`, and the libvirt backup job. */
+import { formatNbdUri } from "../nbd/index.js";
+import { unixIdent, type Level } from "../backupset/layout.js";
+import { oneLine } from "../util/one-line.js";
+import { checkpointSize, CheckpointError, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
+import { startBackupJob } from "./job.js";
+import { writeRunMarker } from "./run-marker.js";
+import type { Preflight, RunCheckpoint, RunContext, SetChanges } from "./run-context.js";
+
+/**
+ * Checkpoint handling: redefine what libvirt lost, a full removes the old ones, then the plan.
+ * `done` is the exit code when `-p` or `-T` ends the run here.
+ */
+export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetChanges): Promise<RunCheckpoint & { done?: number }> {
+  const { args, log } = r;
+  let level = m.level;
+  log.info("Checkpoint handling.");
+  if (!m.offline) await redefineMissing(m.domain, r.checkpointDir, log);
+  if (level === "full" && !m.offline) {
+    changes.setChanged = true;
+    await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, log);
+  }
+  const plan = await planCheckpoint(level, level === "full" ? [] : m.cpt, m.offline, m.offline ? null : m.domain, log);
+  // An inc that fell back to full writes a full stream under the inc file name (as the original).
+  const fileLevel: Level = plan.fellBack ? "inc" : level;
+  if (plan.fellBack) level = "full";
+  if ((level === "full" || level === "inc") && !m.offline) log.info(`Using checkpoint name: [${plan.name}].`);
+  const ident = level === "copy" ? "copy" : level === "diff" ? unixIdent() : m.offline ? `${plan.name}.${unixIdent()}` : plan.name;
+  const checkpoint = { plan, level, fileLevel, ident };
+  if ((args.printonly || args.threshold !== null) && (level === "inc" || level === "diff") && !m.offline && plan.parent) {
+    const size = await checkpointSize(m.domain, plan.parent);
+    if (args.printonly) {
+      log.info(`Estimated checkpoint backup size: [${size}] Bytes`);
+      return { ...checkpoint, done: 0 };
+    }
+    if (args.threshold !== null && size < args.threshold) {
+      log.info(`Backup size [${size}] does not meet required threshold [${args.threshold}], skipping backup.`);
+      return { ...checkpoint, done: 0 };
+    }
+  }
+  return checkpoint;
+}
+
+/** Online: the libvirt backup job (pull mode, NBD server), its checkpoint recorded. `startonly`: -s ends here. */
+export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges): Promise<{ startonly: boolean }> {
+  const { args, log } = r;
+  if (m.offline) return { startonly: false };
+  logEndpoints(r, m);
+  await r.host.mkdir(args.scratchdir);
+  log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
+  const { level, plan } = c;
+  const createsCheckpoint = level === "full" || level === "inc";
+  const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
+  const starting = startBackupJob({
+    domain: m.domain,
+    disks: m.disks,
+    server: r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, port: args.nbdPort } : { transport: "unix", socket: args.socketfile },
+    scratchDir: args.scratchdir,
+    incremental: level === "inc" || level === "diff" ? plan.parent : null,
+    checkpoint: createsCheckpoint ? { name: plan.name, parent: plan.parent } : null,
+    pause: args.pause && !m.startedPaused,
+    freezeMountpoints: mountpoints,
+    log,
+    onFrozen: (f) => (r.cleanup.frozen = f ? { domain: m.domain, mountpoints } : null),
+  });
+  // A signal while libvirt starts the job: the handler waits for the start, then aborts the job.
+  r.cleanup.jobStart = { domain: m.domain, started: starting.then(() => true, () => false) };
+  await starting;
+  r.cleanup.jobStart = null;
+  r.cleanup.jobDomain = m.domain;
+  if (createsCheckpoint) {
+    changes.setChanged = true;
+    log.info("Started backup job with checkpoint, saving information.");
+    try {
+      await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: plan.name, started: new Date().toISOString() });
+      await recordCheckpoint(m.domain, plan.name, r.cptPath, r.checkpointDir, log);
+    } catch (e) {
+      throw new CheckpointError(`Unable to save checkpoint information for [${plan.name}]: ${oneLine((e as Error).message)}`);
+    }
+  }
+  if (!args.startonly) return { startonly: false };
+  log.info("Started backup job for debugging, exiting.");
+  r.cleanup.jobDomain = null;
+  return { startonly: true };
+}
+
+function logEndpoints(r: RunContext, m: Preflight): void {
+  const { args, log } = r;
+  if (r.nbdHost !== null) {
+    log.info(`Remote NBD Endpoint host: [${r.nbdHost}:${args.nbdPort}]`);
+    for (const d of m.disks) log.info(`${d.target}: [${formatNbdUri({ kind: "tcp", host: r.nbdHost, port: args.nbdPort }, d.target, args.tls)}]`);
+  } else {
+    log.info("Local NBD Endpoint sockets:");
+    for (const d of m.disks) log.info(`${d.target}: [nbd+unix:///${d.target}?socket=${args.socketfile}]`);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The checks of a backup run before anything changes: the domain and its state, foreign
+ * checkpoints, online/offline (-S), the disks and the level, a leftover job, an unfinished set.
+ */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { checkpointName, dataFileName, unixIdent, type Level } from "../backupset/layout.js";
+import { openLibvirt } from "../connect/session.js";
+import type { Connection } from "../libvirt/connection.js";
+import * as C from "../libvirt/constants.js";
+import { selectDisks, type SelectedDisk } from "../libvirt/disk-selection.js";
+import type { Domain } from "../libvirt/domain.js";
+import { DomainXml } from "../libvirt/domain-xml.js";
+import type { Logger } from "../report/log.js";
+import { foreignCheckpoints } from "./checkpoints.js";
+import type { BackupArgs } from "./options.js";
+import { BackupRefusal, type DomainState, type RunContext } from "./run-context.js";
+import { saveBootFiles, saveVmConfig } from "./side-files.js";
+
+export async function lookupDomain(r: RunContext): Promise<Domain> {
+  try {
+    return await r.conn.lookupDomain(r.args.domain);
+  } catch (e) {
+    throw new BackupRefusal(`Unable to find domain [${r.args.domain}]: ${(e as Error).message}`);
+  }
+}
+
+/** Guest info (for osinfo), the libvirt feature check, online/offline and `-S`. */
+export async function domainState(r: RunContext, domain: Domain): Promise<DomainState> {
+  const { args, log } = r;
+  let osinfo: Record<string, unknown> | null = null;
+  try {
+    osinfo = await domain.guestInfo();
+    log.info(`Domain info: OS: [${osinfo["os.pretty-name"] ?? osinfo["os.name"] ?? ""}] Arch: [${osinfo["os.machine"] ?? ""}] Hostname: [${osinfo["hostname"] ?? ""}]`);
+  } catch (e) {
+    log.debug(`No guest agent information: ${(e as Error).message}`);
+  }
+  let xml = await domain.xmlDesc(0);
+  let domXml = DomainXml.parse(xml);
+  if ((await r.conn.libVersion()) < C.LIBVIRT_VERSION_INCREMENTAL_BACKUP_DEFAULT && !domXml.hasQemuCapability("incremental-backup")) {
+    throw new BackupRefusal("Virtual machine does not support required backup features, please adjust virtual machine configuration.");
+  }
+  await refuseForeignCheckpoints(args.level, domain, log);
+  let offline = !(await domain.isActive());
+  let startedPaused = false;
+  if (offline && args.startDomain) {
+    log.info("Starting domain in paused state");
+    await domain.create(C.VIR_DOMAIN_START_PAUSED | C.VIR_DOMAIN_START_AUTODESTROY);
+    offline = false;
+    startedPaused = true;
+    xml = await domain.xmlDesc(0);
+    domXml = DomainXml.parse(xml);
+  }
+  let givenLevel = args.level;
+  if (offline && givenLevel === "full") {
+    log.warning("Domain is offline, resetting backup options.");
+    log.warning("New Backup level: [copy].");
+    givenLevel = "copy";
+  }
+  if (offline && args.startonly) throw new BackupRefusal("Domain is offline: must be active for this function.");
+  return { domain, osinfo, offline, startedPaused, xml, domXml, givenLevel };
+}
+
+/** full/inc/diff refuse checkpoints this tool did not create (the original's CRITICAL lines). */
+async function refuseForeignCheckpoints(level: BackupArgs["level"], domain: Domain, log: Logger): Promise<void> {
+  if (level !== "full" && level !== "inc" && level !== "diff") return;
+  const foreign = await foreignCheckpoints(domain);
+  if (foreign.length === 0) return;
+  log.critical(`Foreign checkpoint found: [${foreign[0]}]`);
+  log.critical("Checkpoints not created by this tool would break the bitmap chain.");
+  log.critical("Remove them with [virsh checkpoint-delete] or back up into a new directory.");
+  throw new BackupRefusal();
+}
+
+/** The disks to back up (include/exclude, raw), and the level they allow. */
+export async function chooseDisks(r: RunContext, domXml: DomainXml, decided: Level): Promise<{ disks: SelectedDisk[]; level: Level }> {
+  const { args, log, conn } = r;
+  let level = decided;
+  let disks = await selectDisks(
+    domXml,
+    {
+      include: args.include,
+      exclude: args.exclude ? args.exclude.split(",") : [],
+      raw: args.raw,
+      resolveVolume: (pool, volume) => volumePath(conn, pool, volume),
+    },
+    log,
+  );
+  if (args.raw && (level === "inc" || level === "diff") && disks.some((d) => d.raw)) {
+    log.warning("Raw disks can't be included during incremental or differential backup.");
+    log.warning("Excluding raw disks.");
+    disks = disks.filter((d) => !d.raw);
+  }
+  for (const tpm of domXml.tpms()) {
+    if (tpm.backendType === "emulator") {
+      log.warning("Emulated TPM device attached: its state is not part of the backup.");
+      log.warning("Copy /var/lib/libvirt/swtpm/<uuid>/ manually if you need it.");
+    }
+  }
+  if (level !== "copy" && disks.length > 0 && !disks.some((d) => d.format.startsWith("qcow"))) {
+    log.info("Only raw disks attached, switching to backup mode copy.");
+    level = "copy";
+  }
+  return { disks, level };
+}
+
+async function volumePath(conn: Connection, pool: string, volume: string): Promise<string> {
+  return (await (await conn.storagePoolByName(pool)).volumeByName(volume)).path();
+}
+
+/** No disk to back up: the config and boot files are still saved (as the original). */
+export async function saveConfigWithoutDisks(r: RunContext, level: Level, d: DomainState): Promise<void> {
+  const ctx = { dir: r.outDir, archive: null, host: r.host, level, ident: level === "copy" ? "copy" : unixIdent(), log: r.log };
+  await saveVmConfig(ctx, d.xml);
+  await saveBootFiles(ctx, d.domXml.osPaths());
+}
+
+/** An inc/diff whose last checkpoint has no saved data (a run that died early) would miss changes. */
+export async function refuseMissingData(r: RunContext, cpt: string[], disks: SelectedDisk[]): Promise<void> {
+  const last = cpt.at(-1);
+  if (last === undefined) return;
+  for (const d of disks.filter((x) => !x.raw)) {
+    const expected = last === checkpointName(0) ? dataFileName(d.target, "full", last) : dataFileName(d.target, "inc", last);
+    if ((await stat(join(r.outDir, expected)).catch(() => null)) === null) {
+      throw new BackupRefusal(
+        `Checkpoint [${last}] is listed in [${r.cptPath}] but its data file [${expected}] is missing: the run that created it did not finish.`,
+        "An incremental backup now would miss the changes made before that checkpoint. Execute a full backup.",
+      );
+    }
+  }
+}
+
+/** The exact commands that end a backup job left behind by a killed run. */
+export function leftoverJobHint(args: BackupArgs, outDir: string): string {
+  return (
+    `A backup job is still active on domain [${args.domain}] (a killed run leaves it behind): stop it with ` +
+    `[virtnbdbackup -d ${args.domain} -o ${outDir} -k] or [virsh -c ${args.uri} domjobabort ${args.domain}].`
+  );
+}
+
+/** Before refusing to continue an unfinished set: name a job that its killed run left running. */
+export async function reportLeftoverJob(args: BackupArgs, outDir: string, log: Logger): Promise<void> {
+  let conn: Connection | null = null;
+  try {
+    conn = await openLibvirt(args);
+    const domain = await conn.lookupDomain(args.domain);
+    try {
+      if ((await domain.jobInfo()).type !== C.VIR_DOMAIN_JOB_NONE) log.error(leftoverJobHint(args, outDir));
+    } finally {
+      domain.free();
+    }
+  } catch {
+    /* best effort: the refusal follows anyway */
+  } finally {
+    await conn?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,83 @@
+/** The state a backup run's phases share (src/backup/backup-run.ts runs them in order). */
+import type { Level } from "../backupset/layout.js";
+import type { Hypervisor } from "../connect/session.js";
+import type { Connection } from "../libvirt/connection.js";
+import type { SelectedDisk } from "../libvirt/disk-selection.js";
+import type { Domain } from "../libvirt/domain.js";
+import type { DomainXml } from "../libvirt/domain-xml.js";
+import type { Logger } from "../report/log.js";
+import type { CheckpointPlan } from "./checkpoints.js";
+import type { Cleanup } from "./interruption.js";
+import type { BackupArgs } from "./options.js";
+import type { GivenLevel, TargetDirState } from "./target-dir.js";
+
+export interface BackupIO {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** A refusal: the lines to log as errors, exit 1. */
+export class BackupRefusal extends Error {
+  readonly lines: string[];
+  constructor(...lines: string[]) {
+    super(lines[0]);
+    this.lines = lines;
+  }
+}
+
+/** Where a run writes, decided before logging starts. */
+export interface RunPlace {
+  /** `-o -`: a zip archive on stdout; checkpoints and the log stay in the working directory. */
+  stdoutMode: boolean;
+  outDir: string;
+  checkpointDir: string;
+  cptPath: string;
+}
+
+/** What the phases after connecting share. */
+export interface RunContext extends RunPlace, Hypervisor {
+  args: BackupArgs;
+  io: BackupIO;
+  log: Logger;
+  conn: Connection;
+  cleanup: Cleanup;
+  noprogress: boolean;
+  compressLevel: number | null;
+  dirState: TargetDirState;
+}
+
+/** The domain as the run found it (and started it, with -S). */
+export interface DomainState {
+  domain: Domain;
+  /** guest agent information, for the osinfo file */
+  osinfo: Record<string, unknown> | null;
+  offline: boolean;
+  /** -S started the domain paused (it must not be paused again for the job) */
+  startedPaused: boolean;
+  xml: string;
+  domXml: DomainXml;
+  /** the level asked for, `copy` for an offline `full` */
+  givenLevel: GivenLevel;
+}
+
+/** What the checks decided: the disks, the level, the set's checkpoints. */
+export interface Preflight extends DomainState {
+  disks: SelectedDisk[];
+  level: Level;
+  /** the checkpoint names in `<domain>.cpt` */
+  cpt: string[];
+  workers: number;
+}
+
+/** The checkpoint a run creates or builds on, and the names its files get. */
+export interface RunCheckpoint {
+  plan: CheckpointPlan;
+  /** `full` for an inc that fell back to a full (a full stream under the inc file name) */
+  level: Level;
+  fileLevel: Level;
+  ident: string;
+}
+
+/** Set once checkpoints or files of the set may have changed: a failure then keeps the run marker. */
+export interface SetChanges {
+  setChanged: boolean;
+}

@@ -1,0 +1,153 @@
+/**
+ * `virtnbdmap`: serve a backup chain (full + incs/diffs up to a point in time, plain,
+ * lz4-compressed or inside `-o -` zips) as an NBD export through nbdkit, and attach it to
+ * `/dev/nbdX` with qemu-nbd, or with `--listen-only` just serve it on `-l`/`-p` as `-e`.
+ * Writes go to nbdkit's cow overlay; the backup files are opened read-only.
+ * A stop (signal) detaches, stops nbdkit and the helper, removes temp files: exit 0.
+ */
+import type { Logger } from "../report/log.js";
+import { ChainLoadError, loadChain, type MappedChain } from "../chain/chain-loader.js";
+import { MapFileError } from "../chain/chain-files.js";
+import { StreamFormatError } from "../format/errors.js";
+import { attachDevice, connectHost, detachDevice, deviceErrors } from "../nbdkit-plugin/device.js";
+import { cowBlockSize, describeExit, missingModules, nbdkitInstall, tail, which, type ExitInfo } from "../nbdkit-plugin/nbdkit.js";
+import { signalNumber } from "../connect/signals.js";
+import type { MapArgs } from "./options.js";
+import { MapSession } from "./session.js";
+
+/** Why serving ends: a signal, or nbdkit exiting on its own. */
+export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo };
+
+/** Serves the chain until `stop` (a signal) resolves; returns the exit code. */
+export async function mapChain(args: MapArgs, log: Logger, stop: Promise<Stop>): Promise<number> {
+  if (!(await prerequisitesMet(args, log))) return 1;
+  const chain = await loadChainLogged(args, log);
+  if (!chain) return 1;
+  return serve(args, log, chain, stop);
+}
+
+/** The checks the original does before mapping; every problem is logged, then false. */
+async function prerequisitesMet(args: MapArgs, log: Logger): Promise<boolean> {
+  let ok = true;
+  const error = (line: string) => {
+    log.error(line);
+    ok = false;
+  };
+  const nbdkit = await which("nbdkit");
+  if (!nbdkit) error("Please install required [nbdkit] utility.");
+  if (!args.listenOnly) {
+    if (!(await which("qemu-nbd"))) error("Please install required [qemu-nbd] utility.");
+    for (const e of deviceErrors(args.device)) error(e);
+  }
+  if (nbdkit) {
+    try {
+      const install = await nbdkitInstall(nbdkit);
+      for (const m of await missingModules(install)) error(`Failed to locate nbdkit plugin: [${m}]`);
+      log.info(`Plugin location: [${install.plugindir}/nbdkit-nbd-plugin.so]`);
+    } catch (e) {
+      error(`Failed to locate nbdkit plugin: [nbd]: ${(e as Error).message}`);
+    }
+  }
+  try {
+    cowBlockSize(args.blocksize, 0);
+  } catch {
+    error(`Invalid blocksize [${args.blocksize}]: expected a size in bytes (4096, 64k, 1M).`);
+  }
+  if (args.file.split(",").length > 1 && args.readonly) error("Device mapping with incrementals doesn't work in readonly mode");
+  return ok;
+}
+
+async function loadChainLogged(args: MapArgs, log: Logger): Promise<MappedChain | null> {
+  let chain: MappedChain;
+  try {
+    chain = await loadChain(args.file.split(","), {
+      onFile: (m) => log.info(`Parsed [${m.frames}] block offsets from file [${m.given}]${m.compressed ? " (lz4 compressed)" : ""}`),
+    });
+  } catch (e) {
+    if (e instanceof ChainLoadError || e instanceof MapFileError) log.error(e.message);
+    else if (e instanceof StreamFormatError) log.error(`Unable to read backup file: ${e.message}`);
+    else log.error(`Unable to read backup file: ${(e as Error).message}`);
+    return null;
+  }
+  const ix = chain.index;
+  log.info(
+    `Chain of [${chain.members.length}] file(s) for disk [${chain.members[0]!.meta.diskName}]: ` +
+      `[${ix.size}] bytes virtual size, [${ix.dataBytes()}] bytes of data in [${ix.rangeCount}] extents`,
+  );
+  if (!args.listenOnly) log.info(`Target device: ${args.device}`);
+  return chain;
+}
+
+/** Starts the helper and nbdkit, attaches the device (unless --listen-only), waits for the stop. */
+async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Promise<Stop>): Promise<number> {
+  const session = await MapSession.create(chain, {
+    exportName: args.exportName,
+    listenAddress: args.listenAddress,
+    port: args.listenPort,
+    threads: args.threads,
+    blocksize: args.blocksize,
+    readOnly: args.readonly,
+    verbose: args.verbose,
+    hexdump: args.hexdump,
+    log: (m) => log.debug(`Helper: ${m}`),
+  });
+  let attached: string | null = null;
+  const teardown = async (): Promise<void> => {
+    if (attached) {
+      const r = await detachDevice(attached);
+      if (r.code !== 0) log.error(`Failed to disconnect device [${attached}]: ${r.stderr}`);
+      attached = null;
+    }
+    await session.stop();
+    if (args.verbose) log.info(`Keeping nbdkit logfile: [${session.nbdkitLog}]`);
+    else log.info(`Removing temporary directory: [${session.tmpDir}]`);
+  };
+
+  try {
+    const started = session.start().then(() => null);
+    const first = await Promise.race([started, signal]);
+    if (first) {
+      await started.catch(() => undefined);
+      log.info(`Received signal: [${signalNumber(first.kind === "signal" ? first.signal : "SIGTERM")}]`);
+      await teardown();
+      return 0;
+    }
+  } catch (e) {
+    log.error(`Failed to start nbdkit process: [${(e as Error).message}]`);
+    await teardown();
+    return 1;
+  }
+  log.info(`Started nbdkit process pid: [${session.nbdkitPid}], Logfile: [${session.nbdkitLog}]`);
+  const nbdkitGone = session.nbdkitExited!.then((exit): Stop => ({ kind: "nbdkit", exit: exit as ExitInfo }));
+
+  const host = connectHost(args.listenAddress);
+  const uri = `nbd://${host}:${args.listenPort}/${args.exportName}`;
+  if (args.listenOnly) {
+    log.info(`Serving backup chain on ${uri}${args.readonly ? " (read-only)" : ""}`);
+  } else {
+    if (args.readonly) {
+      log.warning("Device will be mapped readonly without cow.");
+      log.warning("Mounting will only work with '-o norecovery,ro'");
+    }
+    const r = await attachDevice({ device: args.device, uri, readOnly: args.readonly, log });
+    if (r.code !== 0) {
+      log.error("Failed to map device:");
+      log.error(`Stderr: [${r.stderr}]`);
+      await teardown();
+      return 1;
+    }
+    attached = args.device;
+    log.info(`Done mapping backup image to [${args.device}]`);
+  }
+  log.info("Press CTRL+C to disconnect");
+
+  const stop = await Promise.race([signal, nbdkitGone]);
+  if (stop.kind === "nbdkit") {
+    log.error(`nbdkit process exited unexpectedly (${describeExit(stop.exit)}): ${await tail(session.nbdkitLog)}`);
+    await teardown();
+    return 1;
+  }
+  log.info(`Received signal: [${signalNumber(stop.signal)}]`);
+  await teardown();
+  return 0;
+}
