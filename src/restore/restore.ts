@@ -15,13 +15,14 @@ import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import { LocalHost } from "../host/local.js";
 import { shQuote, SshHost } from "../host/ssh.js";
-import { Connection } from "../libvirt/connection.js";
+import type { Connection } from "../libvirt/connection.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
 import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { selectDisks } from "../libvirt/disk-selection.js";
 import type { RemoteNbd } from "../connect/remote.js";
-import { checkClientTls, clientTls, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "../connect/remote.js";
+import { clientTls, isRemoteUri, serverTlsDir } from "../connect/remote.js";
+import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
@@ -47,9 +48,9 @@ async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<C
 }
 
 /** libvirt is needed for `-D` only; without it a local restore goes on (as the original). */
-async function openLibvirt(args: RestoreArgs, define: boolean, log: Logger): Promise<Connection | null> {
+async function openLibvirtForRestore(args: RestoreArgs, define: boolean, log: Logger): Promise<Connection | null> {
   try {
-    return await Connection.open(args.uri, args.user && args.password ? { user: args.user, password: args.password } : {});
+    return await openLibvirt(args);
   } catch (e) {
     if (define) log.error(`Unable to connect libvirt: [${(e as Error).message}]: cannot define VM`);
     else log.warning(`Unable to connect libvirt: [${(e as Error).message}]`);
@@ -76,125 +77,41 @@ async function refreshPool(libvirt: Connection, dir: string, log: Logger): Promi
   }
 }
 
-export async function restoreSet(
-  args: RestoreArgs,
-  set: BackupSetSource,
-  sequence: string[] | undefined,
-  log: Logger,
-  stdout: Out,
-): Promise<number> {
-  let adjust = args.adjustConfig || args.define;
-  let define = args.define;
-  if (sequence) {
-    log.info("Disabling redefine and config adjust options.");
-    adjust = false;
-    define = false;
-  }
+export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequence: string[] | undefined, log: Logger, stdout: Out): Promise<number> {
+  // A `--sequence` restores files, not a VM: no config adjustment, no define.
+  const adjust = !sequence && (args.adjustConfig || args.define);
+  const define = !sequence && args.define;
+  if (sequence) log.info("Disabling redefine and config adjust options.");
   let host: Host = new LocalHost();
   const listing = await set.list();
   const progress = new Progress({ noprogress: args.noprogress });
   logging.setConsole(progress);
   let libvirt: Connection | null = null;
   try {
-    libvirt = await openLibvirt(args, define, log);
+    libvirt = await openLibvirtForRestore(args, define, log);
     if (!libvirt && define) return 1;
-    // Remote hypervisor (behaviour.md §11.4 step 2): images, boot files and the config go there.
-    let remote: RemoteNbd | null = null;
-    if (isRemoteUri(args.uri)) {
-      if (!isAbsolute(args.output)) {
-        log.error("Absolute target path required for restore to remote system");
-        return 1;
-      }
-      const tlsProblem = checkClientTls(args);
-      if (tlsProblem) {
-        log.error(tlsProblem);
-        return 1;
-      }
-      try {
-        host = await openSshHost(sshTargetFor(args), log);
-      } catch (e) {
-        log.error(sshFailureLine("restore", e));
-        return 1;
-      }
-      const nbdHost = await nbdHostFor(args, libvirt, host.name);
-      remote = { port: args.nbdPort, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) };
-    }
+    const target = await openRestoreTarget(args, libvirt, log);
+    if (!target) return 1;
+    host = target.host;
     await host.mkdir(args.output);
     const configFile = chooseVmConfig(listing, args.until);
     if (!configFile) {
       log.error("No domain config file found");
       return 1;
     }
-    const ctx: RestoreContext = { args, set, listing, host, remote, log, stdout, progress };
+    const ctx: RestoreContext = { args, set, listing, host, remote: target.remote, log, stdout, progress };
     if (sequence) {
       const code = await restoreSequence(ctx, sequence);
       if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
       return code;
     }
-
     const originalXml = await set.readFile(configFile.name);
     const domain = DomainXml.parse(originalXml.toString("utf8"));
-    for (const disk of domain.disks()) {
-      if (disk.type !== "volume" || !disk.source?.volume) continue;
-      const path = join(args.output, disk.source.volume);
-      log.warning(`Disk [${disk.target}] is a storage volume: restoring as file [${path}].`);
-      disk.type = "file";
-      disk.removeSourceAttribute("pool");
-      disk.removeSourceAttribute("volume");
-      disk.setSourceFile(path);
-    }
-    const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
-    if (adjust) adjustCommonDisks(domain, args.raw, log);
-    const cpt = listing.find((f) => f.name === `${domain.name}.cpt`);
-    const cptNames = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
-    for (const disk of disks) {
-      const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && f.name.endsWith(".data"));
-      if (dataFiles.length === 0) {
-        log.warning(`No backup file for disk [${disk.target}] found, assuming it has been excluded.`);
-        if (adjust) domain.removeDisk(disk.target);
-        continue;
-      }
-      const target = join(args.output, disk.fileName);
-      if (disk.raw) {
-        if (!args.raw) continue;
-        await copyRawImage(ctx, dataFiles, target);
-        if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), null);
-        continue;
-      }
-      const until = args.until ?? undefined;
-      const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles), until), until);
-      checkChainAgainstCpt(disk.target, chain, cptNames, args.until ?? undefined, checkpointXmlNames(listing));
-      const settings = await settingsFor(ctx, disk.target, chain);
-      if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
-      await restoreChain(ctx, disk.target, chain, target, settings);
-      if (disk.backingFiles.length > 0 && !adjust) {
-        log.warning(`Target disk [${disk.target}] has a backing store: adjust the VM config or restore with -c.`);
-      }
-      if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), settings?.dataFile ?? null);
-    }
-    if (adjust) adjustIdentity(domain, args.name);
+    await restoreDisks(ctx, domain, adjust);
     await restoreBootFiles(domain, set, listing, host, log);
-
-    const configOut = join(args.output, args.configFile);
-    if (host.remote) await host.writeFile(configOut, adjust ? domain.toString() : originalXml);
-    else await writeFileDurably(configOut, adjust ? domain.toString() : originalXml, true);
-    if (adjust) {
-      log.info(`Adjusted config placed in: [${configOut}]`);
-      if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
-    }
+    await writeConfig(ctx, domain, originalXml, adjust, define);
     if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
-    if (define && libvirt) {
-      const defined = await libvirt.defineXML(domain.toString());
-      try {
-        log.info(`Defined VM [${domain.name}]`);
-        if (listing.some((f) => f.name.startsWith("autostart."))) {
-          await defined.setAutostart(true);
-          log.info("Autostart enabled for restored VM.");
-        }
-      } finally {
-        defined.free();
-      }
-    }
+    if (define && libvirt) await defineDomain(libvirt, domain, listing, log);
     return logging.counts.errors > 0 ? 1 : 0;
   } catch (e) {
     log.error(`Disk restore failed: [${oneLine((e as Error).message)}]`);
@@ -204,6 +121,99 @@ export async function restoreSet(
     logging.setConsole(null);
     await host.close().catch(() => undefined);
     await libvirt?.close();
+  }
+}
+
+/** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port`. Null: refused (logged). */
+async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, log: Logger): Promise<{ host: Host; remote: RemoteNbd | null } | null> {
+  if (isRemoteUri(args.uri) && !isAbsolute(args.output)) {
+    log.error("Absolute target path required for restore to remote system");
+    return null;
+  }
+  let hypervisor: Hypervisor;
+  try {
+    hypervisor = await openHypervisor(args, libvirt, "restore", log);
+  } catch (e) {
+    if (!(e instanceof SessionError)) throw e;
+    log.error(e.message);
+    return null;
+  }
+  const { host, nbdHost } = hypervisor;
+  if (nbdHost === null) return { host, remote: null };
+  return { host, remote: { port: args.nbdPort, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) } };
+}
+
+/** Every disk of the config: its chain into a new image (or a raw copy), the config adjusted with `-c`. */
+async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: boolean): Promise<void> {
+  const { args, set, listing, log } = ctx;
+  restoreVolumesAsFiles(domain, args.output, log);
+  const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
+  if (adjust) adjustCommonDisks(domain, args.raw, log);
+  const cpt = listing.find((f) => f.name === `${domain.name}.cpt`);
+  const cptNames = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
+  for (const disk of disks) {
+    const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && f.name.endsWith(".data"));
+    if (dataFiles.length === 0) {
+      log.warning(`No backup file for disk [${disk.target}] found, assuming it has been excluded.`);
+      if (adjust) domain.removeDisk(disk.target);
+      continue;
+    }
+    const target = join(args.output, disk.fileName);
+    if (disk.raw) {
+      if (!args.raw) continue;
+      await copyRawImage(ctx, dataFiles, target);
+      if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), null);
+      continue;
+    }
+    const until = args.until ?? undefined;
+    const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles), until), until);
+    checkChainAgainstCpt(disk.target, chain, cptNames, until, checkpointXmlNames(listing));
+    const settings = await settingsFor(ctx, disk.target, chain);
+    if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
+    await restoreChain(ctx, disk.target, chain, target, settings);
+    if (disk.backingFiles.length > 0 && !adjust) {
+      log.warning(`Target disk [${disk.target}] has a backing store: adjust the VM config or restore with -c.`);
+    }
+    if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), settings?.dataFile ?? null);
+  }
+  if (adjust) adjustIdentity(domain, args.name);
+}
+
+/** Storage-volume disks are restored as plain files in the output directory. */
+function restoreVolumesAsFiles(domain: DomainXml, output: string, log: Logger): void {
+  for (const disk of domain.disks()) {
+    if (disk.type !== "volume" || !disk.source?.volume) continue;
+    const path = join(output, disk.source.volume);
+    log.warning(`Disk [${disk.target}] is a storage volume: restoring as file [${path}].`);
+    disk.type = "file";
+    disk.removeSourceAttribute("pool");
+    disk.removeSourceAttribute("volume");
+    disk.setSourceFile(path);
+  }
+}
+
+/** The VM config next to the images (adjusted with `-c`/`-D`). */
+async function writeConfig(ctx: RestoreContext, domain: DomainXml, originalXml: Buffer, adjust: boolean, define: boolean): Promise<void> {
+  const { args, host, log } = ctx;
+  const configOut = join(args.output, args.configFile);
+  if (host.remote) await host.writeFile(configOut, adjust ? domain.toString() : originalXml);
+  else await writeFileDurably(configOut, adjust ? domain.toString() : originalXml, true);
+  if (!adjust) return;
+  log.info(`Adjusted config placed in: [${configOut}]`);
+  if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
+}
+
+/** `-D`: the restored VM defined in libvirt, autostart as the backed-up one had it. */
+async function defineDomain(libvirt: Connection, domain: DomainXml, listing: SetFile[], log: Logger): Promise<void> {
+  const defined = await libvirt.defineXML(domain.toString());
+  try {
+    log.info(`Defined VM [${domain.name}]`);
+    if (listing.some((f) => f.name.startsWith("autostart."))) {
+      await defined.setAutostart(true);
+      log.info("Autostart enabled for restored VM.");
+    }
+  } finally {
+    defined.free();
   }
 }
 
