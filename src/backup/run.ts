@@ -1,5 +1,5 @@
 /**
- * A `virtnbdbackup` run, step by step as behaviour.md §1 describes, with the safe choices
+ * A `virtnbdbackup` run, step by step as docs/behaviour.md ("Backup run") describes, with the safe choices
  * where the original loses data (README "Differences"): a run marker before checkpoints
  * change, no file ever replaced, every failure aborting the libvirt job.
  */
@@ -567,7 +567,7 @@ function onlineTarget(r: RunContext, socket: string): { target: NbdTarget; tls: 
   return { target: { kind: "tcp", host: r.nbdHost, port: r.args.nbdPort }, tls: clientTls(r.args) };
 }
 
-/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index` (behaviour.md §5). */
+/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index` (docs/behaviour.md, "Offline backup"). */
 function offlineTcp(r: RunContext, index: number): RemoteNbd | null {
   if (r.nbdHost === null) return null;
   const a = r.args;

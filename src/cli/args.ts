@@ -1,6 +1,6 @@
 /**
- * Option tables of virtnbdbackup, virtnbdrestore and virtnbdmap (cli.md §1.1,
- * §2, §3; upstream 2.47), declared with commander and parsed with argparse's
+ * Option tables of virtnbdbackup, virtnbdrestore and virtnbdmap (docs/cli.md;
+ * upstream 2.47), declared with commander and parsed with argparse's
  * rules (./argparse.ts). Each `parse*Args(argv)` returns a typed object or
  * throws `UsageExit` (help/version: code 0, usage error: code 2).
  */
@@ -148,7 +148,7 @@ export interface BackupArgs {
   noprogress: boolean;
   /** `false` when `-z` is absent, `2` for a bare `-z`. Note `-z 0` gives 0, which upstream treats as off. */
   compress: number | false;
-  /** `null`: number of disks. Not clamped here (cli.md: < 1 → 1 is the command's job). */
+  /** `null`: number of disks. Not clamped here (< 1 → 1 is the command's job). */
   worker: number | null;
   freezeMountpoint: string | null;
   strict: boolean;

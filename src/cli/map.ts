@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function run(args: ReturnType<typeof parseMapArgs>, log: Logger, signal: Promise<Stop>): Promise<number> {
-  // The checks the original does before mapping (cli.md §3); all errors are logged, then exit 1.
+  // The checks the original does before mapping (docs/cli.md, "virtnbdmap checks"); all errors are logged, then exit 1.
   const nbdkit = await which("nbdkit");
   if (!nbdkit) log.error("Please install required [nbdkit] utility.");
   if (!args.listenOnly) {

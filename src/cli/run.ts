@@ -14,7 +14,7 @@ export function versionLine(args: readonly string[], argv0: string = process.arg
 }
 
 /**
- * Exit status from the log counters at the end of a run (cli.md §1.3):
+ * Exit status from the log counters at the end of a run (docs/cli.md, "Exit codes"):
  * any ERROR/CRITICAL → 1; else `--strict` with warnings → 2; else 0.
  */
 export function exitCodeFromCounts(counts: LogCounts, strict = false): 0 | 1 | 2 {

@@ -1,5 +1,5 @@
 /**
- * `virtnbdrestore` restore action (behaviour.md §11.4): every disk of the VM config (or a
+ * `virtnbdrestore` restore action (docs/behaviour.md, "Restore"): every disk of the VM config (or a
  * `--sequence`), rebuilt from its chain; then boot files, the config (`-c` adjusted), and
  * optionally the domain defined in libvirt (`-D`). Any failure means exit 1.
  */
@@ -103,7 +103,7 @@ export async function restoreSet(
   try {
     libvirt = await openLibvirt(args, define, log);
     if (!libvirt && define) return 1;
-    // Remote hypervisor (behaviour.md §11.4 step 2): images, boot files and the config go there.
+    // Remote hypervisor (docs/behaviour.md, "Remote mode"): images, boot files and the config go there.
     let remote: RemoteNbd | null = null;
     if (isRemoteUri(args.uri)) {
       if (!isAbsolute(args.output)) {
