@@ -44,7 +44,7 @@ function usageError(fn: () => unknown): string {
 }
 
 describe("virtnbdbackup options", () => {
-  test("defaults (cli.md §1.1)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(backup(...B), {
       domain: "vm",
       level: "copy",
@@ -444,7 +444,7 @@ describe("help and version", () => {
 });
 
 describe("virtnbdrestore options", () => {
-  test("defaults (cli.md §2)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(restore("-i", "/b", "-o", "/t"), {
       action: "restore",
       input: "/b",
@@ -510,7 +510,7 @@ describe("virtnbdrestore options", () => {
 });
 
 describe("virtnbdmap options", () => {
-  test("defaults (cli.md §3)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(map("-f", "/b/sda.full.data"), {
       file: "/b/sda.full.data",
       blocksize: "4096",
