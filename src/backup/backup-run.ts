@@ -1,5 +1,5 @@
 /**
- * A `virtnbdbackup` run as a sequence of named phases, with the safe choices where the
+ * A `virtnbdbackup` run (docs/behaviour.md, "Backup run") as a sequence of named phases, with the safe choices where the
  * original loses data (README "Differences"): a run marker before checkpoints change, no file
  * ever replaced, every failure aborting the libvirt job. The phases: prepareOutput →
  * refuseUnfinishedSet → connect (connectAndRun) → preflight (preflight.ts) → under the run

@@ -1,5 +1,5 @@
 /**
- * Checkpoint handling (behaviour.md §3): redefining checkpoints libvirt lost, clearing them
+ * Checkpoint handling (docs/behaviour.md, "Checkpoints"): redefining checkpoints libvirt lost, clearing them
  * before a full, choosing name and parent for inc/diff (falling back to full when the parent's
  * bitmap is broken), and recording a new checkpoint in `<dom>.cpt` and the checkpoint dir.
  */
@@ -138,7 +138,7 @@ export interface CheckpointPlan {
   fellBack: boolean;
 }
 
-/** Name and parent for this run (behaviour.md §3.3/§3.4). */
+/** Name and parent for this run (docs/behaviour.md, "Checkpoint name and parent"). */
 export async function planCheckpoint(
   level: "copy" | "full" | "inc" | "diff",
   cpt: string[],

@@ -1,5 +1,5 @@
 /**
- * One disk's transfer (behaviour.md §7.2): connect to its NBD export (the libvirt job's, or
+ * One disk's transfer (docs/behaviour.md, "Per-disk transfer"): connect to its NBD export (the libvirt job's, or
  * a qemu-nbd for offline domains), query extents, and write the stream or raw image into the
  * target (directory: `.partial` → fsync → final name → `.chksum`; zip: one entry).
  */
@@ -56,7 +56,7 @@ export interface DiskBackupOptions {
   target: BackupTarget;
   /** Online: the job's NBD server (TCP for a remote hypervisor). Offline: null (a qemu-nbd is started here). */
   online: { target: NbdTarget; dirtyContext: string | null; tls?: ClientTlsOptions | null } | null;
-  /** `tcp`: remote hypervisor, qemu-nbd on `port` there (behaviour.md §5), reached at `connectHost`. */
+  /** `tcp`: remote hypervisor, qemu-nbd on `port` there (docs/behaviour.md, "Offline backup"), reached at `connectHost`. */
   offline: { host: Host; socket: string; bitmap: string | null; tcp?: RemoteNbd | null } | null;
   pool: SizedPool;
   log: DiskLog;

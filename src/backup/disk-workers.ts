@@ -99,7 +99,7 @@ function onlineTarget(r: RunContext, socket: string): { target: NbdTarget; tls: 
   return { target: { kind: "tcp", host: r.nbdHost, port: r.args.nbdPort }, tls: clientTls(r.args) };
 }
 
-/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index`. */
+/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index` (docs/behaviour.md, "Offline backup"). */
 function offlineTcp(r: RunContext, index: number): RemoteNbd | null {
   if (r.nbdHost === null) return null;
   const a = r.args;

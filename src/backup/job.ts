@@ -1,5 +1,5 @@
 /**
- * The libvirt side of an online backup (behaviour.md §4): pull-mode job XML with scratch
+ * The libvirt side of an online backup (docs/behaviour.md, "Online backup job"): pull-mode job XML with scratch
  * files, pause/freeze around `backupBegin`, and the abort that ends the job.
  */
 import { randomInt } from "node:crypto";

@@ -20,9 +20,9 @@ export interface BackupArgs extends GivenOptions {
   exclude: string | null;
   socketfile: string;
   noprogress: boolean;
-  /** `false` when `-z` is absent, `2` for a bare `-z`. Note `-z 0` gives 0, which upstream treats as off. */
+  /** `false` when `-z` is absent, `2` for a bare `-z`. `-z 0` gives level 0: we compress at level 0 and write a valid stream (the original compresses but writes no trailer, then fails). */
   compress: number | false;
-  /** `null`: number of disks. Not clamped here (cli.md: < 1 → 1 is the command's job). */
+  /** `null`: number of disks. Not clamped here (< 1 → 1 is the command's job). */
   worker: number | null;
   freezeMountpoint: string | null;
   strict: boolean;

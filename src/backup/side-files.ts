@@ -1,5 +1,5 @@
 /**
- * The files saved with every run besides the disk data (backup-set-layout.md §6–§8):
+ * The files saved with every run besides the disk data (docs/backup-set.md, "Side files"):
  * vmconfig, qcow.json per qcow disk, loader/nvram/kernel/initrd copies, autostart, osinfo.
  * In stdout mode they stay in the working directory and are added to the zip as well.
  */

@@ -1,5 +1,5 @@
 /**
- * The target directory rules of the original (backup-set-layout.md §10, cli.md §1.2):
+ * The target directory rules of the original (docs/behaviour.md, "Target directory rules"):
  * auto-level resolution, refusing full/copy into a used directory, inc/diff without a full,
  * and leftovers of failed runs.
  */

@@ -1,5 +1,5 @@
 /**
- * File names of a backup set (backup-set-layout.md §2–§9), shared by backup and restore.
+ * File names of a backup set (docs/backup-set.md), shared by backup and restore.
  */
 
 export type Level = "copy" | "full" | "inc" | "diff";

@@ -1,6 +1,6 @@
 /**
- * Option tables of virtnbdbackup, virtnbdrestore and virtnbdmap (cli.md §1.1,
- * §2, §3; upstream 2.47), declared with commander and parsed with argparse's
+ * Option tables of virtnbdbackup, virtnbdrestore and virtnbdmap (docs/cli.md;
+ * upstream 2.47), declared with commander and parsed with argparse's
  * rules (./argparse.ts). Each `parse*Args(argv)` returns a typed object or
  * throws `UsageExit` (help/version: code 0, usage error: code 2).
  */

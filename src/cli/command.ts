@@ -6,7 +6,7 @@ import { handleUsageExit, UsageExit } from "./args.js";
 import { logging, type LogCounts, type LogManager } from "../report/log.js";
 
 /**
- * Exit status from the log counters at the end of a run (cli.md §1.3):
+ * Exit status from the log counters at the end of a run (docs/cli.md, "Exit codes"):
  * any ERROR/CRITICAL → 1; else `--strict` with warnings → 2; else 0.
  */
 export function exitCodeFromCounts(counts: LogCounts, strict = false): 0 | 1 | 2 {

@@ -1,5 +1,5 @@
 /**
- * Remote mode (behaviour.md §9), shared by virtnbdbackup and virtnbdrestore: a `qemu+ssh` URI
+ * Remote mode (docs/behaviour.md, "Remote mode"), shared by virtnbdbackup and virtnbdrestore: a `qemu+ssh` URI
  * means the disks live on another machine. Files and qemu tools are reached through one ssh
  * connection (src/host/ssh.ts); the disk data goes over NBD on TCP (optionally TLS) to
  * `--nbd-ip`, or to the host name the remote libvirt reports.

@@ -1,5 +1,5 @@
 /**
- * A remote hypervisor reached with the system ssh client (behaviour.md §9): one ControlMaster
+ * A remote hypervisor reached with the system ssh client (docs/behaviour.md, "Remote mode"): one ControlMaster
  * connection per run, every command a multiplexed session over it.
  *
  * Why the system client (and not a JavaScript ssh library): it honours the admin's ssh config,

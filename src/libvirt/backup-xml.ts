@@ -1,6 +1,6 @@
 /**
  * Builders for the XML documents passed to virDomainBackupBegin, byte for byte as the original
- * writes them (behaviour.md §4: double-quoted attributes, 2-space indent, no XML declaration,
+ * writes them (docs/behaviour.md, "Online backup job": double-quoted attributes, 2-space indent, no XML declaration,
  * no trailing newline), and a reader for libvirt's checkpoint XML (names, parent, disk sizes).
  */
 import { randomInt } from "node:crypto";
@@ -141,7 +141,7 @@ export function buildCheckpointXml(options: CheckpointXmlOptions): string {
 
 const SCRATCH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-/** `<scratchDir>/backup.<5 random [A-Z0-9]>.<dev>` (behaviour.md §4). */
+/** `<scratchDir>/backup.<5 random [A-Z0-9]>.<dev>` (docs/behaviour.md, "Online backup job"). */
 export function scratchFilePath(scratchDir: string, dev: string, random: (n: number) => number = randomInt): string {
   let id = "";
   for (let i = 0; i < 5; i++) id += SCRATCH_CHARS[random(SCRATCH_CHARS.length)];

@@ -1,6 +1,6 @@
 /**
  * libvirt constants (flags, states, error codes) with libvirt's own names, so code and
- * ../shared/spec/*.md read alike. Values come from the libvirt 9.0 headers (generated with a C
+ * docs/*.md read alike. Values come from the libvirt 9.0 headers (generated with a C
  * program from the enums named in each block); newer values are added by hand at the end.
  */
 

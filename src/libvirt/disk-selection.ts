@@ -1,5 +1,5 @@
 /**
- * Which disks of a domain are backed up (or restored): behaviour.md §2, with the
+ * Which disks of a domain are backed up (or restored): docs/behaviour.md, "Disk selection", with the
  * original's log lines. Shared by virtnbdbackup and virtnbdrestore.
  */
 import type { DomainDisk, DomainXml } from "./domain-xml.js";

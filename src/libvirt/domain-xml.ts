@@ -10,7 +10,7 @@
  *   disk.setSourceFile(p); disk.removeFirstBackingStore(); dom.removeUuid(); dom.name = "x";
  *   dom.toString()
  *
- * Which disks a backup takes is decided elsewhere (behaviour.md §2); this module only reads and
+ * Which disks a backup takes is decided elsewhere (docs/behaviour.md, "Disk selection"); this module only reads and
  * edits the XML.
  */
 import {

@@ -26,7 +26,7 @@ export async function mapChain(args: MapArgs, log: Logger, stop: Promise<Stop>):
   return serve(args, log, chain, stop);
 }
 
-/** The checks the original does before mapping; every problem is logged, then false. */
+/** The checks the original does before mapping (docs/cli.md, "virtnbdmap checks"); every problem is logged, then false. */
 async function prerequisitesMet(args: MapArgs, log: Logger): Promise<boolean> {
   let ok = true;
   const error = (line: string) => {

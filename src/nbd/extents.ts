@@ -1,5 +1,5 @@
 /**
- * Extent queries for backup (behaviour.md §7.1).
+ * Extent queries for backup (docs/behaviour.md, "Extent query").
  *
  * The disk is walked with BLOCK_STATUS requests of `min(remaining, 0xFFFFFFFF - align + 1)`
  * bytes (align = minimum block size, or 512). Each context's coverage is tracked separately;
@@ -49,7 +49,7 @@ export interface WalkRange {
 /** What the extent walk needs from a client (an `NbdClient`, or a stand-in in tests). */
 export type ExtentSource = Pick<NbdClient, "size" | "info" | "exportName" | "blockStatus">;
 
-/** Meta contexts to negotiate for a backup of this kind (behaviour.md §6). */
+/** Meta contexts to negotiate for a backup of this kind (docs/behaviour.md, "NBD connection"). */
 export function backupMetaContexts(opts: BackupExtentOptions): string[] {
   const primary = opts.dirtyContext ?? BASE_ALLOCATION;
   const out = opts.sparseDetection === false && opts.dirtyContext ? [] : [BASE_ALLOCATION];
@@ -162,7 +162,7 @@ const isData = (flags: number): boolean => (flags & STATE_HOLE) === 0;
 const isDirty = (flags: number): boolean => flags === STATE_DIRTY;
 
 /**
- * The extents a backup transfers, in order (behaviour.md §7.1):
+ * The extents a backup transfers, in order (docs/behaviour.md, "Extent query"):
  * * full/copy: all merged base:allocation extents (data ⇔ HOLE clear), covering the disk;
  * * inc/diff with sparse detection: the pieces of dirty ranges that are allocated data,
  *   one piece per (dirty extent × data extent) overlap, not merged; all `data: true`;

@@ -1,6 +1,6 @@
 /**
  * Attaching the nbdkit export to a kernel NBD device with qemu-nbd, as the original does
- * (behaviour.md §12 step 5). Needs the nbd kernel module, so it is not exercised where
+ * (docs/behaviour.md, "virtnbdmap"). Needs the nbd kernel module, so it is not exercised where
  * there is none (`--listen-only` serves without a device). No replay of incrementals is
  * needed afterwards: the helper already serves the merged chain.
  */
@@ -22,7 +22,7 @@ function run(cmd: string, args: string[]): Promise<RunResult> {
   });
 }
 
-/** The original's device checks (cli.md §3); returns the error lines. */
+/** The original's device checks (docs/cli.md, "virtnbdmap checks"); returns the error lines. */
 export function deviceErrors(device: string): string[] {
   const errors: string[] = [];
   if (!device.startsWith("/dev/nbd")) errors.push(`Target device [${device}] seems not to be an NBD device?`);

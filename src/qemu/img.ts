@@ -40,7 +40,7 @@ export interface CreateImageOptions {
   settings?: QcowSettings;
 }
 
-/** The `qemu-img create` arguments (behaviour.md §11.5, without the dangling `-o` quirk). */
+/** The `qemu-img create` arguments (docs/behaviour.md, "Image creation", without the dangling `-o` quirk). */
 export function createImageArgs(target: string, o: CreateImageOptions): string[] {
   const args = ["create", "-f", o.format, target, "-o", `size=${o.size}`];
   if (o.preallocate) args.push("-o", "preallocation=full");

@@ -1,5 +1,5 @@
 /**
- * NBD over TCP to a remote hypervisor (behaviour.md §6, §9). A server that is not listening yet
+ * NBD over TCP to a remote hypervisor (docs/behaviour.md, "NBD connection", "Remote mode"). A server that is not listening yet
  * (connection refused) gets the original's wait loop; an address that does not answer
  * (firewalled, wrong `--nbd-ip`, no route) and TLS failures end the attempt at once with one
  * line that says what is wrong, instead of twenty silent retries.

@@ -1,6 +1,6 @@
 /**
  * Small formatting helpers that reproduce Python's output for the values the
- * original tools print: `humanize()` (cli.md §1.4), `repr()` of strings (used
+ * original tools print: `humanize()` (docs/cli.md, "Sizes (humanize)"), `repr()` of strings (used
  * by argparse messages and some log lines) and `str()` of simple values.
  */
 

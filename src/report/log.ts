@@ -1,5 +1,5 @@
 /**
- * Logging in the original tools' format (cli.md §4).
+ * Logging in the original tools' format (docs/cli.md, "Log lines").
  *
  *   [%Y-%m-%d %H:%M:%S] LEVEL LOGGER MODULE - FUNCTION [THREAD]: MESSAGE
  *

@@ -1,4 +1,4 @@
-/** The VM config side of restore: which vmconfig to use, and `-c` adjustments (behaviour.md §11.8). */
+/** The VM config side of restore: which vmconfig to use, and `-c` adjustments (docs/behaviour.md, "Config adjustment"). */
 import type { DomainXml } from "../libvirt/domain-xml.js";
 import type { SetFile } from "../storage/set-source.js";
 

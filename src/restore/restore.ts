@@ -1,5 +1,5 @@
 /**
- * `virtnbdrestore` restore action (behaviour.md §11.4): every disk of the VM config (or a
+ * `virtnbdrestore` restore action (docs/behaviour.md, "Restore"): every disk of the VM config (or a
  * `--sequence`), rebuilt from its chain; then boot files, the config (`-c` adjusted), and
  * optionally the domain defined in libvirt (`-D`). Any failure means exit 1.
  */

@@ -1,5 +1,5 @@
 /**
- * Checkpoint handling against real libvirt/qemu (behaviour.md §3): a checkpoint libvirt forgot is
+ * Checkpoint handling against real libvirt/qemu (docs/behaviour.md, "Checkpoints"): a checkpoint libvirt forgot is
  * redefined from the saved XML and the inc still works; a broken bitmap (removed through QMP)
  * turns the inc into a full-style stream under the inc name, whose zero frames restore as zeros
  * over older data (README "Differences"); the chain goes on from there. Restored by our

@@ -1,5 +1,5 @@
 /**
- * virtnbdbackup's rejected and adjusted option combinations (cli.md §1.2) against a real domain
+ * virtnbdbackup's rejected and adjusted option combinations (docs/cli.md, "Rejected option combinations") against a real domain
  * (libvirtd, checkpoints, offline qemu-nbd): the original's messages, exit codes, and nothing
  * left behind (no data files, no running job).
  */
@@ -22,7 +22,7 @@ function expectError(r: ToolResult, message: string, level = "ERROR", code = 1):
 
 const dataFiles = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).filter((n) => /\.data(\.partial)?$/.test(n));
 
-test("cli.md §1.2: rejected and adjusted combinations, with the original's messages and exit codes", async (t) => {
+test("docs/cli.md: rejected and adjusted combinations, with the original's messages and exit codes", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 16 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-err-");
   let n = 0;

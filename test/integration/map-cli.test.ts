@@ -1,6 +1,6 @@
 /**
  * virtnbdmap as a process (bin/virtnbdmap.js over dist/, real nbdkit): the checks and exit
- * codes of cli.md §3, signal teardown (no nbdkit left, temp directory gone, exit 0), an nbdkit
+ * codes of docs/cli.md ("virtnbdmap checks"), signal teardown (no nbdkit left, temp directory gone, exit 0), an nbdkit
  * that dies, read-only mode, export name / threads / hexdump options. Streams are synthetic.
  */
 import { test } from "node:test";
@@ -99,7 +99,7 @@ test("-H with -v: served data hexdumped into the kept nbdkit log", async (t) => 
   assert.match(log, /000000000000  48 45 58 44 55 4d 50 2d  4d 41 52 4b 45 52 3a [0-9a-f]{2} +\|HEXDUMP-MARKER:.\|/);
 });
 
-test("checks before mapping: cli.md §3 errors, exit 1; usage errors exit 2", async (t) => {
+test("checks before mapping: docs/cli.md errors, exit 1; usage errors exit 2", async (t) => {
   const dir = await tempDir(t);
   const c = await chain(dir);
   const cases: [string[], RegExp][] = [

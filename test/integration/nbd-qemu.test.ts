@@ -61,7 +61,7 @@ function mergeNbdinfo(m: { offset: number; length: number; type: number }[]): Ra
   return out;
 }
 
-/** §7.1 computed from nbdinfo's maps, the way upstream's `-q` does it. */
+/** The extent query (docs/behaviour.md, "Extent query") computed from nbdinfo's maps, the way upstream's `-q` does it. */
 function expectedFromMaps(base: RawExtent[], dirty: RawExtent[] | null, sparse: boolean): BackupExtent[] {
   if (!dirty) return base.map((e) => ({ offset: e.offset, length: e.length, data: (e.flags & 1) === 0, dirty: null }));
   if (!sparse) return dirty.map((e) => ({ offset: e.offset, length: e.length, data: e.flags === 1, dirty: e.flags === 1 }));

@@ -44,7 +44,7 @@ function usageError(fn: () => unknown): string {
 }
 
 describe("virtnbdbackup options", () => {
-  test("defaults (cli.md §1.1)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(backup(...B), {
       given: new Set(["domain", "output"]),
       domain: "vm",
@@ -448,7 +448,7 @@ describe("help and version", () => {
 });
 
 describe("virtnbdrestore options", () => {
-  test("defaults (cli.md §2)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(restore("-i", "/b", "-o", "/t"), {
       given: new Set(["input", "output"]),
       action: "restore",
@@ -515,7 +515,7 @@ describe("virtnbdrestore options", () => {
 });
 
 describe("virtnbdmap options", () => {
-  test("defaults (cli.md §3)", () => {
+  test("defaults (upstream 2.47)", () => {
     assert.deepEqual(map("-f", "/b/sda.full.data"), {
       given: new Set(["file"]),
       file: "/b/sda.full.data",

@@ -28,7 +28,7 @@ function exampleMeta(over: Partial<StreamMetadata> = {}): StreamMetadata {
 const first = Buffer.from("virtnbd example!");
 const second = Buffer.alloc(16, 0xab);
 
-// stream-format.md §11.1: the worked example, byte for byte.
+// docs/stream-format.md, "Worked example": the uncompressed stream, byte for byte.
 test("uncompressed full stream matches the spec's worked example", async () => {
   const sink = new MemorySink();
   const w = new StreamWriter(sink, { compressed: false, chunkSize: CHUNK });
@@ -53,7 +53,7 @@ test("uncompressed full stream matches the spec's worked example", async () => {
   assert.ok(bytes.subarray(40, 40 + 317).toString().endsWith('"streamVersion": 2\n}'));
 });
 
-// stream-format.md §11.2: the compressed variant, including both lz4 frames and the trailer.
+// docs/stream-format.md, "Worked example": the compressed variant, including both lz4 frames and the trailer.
 test("compressed stream matches the spec's worked example", async () => {
   const sink = new MemorySink();
   const w = new StreamWriter(sink, { compressed: true, chunkSize: CHUNK });

@@ -8,7 +8,7 @@ import {
 } from "../../src/libvirt/backup-xml.js";
 import { XmlError } from "../../src/libvirt/domain-xml.js";
 
-test("backup job XML, local incremental: exactly as behaviour.md §4", () => {
+test("backup job XML, local incremental: exactly as docs/behaviour.md", () => {
   const xml = buildBackupXml({
     server: { transport: "unix", socket: "/var/tmp/virtnbdbackup.12345" },
     disks: [{ name: "sda", scratchFile: "/var/tmp/backup.K3Z9Q.sda" }],
@@ -70,7 +70,7 @@ test("attribute and text values are escaped", () => {
   assert.match(xml, /<incremental>x&amp;y&lt;z<\/incremental>/);
 });
 
-test("checkpoint XML with parent: exactly as behaviour.md §4", () => {
+test("checkpoint XML with parent: exactly as docs/behaviour.md", () => {
   assert.equal(
     buildCheckpointXml({ name: "virtnbdbackup.2", parent: "virtnbdbackup.1", disks: ["sda"] }),
     [

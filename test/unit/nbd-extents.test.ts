@@ -1,4 +1,4 @@
-/** Extent query logic (behaviour.md §7.1) against a scripted block status source. */
+/** Extent query logic (docs/behaviour.md, "Extent query") against a scripted block status source. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { formatDuration, humanize, pyFixed, pyRepr, pyStr } from "../../src/report/humanize.js";
 
-test("humanize: cli.md §1.4 examples", () => {
+test("humanize: docs/cli.md examples", () => {
   assert.equal(humanize(0), "0.0B");
   assert.equal(humanize(500), "500.0B");
   assert.equal(humanize(65536), "64.0KiB");

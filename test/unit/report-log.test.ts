@@ -38,7 +38,7 @@ function sink() {
 }
 
 describe("line format", () => {
-  test("timestamp and plain line (cli.md §4 example)", () => {
+  test("timestamp and plain line (docs/cli.md example)", () => {
     assert.equal(formatTimestamp(T), "[2026-11-26 04:36:38]");
     assert.equal(formatTimestamp(new Date(2026, 0, 2, 3, 4, 5)), "[2026-01-02 03:04:05]");
     assert.equal(
