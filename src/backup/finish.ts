@@ -2,6 +2,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cptFileName } from "../backupset/layout.js";
+import { exitCodeFromCounts } from "../report/exit-code.js";
 import { humanize } from "../report/humanize.js";
 import { logging } from "../report/log.js";
 import type { BackupTarget } from "../storage/target.js";
@@ -26,11 +27,11 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
   await saveQcowInfo(ctx, m.disks);
   await saveAutostartAndOsinfo(ctx, await m.domain.autostart().catch(() => false), m.osinfo);
 
-  // Lines logged as errors without failing a disk (e.g. the job would not stop) fail the run too.
-  const failed = copied.failures > 0 || logging.counts.errors > 0;
-  const strictFailure = !failed && args.strict && logging.counts.warnings > 0;
-  if (failed) log.error("Error during backup");
-  else if (strictFailure) log.info(`[${logging.counts.warnings}] Warnings detected during backup operation, forcing exit code 2`);
+  // What the run found: errors logged without failing a disk (a side file, a job that would
+  // not stop) fail it too; `--strict` makes warnings exit 2.
+  const code = copied.failures > 0 ? 1 : exitCodeFromCounts(log.tally, args.strict);
+  if (code === 1) log.error("Error during backup");
+  else if (code === 2) log.info(`[${log.tally.warnings}] Warnings detected during backup operation, forcing exit code 2`);
   else {
     log.info(`Total saved disk data: [${humanize(copied.totalBytes)}]`);
     log.info("Finished successfully");
@@ -40,7 +41,7 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
     if (logPath) await archive.putFile(logPath.slice(logPath.lastIndexOf("/") + 1), await readFile(logPath));
     await archive.close();
   }
-  return failed ? 1 : strictFailure ? 2 : 0;
+  return code;
 }
 
 /** Stdout mode: the `.cpt` file and the checkpoint XMLs go into the archive too. */

@@ -3,17 +3,7 @@
  * into output + exit status, make sure logging is closed, set the exit code.
  */
 import { handleUsageExit, UsageExit } from "./args.js";
-import { logging, type LogCounts, type LogManager } from "../report/log.js";
-
-/**
- * Exit status from the log counters at the end of a run (docs/cli.md, "Exit codes"):
- * any ERROR/CRITICAL → 1; else `--strict` with warnings → 2; else 0.
- */
-export function exitCodeFromCounts(counts: LogCounts, strict = false): 0 | 1 | 2 {
-  if (counts.errors > 0) return 1;
-  if (strict && counts.warnings > 0) return 2;
-  return 0;
-}
+import { logging, type LogManager } from "../report/log.js";
 
 export interface RunIO {
   stdout: { write(s: string): unknown };

@@ -360,11 +360,21 @@ export class Logger {
   constructor(
     private readonly manager: LogManager,
     readonly context: Partial<LogContext>,
+    /**
+     * The WARNING and ERROR/CRITICAL lines logged through this logger and its children: what a
+     * run found (a run's exit code and `--strict` come from its own tally, not the process's).
+     */
+    readonly tally: LogCounts = { warnings: 0, errors: 0 },
   ) {}
 
-  /** A logger with some fields replaced: `log.child({ thread: "sda", module: "disktarget" })`. */
+  /** A logger with some fields replaced, sharing the tally: `log.child({ thread: "sda", module: "disktarget" })`. */
   child(ctx: Partial<LogContext>): Logger {
-    return new Logger(this.manager, { ...this.context, ...ctx });
+    return new Logger(this.manager, { ...this.context, ...ctx }, this.tally);
+  }
+
+  private count(level: LevelName): void {
+    if (level === "WARNING") this.tally.warnings++;
+    else if (level === "ERROR" || level === "CRITICAL") this.tally.errors++;
   }
 
   isEnabledFor(level: LevelName): boolean {
@@ -372,6 +382,7 @@ export class Logger {
   }
 
   log(level: LevelName, msg: unknown): void {
+    this.count(level);
     this.manager.emit(level, this.context, msg);
   }
 
@@ -384,20 +395,23 @@ export class Logger {
   }
 
   warning(msg: unknown): void {
+    this.count("WARNING");
     this.manager.emit("WARNING", this.context, msg);
   }
 
   error(msg: unknown): void {
+    this.count("ERROR");
     this.manager.emit("ERROR", this.context, msg);
   }
 
   critical(msg: unknown): void {
+    this.count("CRITICAL");
     this.manager.emit("CRITICAL", this.context, msg);
   }
 
   /** Python's `logging.fatal` is CRITICAL. */
   fatal(msg: unknown): void {
-    this.manager.emit("CRITICAL", this.context, msg);
+    this.critical(msg);
   }
 }
 

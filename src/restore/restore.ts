@@ -30,6 +30,7 @@ import { writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
+import { exitCodeFromCounts } from "../report/exit-code.js";
 
 type Out = { write(s: string): unknown };
 
@@ -112,7 +113,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
     await writeConfig(ctx, domain, originalXml, adjust, define);
     if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
     if (define && libvirt) await defineDomain(libvirt, domain, listing, log);
-    return logging.counts.errors > 0 ? 1 : 0;
+    return exitCodeFromCounts(log.tally);
   } catch (e) {
     log.error(`Disk restore failed: [${oneLine((e as Error).message)}]`);
     return 1;
@@ -289,7 +290,7 @@ async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise
   }
   const target = join(ctx.args.output, disk);
   await restoreChain(ctx, disk, files, target, await settingsFor(ctx, disk, files));
-  return logging.counts.errors > 0 ? 1 : 0;
+  return exitCodeFromCounts(ctx.log.tally);
 }
 
 async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: string): Promise<void> {

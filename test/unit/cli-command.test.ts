@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseBackupArgs } from "../../src/cli/args.js";
 import { LogManager } from "../../src/report/log.js";
-import { exitCodeFromCounts, runCommand } from "../../src/cli/command.js";
+import { runCommand } from "../../src/cli/command.js";
+import { exitCodeFromCounts } from "../../src/report/exit-code.js";
 import { versionLine } from "../../src/report/version.js";
 
 function io() {
