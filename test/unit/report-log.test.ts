@@ -408,3 +408,24 @@ while got < 2:
     }
   });
 });
+
+describe("Logger tally", () => {
+  test("a logger and its children share one tally; another logger tree counts apart", () => {
+    const m = new LogManager();
+    m.configure({ prog: "virtnbdbackup", quiet: true });
+    const run = m.getLogger();
+    const disk = run.child({ thread: "sda" });
+    run.warning("w");
+    disk.error("e");
+    disk.critical("c");
+    disk.fatal("f");
+    disk.info("i");
+    run.log("WARNING", "w2");
+    const other = m.getLogger();
+    other.error("elsewhere");
+    assert.deepEqual(run.tally, { warnings: 2, errors: 3 });
+    assert.equal(disk.tally, run.tally);
+    assert.deepEqual(other.tally, { warnings: 0, errors: 1 });
+    assert.deepEqual(m.counts, { warnings: 2, errors: 4 });
+  });
+});
