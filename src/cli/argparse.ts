@@ -344,13 +344,77 @@ export function parseArgparse(spec: ParserSpec, argv: readonly string[]): ParseR
 }
 
 function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]): ParseResult {
-  const optionMap = new Map<string, Action>();
-  for (const a of actions) for (const s of a.optionStrings) optionMap.set(s, a);
+  return new ArgvParser(spec, actions, argv).parse();
+}
 
-  const values: Record<string, unknown> = {};
-  for (const a of actions) if (a.kind !== "help") values[a.dest] = a.default;
+/** One `parse_args` call: argparse's two passes (classify tokens, then consume options in order). */
+class ArgvParser {
+  private readonly optionMap = new Map<string, Action>();
+  private readonly values: Record<string, unknown> = {};
+  private readonly seen = new Set<string>();
+  private readonly extras: string[] = [];
+  /** Per token: 'O' option, 'A' argument, '-' for "--". */
+  private readonly pattern: string[] = [];
+  private readonly optionIndices = new Map<number, OptTuple>();
 
-  const getOptionTuples = (arg: string): OptTuple[] => {
+  constructor(
+    private readonly spec: ParserSpec,
+    private readonly actions: Action[],
+    private readonly argv: readonly string[],
+  ) {
+    for (const a of actions) for (const s of a.optionStrings) this.optionMap.set(s, a);
+    for (const a of actions) if (a.kind !== "help") this.values[a.dest] = a.default;
+  }
+
+  parse(): ParseResult {
+    this.classify();
+    // Pass 2: consume options in order; anything that is not an option or an
+    // option's value ends up in extras.
+    const { argv, optionIndices, extras } = this;
+    const indices = [...optionIndices.keys()].sort((a, b) => a - b);
+    const maxOptionIndex = indices.length > 0 ? indices[indices.length - 1]! : -1;
+    let startIndex = 0;
+    while (startIndex <= maxOptionIndex) {
+      const nextOptionIndex = indices.find((i) => i >= startIndex)!;
+      if (!optionIndices.has(startIndex)) {
+        extras.push(...argv.slice(startIndex, nextOptionIndex));
+        startIndex = nextOptionIndex;
+      }
+      startIndex = this.consumeOptional(startIndex);
+    }
+    extras.push(...argv.slice(startIndex));
+
+    const missing = this.actions.filter((a) => a.required && !this.seen.has(a.dest));
+    if (missing.length > 0) {
+      throw new ParserError(
+        `the following arguments are required: ${missing.map((a) => a.optionStrings.join("/")).join(", ")}`,
+      );
+    }
+    if (extras.length > 0) throw new ParserError(`unrecognized arguments: ${extras.join(" ")}`);
+    return { values: this.values, seen: this.seen };
+  }
+
+  /** Pass 1: classify every token. */
+  private classify(): void {
+    const { argv, pattern } = this;
+    for (let i = 0; i < argv.length; i++) {
+      const arg = argv[i]!;
+      if (arg === "--") {
+        pattern.push("-");
+        for (i++; i < argv.length; i++) pattern.push("A");
+        break;
+      }
+      const t = this.parseOptional(arg);
+      if (t === null) pattern.push("A");
+      else {
+        this.optionIndices.set(i, t);
+        pattern.push("O");
+      }
+    }
+  }
+
+  /** Abbreviations: every option string `arg` may stand for. */
+  private optionTuples(arg: string): OptTuple[] {
     const result: OptTuple[] = [];
     if (arg[1] === "-") {
       let prefix = arg;
@@ -360,33 +424,33 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
         prefix = arg.slice(0, eq);
         explicit = arg.slice(eq + 1);
       }
-      for (const [s, a] of optionMap) {
+      for (const [s, a] of this.optionMap) {
         if (s.startsWith(prefix)) result.push({ action: a, optionString: s, explicitArg: explicit });
       }
     } else {
       const shortPrefix = arg.slice(0, 2);
       const shortExplicit = arg.slice(2);
-      for (const [s, a] of optionMap) {
+      for (const [s, a] of this.optionMap) {
         if (s === shortPrefix) result.push({ action: a, optionString: s, explicitArg: shortExplicit });
         else if (s.startsWith(arg)) result.push({ action: a, optionString: s, explicitArg: null });
       }
     }
     return result;
-  };
+  }
 
-  const parseOptional = (arg: string): OptTuple | null => {
+  private parseOptional(arg: string): OptTuple | null {
     if (arg === "") return null;
     if (arg[0] !== "-") return null;
-    const exact = optionMap.get(arg);
+    const exact = this.optionMap.get(arg);
     if (exact) return { action: exact, optionString: arg, explicitArg: null };
     if (arg.length === 1) return null;
     const eq = arg.indexOf("=");
     if (eq >= 0) {
       const os = arg.slice(0, eq);
-      const a = optionMap.get(os);
+      const a = this.optionMap.get(os);
       if (a) return { action: a, optionString: os, explicitArg: arg.slice(eq + 1) };
     }
-    const tuples = getOptionTuples(arg);
+    const tuples = this.optionTuples(arg);
     if (tuples.length > 1) {
       throw new ParserError(
         `ambiguous option: ${arg} could match ${tuples.map((t) => t.optionString).join(", ")}`,
@@ -396,30 +460,9 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
     if (NEGATIVE_NUMBER.test(arg)) return null; // no option of ours looks like a negative number
     if (arg.includes(" ")) return null;
     return { action: null, optionString: arg, explicitArg: null };
-  };
-
-  // Pass 1: classify every token ('O' option, 'A' argument, '-' for "--").
-  const pattern: string[] = [];
-  const optionIndices = new Map<number, OptTuple>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--") {
-      pattern.push("-");
-      for (i++; i < argv.length; i++) pattern.push("A");
-      break;
-    }
-    const t = parseOptional(arg);
-    if (t === null) pattern.push("A");
-    else {
-      optionIndices.set(i, t);
-      pattern.push("O");
-    }
   }
 
-  const seen = new Set<string>();
-  const extras: string[] = [];
-
-  const convert = (a: Action, s: string): unknown => {
+  private convert(a: Action, s: string): unknown {
     if (a.type !== "int") return s;
     try {
       return parsePyInt(s);
@@ -427,10 +470,10 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
       if (e instanceof InvalidValue) throw new ArgumentError(a, e.message);
       throw e;
     }
-  };
+  }
 
-  const takeAction = (a: Action, args: string[]): void => {
-    seen.add(a.dest);
+  private takeAction(a: Action, args: string[]): void {
+    this.seen.add(a.dest);
     // argparse drops the first "--" from an option's values (`--output=--`).
     const dd = args.indexOf("--");
     if (dd >= 0) args.splice(dd, 1);
@@ -438,7 +481,7 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
     if (a.nargs === 0) value = undefined;
     else if (args.length === 0 && a.nargs === "?") value = a.const;
     else if (args.length === 1) {
-      value = convert(a, args[0]!);
+      value = this.convert(a, args[0]!);
       if (a.choices && !a.choices.includes(value as string)) {
         throw new ArgumentError(
           a,
@@ -453,34 +496,35 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
     }
     switch (a.kind) {
       case "help":
-        throw new UsageExit(0, formatHelp(spec), "");
+        throw new UsageExit(0, formatHelp(this.spec), "");
       case "version":
-        throw new UsageExit(0, `${spec.version}\n`, "");
+        throw new UsageExit(0, `${this.spec.version}\n`, "");
       case "store_true":
-        values[a.dest] = true;
+        this.values[a.dest] = true;
         break;
       case "store":
-        values[a.dest] = value;
+        this.values[a.dest] = value;
         break;
     }
-  };
+  }
 
-  const matchArgument = (a: Action, start: number): number => {
+  private matchArgument(a: Action, start: number): number {
     if (a.nargs === 0) return 0;
-    const next = pattern[start];
+    const next = this.pattern[start];
     if (a.nargs === "?") return next === "A" ? 1 : 0;
     if (next !== "A") throw new ArgumentError(a, "expected one argument");
     return 1;
-  };
+  }
 
-  const consumeOptional = (startIndex: number): number => {
-    const tuple = optionIndices.get(startIndex)!;
+  /** The option at `startIndex` (and flags packed after it, `-nv`) with its value; returns the next index. */
+  private consumeOptional(startIndex: number): number {
+    const tuple = this.optionIndices.get(startIndex)!;
     let { action, optionString, explicitArg } = tuple;
     const pending: Array<[Action, string[]]> = [];
     let stop: number;
     for (;;) {
       if (action === null) {
-        extras.push(argv[startIndex]!);
+        this.extras.push(this.argv[startIndex]!);
         return startIndex + 1;
       }
       if (explicitArg !== null) {
@@ -489,7 +533,7 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
           pending.push([action, []]);
           optionString = "-" + explicitArg[0];
           const rest = explicitArg.slice(1);
-          const next = optionMap.get(optionString);
+          const next = this.optionMap.get(optionString);
           if (next) {
             action = next;
             explicitArg = rest === "" ? null : rest;
@@ -505,37 +549,13 @@ function parseInner(spec: ParserSpec, actions: Action[], argv: readonly string[]
         }
       } else {
         const start = startIndex + 1;
-        const count = matchArgument(action, start);
+        const count = this.matchArgument(action, start);
         stop = start + count;
-        pending.push([action, argv.slice(start, stop)]);
+        pending.push([action, this.argv.slice(start, stop)]);
         break;
       }
     }
-    for (const [a, args] of pending) takeAction(a, args);
+    for (const [a, args] of pending) this.takeAction(a, args);
     return stop;
-  };
-
-  // Pass 2: consume options in order; anything that is not an option or an
-  // option's value ends up in extras.
-  const indices = [...optionIndices.keys()].sort((a, b) => a - b);
-  const maxOptionIndex = indices.length > 0 ? indices[indices.length - 1]! : -1;
-  let startIndex = 0;
-  while (startIndex <= maxOptionIndex) {
-    const nextOptionIndex = indices.find((i) => i >= startIndex)!;
-    if (!optionIndices.has(startIndex)) {
-      extras.push(...argv.slice(startIndex, nextOptionIndex));
-      startIndex = nextOptionIndex;
-    }
-    startIndex = consumeOptional(startIndex);
   }
-  extras.push(...argv.slice(startIndex));
-
-  const missing = actions.filter((a) => a.required && !seen.has(a.dest));
-  if (missing.length > 0) {
-    throw new ParserError(
-      `the following arguments are required: ${missing.map((a) => a.optionStrings.join("/")).join(", ")}`,
-    );
-  }
-  if (extras.length > 0) throw new ParserError(`unrecognized arguments: ${extras.join(" ")}`);
-  return { values, seen };
 }
