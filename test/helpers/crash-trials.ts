@@ -229,6 +229,14 @@ export class CrashHarness {
 
   /** Clears a job a killed run left behind the way the next run tells us to. */
   private async clearLeftoverJob(dir: string, r: TrialResult): Promise<void> {
+    // A run killed right after it asked libvirt to end the job ("stopping the job") leaves a job
+    // that is already ending: it goes within a moment, and the next run rightly sees none. A job
+    // nobody ends stays.
+    for (let i = 0; i < 10 && (await this.jobLeft()); i++) await sleep(100);
+    if (!(await this.jobLeft())) {
+      r.notes.push("the job ended by itself (it was being stopped when the run was killed)");
+      return;
+    }
     const next = await this.tool.backup(this.backupArgs("inc", dir, false)).result;
     if (next.exitCode === 0) r.problems.push("an inc was accepted while the killed run's job was still running");
     const hint = /stop it with \[(virtnbdbackup [^\]]+)\]/.exec(next.output);
