@@ -57,7 +57,7 @@ export const FULL_WRITES: ContentOp[] = [
 /**
  * Between full and inc: 72 KiB (overwrites, zero bytes over data, a new region). The zeroes are
  * written as data (`write -P 0`), not with `write -z`: a zeroed cluster reads as a hole, and
- * upstream's inc (sparse detection, behaviour.md §7.1) leaves dirty holes out, so its set would
+ * upstream's inc (sparse detection; docs/behaviour.md, "Extent query") leaves dirty holes out, so its set would
  * not hold the disk's content at the inc.
  */
 export const INC_WRITES: ContentOp[] = [

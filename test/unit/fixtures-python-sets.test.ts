@@ -11,12 +11,12 @@ import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { openBackupSet } from "../../src/backupset/open-set.js";
 import { selectDataFiles } from "../../src/backupset/data-files.js";
-import { buildChain, type ChainFile } from "../../src/backupset/chain.js";
+import { buildChain, type ChainFile } from "../../src/backupset/chain-order.js";
 import { dumpMetadata } from "../../src/backupset/dump.js";
 import { verifySet } from "../../src/backupset/verify.js";
 import { StreamReader } from "../../src/format/reader.js";
-import { loadChain } from "../../src/map/chain.js";
-import { ChainBackend } from "../../src/map/chain-backend.js";
+import { loadChain } from "../../src/chain/chain-loader.js";
+import { ChainBackend } from "../../src/chain/chain-backend.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const FIXTURES = new URL("../../fixtures/", import.meta.url).pathname;
