@@ -1,15 +1,57 @@
 #!/usr/bin/env node
 // Test entry point: `all` (typecheck, build, unit, integration), `unit` (quick subset),
 // `integration`. Files named *.slow.test.ts are the slow ones; `--skip-slow` leaves them out.
-// Extra arguments that name test files run only those.
-import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+// Extra arguments that name test files run only those (one at a time).
+//
+// How `all` spends its time (2 cores, one libvirtd):
+// - the unit files and the integration files that need no libvirtd run together, two at a time;
+// - integration files run two at a time, each in its own process, except those in SOLO below,
+//   which run alone, and those in FRESH_LIBVIRTD, which run alone after a libvirtd restart;
+// - randomized crash trials are bounded (VNBT_CRASH_TRIALS, default 10 here; the phase files
+//   cover every phase deterministically);
+// - the time per file and one closing line with the totals are printed at the end.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const [mode = "all", ...rest] = process.argv.slice(2);
 const skipSlow = rest.includes("--skip-slow");
 const only = rest.filter((a) => !a.startsWith("--"));
+
+/**
+ * Files that SIGKILL or SIGTERM backup clients in the middle of libvirt jobs. libvirt 9.0 can
+ * deadlock its qemu event thread after a backup client is SIGKILLed mid-job (seen here:
+ * qemuBackupNotifyBlockjobEnd waiting in qemuDomainObjExitMonitor for a domain lock nobody
+ * holds); from then on no backup job of any domain ever ends. So each of these runs alone after
+ * a fresh libvirtd (domains keep running across a restart), and the next file gets one too.
+ * (A related hang was traced to qemu 7.2 itself, stuck in nbd-server-stop while a client was
+ * still in its NBD handshake; the tool now closes its connections before ending a job.)
+ */
+const FRESH_LIBVIRTD = new Set([
+  "crash-kill.test.ts",
+  "crash-kill.slow.test.ts",
+  "crash-term.test.ts",
+  "crash-signals.test.ts",
+  "crash-levels.test.ts",
+  "crash-diskfull.test.ts",
+  "backup-interrupt.test.ts",
+  "remote-backup.test.ts",
+]);
+
+/**
+ * Files that run alone: libvirt-connection disconnects "its" new libvirtd client through
+ * virt-admin (a neighbour's client could be taken for it); remote-netns builds network
+ * namespaces and routes; concurrent-backup times three backups against each other.
+ */
+const SOLO = new Set(["libvirt-connection.test.ts", "remote-netns.slow.test.ts", "concurrent-backup.test.ts"]);
+
+/** Integration files that need no libvirtd: they run with the unit files. */
+function needsLibvirt(file) {
+  return /domains\.js|libvirt|virsh|our-tool|python-tool|crash-|map-backups/.test(readFileSync(join(root, file), "utf8"));
+}
+
+const base = (f) => f.slice(f.lastIndexOf("/") + 1);
 
 function run(cmd, args, env = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit", env: { ...process.env, ...env } });
@@ -29,34 +71,52 @@ function testFiles(dir) {
   return out;
 }
 
-function nodeTest(files, concurrency) {
-  // A hung peer must fail its test, not stall CI: 5 minutes per test at most.
-  return spawnSync(process.execPath, ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...files], {
-    cwd: root,
-    stdio: "inherit",
-  }).status;
+const testEnv = { ...process.env, VNBT_CRASH_TRIALS: process.env["VNBT_CRASH_TRIALS"] ?? "10" };
+
+/**
+ * One file in its own `node --test` process; its output is kept and printed in one piece when it
+ * ends (two files at a time would interleave). A hung peer must fail its test, not stall CI:
+ * 5 minutes per test at most.
+ */
+function runFile(file) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-timeout=300000", file], { cwd: root, env: testEnv });
+    const chunks = [];
+    child.stdout.on("data", (d) => chunks.push(d));
+    child.stderr.on("data", (d) => chunks.push(d));
+    child.on("close", (code, signal) => {
+      const output = Buffer.concat(chunks).toString();
+      process.stdout.write(`\n# ---- ${file}\n${output}`);
+      resolve({ file, status: code ?? (signal ? 1 : 0), seconds: (performance.now() - started) / 1000, counts: countsOf(output) });
+    });
+  });
 }
 
-function runTests(files, concurrency) {
-  if (files.length === 0) return;
-  const started = performance.now();
-  const status = nodeTest(files, concurrency);
-  timings.push([files.length === 1 ? files[0] : `${files.length} files (${files[0].split("/").slice(0, 2).join("/")})`, (performance.now() - started) / 1000]);
-  if (status !== 0) process.exit(status ?? 1);
+/** `# pass N`, `# fail N`, `# skipped N` of one node --test run (its last summary). */
+function countsOf(output) {
+  const last = (name) => {
+    const all = [...output.matchAll(new RegExp(`^# ${name} (\\d+)$`, "gm"))];
+    return all.length ? Number(all.at(-1)[1]) : 0;
+  };
+  return { pass: last("pass"), fail: last("fail") + last("cancelled"), skipped: last("skipped") };
+}
+
+/** Runs files `width` at a time; resolves with the results in the order the files were given. */
+async function pool(files, width) {
+  const results = new Array(files.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) results[i] = await runFile(files[i]);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, files.length) }, worker));
+  return results;
 }
 
 const sh = (cmd, args) => spawnSync(cmd, args, { stdio: "ignore", timeout: 20_000 }).status === 0;
 const sleepMs = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-/**
- * libvirt 9.0 can deadlock its qemu event thread after a backup client is SIGKILLed mid-job
- * (seen here: qemuBackupNotifyBlockjobEnd waiting in qemuDomainObjExitMonitor for a domain
- * lock nobody holds); from then on no backup job of any domain ever ends. The crash tests
- * do exactly that, so each integration file starts with a fresh libvirtd (domains keep
- * running across a restart). Only when we are root and libvirtd runs as a plain daemon.
- * (A related hang was traced to qemu 7.2 itself, stuck in nbd-server-stop while a client was
- * still in its NBD handshake; the tool now closes its connections before ending a job.)
- */
+/** A new libvirtd (see FRESH_LIBVIRTD). Only when we are root and libvirtd runs as a plain daemon. */
 function freshLibvirtd() {
   if (process.getuid?.() !== 0 || process.env["VNBT_KEEP_LIBVIRTD"] || !sh("pgrep", ["-x", "libvirtd"])) return;
   sh("pkill", ["-x", "libvirtd"]);
@@ -79,49 +139,65 @@ function libvirtdLostItsSocket() {
   return process.getuid?.() === 0 && sh("pgrep", ["-x", "libvirtd"]) && !existsSync(LIBVIRT_SOCKET);
 }
 
-const timings = [];
-function printTimings() {
-  if (timings.length === 0) return;
-  const total = timings.reduce((s, [, t]) => s + t, 0);
-  console.error(`\ntime per test file (s):`);
-  for (const [f, t] of [...timings].sort((a, b) => b[1] - a[1])) console.error(`  ${t.toFixed(1).padStart(7)}  ${f}`);
-  console.error(`  ${total.toFixed(1).padStart(7)}  total`);
-}
-process.on("exit", printTimings);
+const results = [];
 
-/** One node --test run per file, each after a libvirtd reset; all files run, failures summed up. */
-function runIntegration(files) {
-  const failed = [];
-  for (const f of files) {
-    const started = performance.now();
-    freshLibvirtd();
-    let status = nodeTest([f], 1);
-    if (status !== 0 && libvirtdLostItsSocket()) {
-      console.error(`\n${f}: libvirtd's ${LIBVIRT_SOCKET} disappeared during the run (test host failure); running the file again after a libvirtd restart`);
+async function retryOnLostSocket(batch) {
+  for (const [i, r] of batch.entries()) {
+    if (r.status !== 0 && libvirtdLostItsSocket()) {
+      console.error(`\n${r.file}: libvirtd's ${LIBVIRT_SOCKET} disappeared during the run (test host failure); running the file again after a libvirtd restart`);
       freshLibvirtd();
-      status = nodeTest([f], 1);
+      batch[i] = await runFile(r.file);
     }
-    timings.push([f, (performance.now() - started) / 1000]);
-    if (status !== 0) failed.push(f);
   }
-  if (failed.length > 0) {
-    console.error(`\nintegration test files failed (${failed.length} of ${files.length}):\n  ${failed.join("\n  ")}`);
-    process.exit(1);
+  return batch;
+}
+
+/** Integration files: the shared ones two at a time, then SOLO, then FRESH_LIBVIRTD files one by one. */
+async function runIntegration(files) {
+  const shared = files.filter((f) => !SOLO.has(base(f)) && !FRESH_LIBVIRTD.has(base(f)));
+  const solo = files.filter((f) => SOLO.has(base(f)));
+  const fresh = files.filter((f) => FRESH_LIBVIRTD.has(base(f)));
+  freshLibvirtd();
+  results.push(...(await retryOnLostSocket(await pool(shared, 2))));
+  for (const f of solo) results.push(...(await retryOnLostSocket([await runFile(f)])));
+  for (const f of fresh) {
+    freshLibvirtd();
+    results.push(...(await retryOnLostSocket([await runFile(f)])));
   }
+  if (fresh.length > 0) freshLibvirtd(); // leave a healthy daemon behind
+}
+
+function report() {
+  if (results.length === 0) return 0;
+  const total = { pass: 0, fail: 0, skipped: 0 };
+  for (const r of results) for (const k of Object.keys(total)) total[k] += r.counts[k];
+  console.error(`\ntime per test file (s), wall clock ${((performance.now() - t0) / 1000).toFixed(1)} s:`);
+  for (const r of [...results].sort((a, b) => b.seconds - a.seconds)) {
+    console.error(`  ${r.seconds.toFixed(1).padStart(7)}  ${r.file}${r.status !== 0 ? "  FAILED" : ""}`);
+  }
+  const failed = results.filter((r) => r.status !== 0);
+  if (failed.length > 0) console.error(`\ntest files failed (${failed.length} of ${results.length}):\n  ${failed.map((r) => r.file).join("\n  ")}`);
+  // Counted from each file's own summary; a file that failed without a failing test counts once.
+  const failedTests = Math.max(total.fail, failed.length);
+  console.log(`\ntotal: ${total.pass} passed, ${failedTests} failed, ${total.skipped} skipped`);
+  return failed.length > 0 ? 1 : 0;
 }
 
 if (!["all", "unit", "integration"].includes(mode)) {
   console.error(`usage: run-tests.js all|unit|integration [--skip-slow] [files...]`);
   process.exit(2);
 }
+const t0 = performance.now();
 if (mode === "all" || mode === "integration") {
   run("npm", ["run", "--silent", "typecheck"]);
   run("npm", ["run", "--silent", "build"]);
 }
 if (only.length > 0) {
-  runTests(only, 1);
+  for (const f of only) results.push(await runFile(f));
 } else {
-  if (mode !== "integration") runTests(testFiles("test/unit"), 2);
-  // Integration tests share one libvirtd and two cores: one file at a time.
-  if (mode !== "unit") runIntegration(testFiles("test/integration"));
+  const integration = mode === "unit" ? [] : testFiles("test/integration");
+  const quick = [...(mode === "integration" ? [] : testFiles("test/unit")), ...integration.filter((f) => !needsLibvirt(f))];
+  results.push(...(await pool(quick, 2)));
+  await runIntegration(integration.filter((f) => needsLibvirt(f)));
 }
+process.exit(report());
