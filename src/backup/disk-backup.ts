@@ -23,6 +23,7 @@ import {
 } from "../nbd/index.js";
 import { copyExtentsToRawFile } from "../pipeline/backup-raw.js";
 import { copyExtentsToStream } from "../pipeline/backup-stream.js";
+import { nbdReader } from "../pipeline/nbd-endpoints.js";
 import type { BlockReader } from "../pipeline/types.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
@@ -81,13 +82,6 @@ export interface DiskBackupResult {
 }
 
 const READ_SIZE = 4 << 20;
-
-class NbdReader implements BlockReader {
-  constructor(private readonly client: NbdClient) {}
-  async read(offset: number, into: Buffer): Promise<void> {
-    await this.client.read(offset, into.length, into);
-  }
-}
 
 export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult> {
   const { disk, log } = o;
@@ -165,7 +159,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     o.onTotal?.(extents.dataBytes);
 
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
-    const reader = new NbdReader(client);
+    const reader = nbdReader(client);
     const started = performance.now();
     if (o.raw) {
       await writeRawImage(o, name, reader, extents, client.size);

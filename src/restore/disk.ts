@@ -7,7 +7,9 @@ import type { ChainFile } from "../backupset/chain.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import type { NbdClient } from "../nbd/index.js";
+import { nbdWriter } from "../pipeline/nbd-endpoints.js";
 import { applyStream } from "../pipeline/restore-stream.js";
+import type { BlockWriter } from "../pipeline/types.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import type { RemoteNbd } from "../backup/disk-backup.js";
@@ -18,7 +20,6 @@ import { humanize } from "../cli/humanize.js";
 import { pyPrettyDict } from "../util/python-repr.js";
 import { adler32Range } from "../format/checksum.js";
 import { storedChecksum } from "../backupset/stored-checksum.js";
-import { NbdBlockWriter } from "./nbd-writer.js";
 import { convertChain } from "./convert.js";
 import { loadIntegrity } from "../backupset/integrity.js";
 
@@ -139,7 +140,7 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
       compressDriver: job.compress,
     });
     client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
-    const writer = new NbdBlockWriter(client);
+    const writer = nbdWriter(client);
     const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {
       await applyFile(job, file, writer, pool, i === 0);
@@ -161,7 +162,7 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
   }
 }
 
-async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: NbdBlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
+async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: BlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
   const { log, set } = job;
   const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
   if (file.meta.dataSize === 0) {

@@ -6,8 +6,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import net from "node:net";
 import {
   backupExtents,
-  blockReader,
-  blockWriter,
   BASE_ALLOCATION,
   connect,
   Errno,
@@ -26,6 +24,7 @@ import {
   type NbdBackend,
   type ServerOptions,
 } from "../../src/nbd/index.js";
+import { nbdReader, nbdWriter } from "../../src/pipeline/nbd-endpoints.js";
 import { pattern } from "../helpers/nbd-wire.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -328,12 +327,12 @@ describe("nbd client <-> server", () => {
     const mem = new MemoryBackend(4 * MiB);
     const { socket } = await serve(t, { d: mem });
     const c = await client(t, socket, "d");
-    const w = blockWriter(c);
+    const w = nbdWriter(c);
     await w.write(4096, Buffer.alloc(8192, 7));
     await w.zero(8192, 4096);
     await w.flush();
     const into = Buffer.alloc(12288);
-    await blockReader(c).read(0, into);
+    await nbdReader(c).read(0, into);
     assert.deepEqual(into, Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 7), Buffer.alloc(4096)]));
     assert.equal(mem.flushes, 1);
   });
