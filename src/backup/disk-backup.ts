@@ -29,7 +29,7 @@ import { QemuNbdServer } from "../qemu/nbd-server.js";
 import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
 import { moveInto, writeFileDurably } from "../storage/durable.js";
-import type { SizedPool } from "../util/sized-pool.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "./disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
 
@@ -58,7 +58,7 @@ export interface DiskBackupOptions {
   online: { target: NbdTarget; dirtyContext: string | null; tls?: ClientTlsOptions | null } | null;
   /** `tcp`: remote hypervisor, qemu-nbd on `port` there (behaviour.md §5), reached at `connectHost`. */
   offline: { host: Host; socket: string; bitmap: string | null; tcp?: RemoteNbd | null } | null;
-  pool: SizedPool;
+  pool: BufferPool;
   log: DiskLog;
   onTotal?: (bytes: number) => void;
   onProgress?: (bytes: number) => void;

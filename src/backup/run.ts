@@ -24,7 +24,7 @@ import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
 import { ZipTarget } from "../storage/zip-target.js";
 import { oneLine } from "../util/one-line.js";
-import { SizedPool } from "../util/sized-pool.js";
+import { BufferPool } from "../util/buffer-pool.js";
 import {
   checkpointSize,
   CheckpointError,
@@ -462,7 +462,7 @@ async function runConnected(r: RunContext): Promise<number> {
     const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
     const progress = new Progress({ noprogress: r.noprogress });
     logging.setConsole(progress);
-    const pool = new SizedPool(READ_BUDGET);
+    const pool = BufferPool.budget(READ_BUDGET);
     let totalBytes = 0;
     let diskFailures = 0;
     const queue = [...disks];

@@ -74,7 +74,7 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
 /** Returns true when every file is sound; each problem is logged as one ERROR line. */
 export async function verifySet(set: BackupSetSource, files: SetFile[], options: VerifyOptions, log: VerifyLog): Promise<boolean> {
   const stored = new Map((await set.list()).map((f) => [f.name, f]));
-  const pool = new BufferPool(32 << 20, 1);
+  const pool = BufferPool.fixed(32 << 20, 1);
   let ok = true;
   for (const file of files) {
     const shown = displayName(set, file);

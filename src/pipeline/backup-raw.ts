@@ -5,7 +5,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { EarlyWriteback } from "../storage/writeback.js";
 import { InFlight } from "../util/in-flight.js";
-import type { SizedPool } from "../util/sized-pool.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
 
@@ -15,7 +15,7 @@ export interface RawBackupOptions {
   file: FileHandle;
   diskSize: number;
   readSize: number;
-  pool: SizedPool;
+  pool: BufferPool;
   onProgress?: ProgressFn;
 }
 

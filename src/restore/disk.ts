@@ -141,7 +141,7 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
     });
     client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
     const writer = nbdWriter(client);
-    const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
+    const pool = BufferPool.fixed(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {
       await applyFile(job, file, writer, pool, i === 0);
       if (job.until && file.meta.checkpointName === job.until) {

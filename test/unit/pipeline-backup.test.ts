@@ -9,7 +9,6 @@ import { StreamWriter } from "../../src/format/writer.js";
 import { IntegrityChecker, IntegrityRecorder, parseIntegrity } from "../../src/format/integrity.js";
 import { applyStream } from "../../src/pipeline/restore-stream.js";
 import { StreamReader } from "../../src/format/reader.js";
-import { SizedPool } from "../../src/util/sized-pool.js";
 import { BufferPool } from "../../src/util/buffer-pool.js";
 import { MemorySink, MemorySource } from "../helpers/memory-streams.js";
 import { pattern } from "../helpers/streams.js";
@@ -55,7 +54,7 @@ async function backup(compressLevel: number | null, incremental: boolean, reader
     checkpointName: "virtnbdbackup.0", compressed: compressLevel ?? false, compressionMethod: "lz4",
     parentCheckpoint: "", incremental, streamVersion: 2,
   });
-  const pool = new SizedPool(1024 * KiB);
+  const pool = BufferPool.budget(1024 * KiB);
   let progress = 0;
   await copyExtentsToStream({
     reader, extents, writer, incremental, compressLevel, chunkSize, readSize: 128 * KiB, pool,
@@ -70,7 +69,7 @@ async function backup(compressLevel: number | null, incremental: boolean, reader
 async function restore(bytes: Buffer): Promise<{ image: Buffer; kinds: string[]; trailer: unknown }> {
   const r = await StreamReader.open(new MemorySource(bytes));
   const image = Buffer.alloc(r.meta.virtualSize);
-  const pool = new BufferPool(1024 * KiB, 2);
+  const pool = BufferPool.fixed(1024 * KiB, 2);
   const kinds: string[] = [];
   for await (const f of r.frames()) {
     kinds.push(f.kind);
@@ -118,7 +117,7 @@ test("raw image backup: data at offsets, holes sparse, exact size", async (t) =>
   const dir = await tempDir(t);
   const fh = await open(join(dir, "sda.copy.data"), "w+");
   t.after(() => fh.close());
-  const pool = new SizedPool(512 * KiB);
+  const pool = BufferPool.budget(512 * KiB);
   await copyExtentsToRawFile({ reader: new MemoryReader(disk), extents, file: fh, diskSize: DISK, readSize: 64 * KiB, pool });
   const { size } = await fh.stat();
   assert.equal(size, DISK);
@@ -135,7 +134,7 @@ for (const level of [null, 2]) {
     const record = parseIntegrity(await integrity.text(), "memory.data.integrity");
     const writer = { write: async () => {}, zero: async () => {}, flush: async () => {} };
     await applyStream({
-      reader: await StreamReader.open(new MemorySource(bytes)), writer, pool: new BufferPool(64 * KiB, 4), freshTarget: true,
+      reader: await StreamReader.open(new MemorySource(bytes)), writer, pool: BufferPool.fixed(64 * KiB, 4), freshTarget: true,
       integrity: new IntegrityChecker(record, "memory.data", level === null),
     });
   });
