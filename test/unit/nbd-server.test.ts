@@ -323,6 +323,31 @@ describe("nbd client <-> server", () => {
     await assert.rejects(NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", signal: retrying.signal }), NbdConnectAborted);
   });
 
+  it("flush waits for the writes in flight, failed ones too", async (t) => {
+    const events: string[] = [];
+    let writes = 0;
+    const slow: NbdBackend = {
+      size: MiB,
+      read: (_o, _l, into) => void into.fill(0),
+      write: async (offset) => {
+        const n = ++writes;
+        await sleep(30);
+        events.push(`write ${n}`);
+        if (offset === 0) throw new NbdBackendError(Errno.EIO, "bad sector");
+      },
+      flush: () => void events.push("flush"),
+    };
+    const { socket } = await serve(t, { d: slow });
+    const c = await client(t, socket, "d");
+    const failing = c.write(0, Buffer.alloc(4096));
+    failing.catch(() => undefined);
+    const fine = c.write(4096, Buffer.alloc(4096));
+    await c.flush();
+    assert.deepEqual(events, ["write 1", "write 2", "flush"]);
+    await assert.rejects(failing, /EIO/);
+    await fine;
+  });
+
   it("adapts to the copy engines' reader/writer interfaces", async (t) => {
     const mem = new MemoryBackend(4 * MiB);
     const { socket } = await serve(t, { d: mem });
