@@ -5,6 +5,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { EarlyWriteback } from "../storage/writeback.js";
 import { InFlight } from "../util/in-flight.js";
+import { writeFullyAt } from "../util/write-fully.js";
 import type { BufferPool } from "../util/buffer-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
@@ -32,10 +33,7 @@ export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
       const { offset, length } = item;
       const write = async () => {
         try {
-          for (let at = 0; at < length; ) {
-            const { bytesWritten } = await o.file.write(buf, at, length - at, offset + at);
-            at += bytesWritten;
-          }
+          await writeFullyAt(o.file, buf, offset, length);
         } finally {
           o.pool.release(buf);
         }

@@ -2,6 +2,7 @@
 import { open, rm } from "node:fs/promises";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { moveInto } from "../storage/durable.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 const BLOCK = 1 << 20;
 
@@ -20,7 +21,7 @@ export async function copySparse(source: RandomAccessSource, target: string): Pr
       const n = Math.min(BLOCK, source.size - pos);
       await readExactly(source, buf, 0, n, pos);
       if (n >= 8 && allZero(buf, n)) continue;
-      for (let at = 0; at < n; ) at += (await fh.write(buf, at, n - at, pos + at)).bytesWritten;
+      await writeFullyAt(fh, buf, pos, n);
     }
     await fh.sync();
   } catch (e) {

@@ -5,6 +5,7 @@ import type { BackupTarget, TargetFile } from "./target.js";
 import { DirectFileWriter } from "./direct-file.js";
 import { fileError, moveInto, writeFileDurably } from "./durable.js";
 import { EarlyWriteback } from "./writeback.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 /** How a partial file's bytes reach the disk. */
 interface FileBody {
@@ -51,10 +52,7 @@ class BufferedBody implements FileBody {
     const base = this.position;
     this.position += chunk.length;
     await this.writeback.advance(base);
-    for (let at = 0; at < chunk.length; ) {
-      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
-      at += bytesWritten;
-    }
+    await writeFullyAt(this.fh, chunk, base);
   }
   async finish(): Promise<void> {
     await this.writeback.drain(); // never on a closed descriptor
