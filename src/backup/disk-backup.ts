@@ -3,7 +3,6 @@
  * a qemu-nbd for offline domains), query extents, and write the stream or raw image into the
  * target (directory: `.partial` → fsync → final name → `.chksum`; zip: one entry).
  */
-import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { humanize } from "../cli/humanize.js";
 import { dataFileName, type Level } from "../backupset/layout.js";
@@ -28,7 +27,7 @@ import type { BlockReader } from "../pipeline/types.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
-import { moveInto, writeFileDurably } from "../storage/durable.js";
+import { writeFileDurably } from "../storage/durable.js";
 import type { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "./disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
@@ -234,18 +233,16 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
 }
 
 async function writeRawImage(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, size: number): Promise<void> {
-  if (o.target.isArchive) throw new Error("Output type raw not supported to stdout.");
+  if (!o.target.createImage) throw new Error("Output type raw not supported to stdout.");
   o.log.info("Creating full provisioned raw backup image");
-  const path = join(o.target.directory, name);
-  const partial = `${path}.partial`;
-  o.log.info(`Write data to target file: [${partial}].`);
-  const fh = await open(partial, "w", 0o600);
+  const image = await o.target.createImage(name, size, { replace: false });
+  o.log.info(`Write data to target file: [${image.location}].`);
   try {
-    await copyExtentsToRawFile({ reader, extents, file: fh, diskSize: size, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
-    await fh.sync();
-  } finally {
-    await fh.close();
+    await copyExtentsToRawFile({ reader, extents, image, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
+    await image.commit();
+  } catch (e) {
+    await image.abort();
+    throw e;
   }
-  await moveInto(partial, path, false);
 }
 

@@ -1,11 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { copyExtentsToStream } from "../../src/pipeline/backup-stream.js";
 import { copyExtentsToRawFile } from "../../src/pipeline/backup-raw.js";
 import type { BlockReader, Extent } from "../../src/pipeline/types.js";
 import { StreamWriter } from "../../src/format/writer.js";
+import { DirectoryTarget } from "../../src/storage/directory-target.js";
 import { IntegrityChecker, IntegrityRecorder, parseIntegrity } from "../../src/format/integrity.js";
 import { applyStream } from "../../src/pipeline/restore-stream.js";
 import { StreamReader } from "../../src/format/reader.js";
@@ -115,14 +116,12 @@ test("a failed read rejects the backup and returns every buffer", async () => {
 
 test("raw image backup: data at offsets, holes sparse, exact size", async (t) => {
   const dir = await tempDir(t);
-  const fh = await open(join(dir, "sda.copy.data"), "w+");
-  t.after(() => fh.close());
+  const image = await new DirectoryTarget(dir).createImage("sda.copy.data", DISK);
   const pool = BufferPool.budget(512 * KiB);
-  await copyExtentsToRawFile({ reader: new MemoryReader(disk), extents, file: fh, diskSize: DISK, readSize: 64 * KiB, pool });
-  const { size } = await fh.stat();
-  assert.equal(size, DISK);
-  const img = Buffer.alloc(DISK);
-  await fh.read(img, 0, DISK, 0);
+  await copyExtentsToRawFile({ reader: new MemoryReader(disk), extents, image, readSize: 64 * KiB, pool });
+  await image.commit();
+  const img = await readFile(join(dir, "sda.copy.data"));
+  assert.equal(img.length, DISK);
   assert.deepEqual(img, expected());
   assert.equal(pool.bytesInUse, 0);
 });
