@@ -5,10 +5,10 @@
  */
 import { join } from "node:path";
 import { humanize } from "../cli/humanize.js";
-import { dataFileName, type Level } from "../backupset/layout.js";
+import { checksumFileName, dataFileName, integrityFileName, type Level } from "../backupset/layout.js";
 import { isoLocalNow, STREAM_VERSION } from "../format/metadata.js";
 import { StreamWriter } from "../format/writer.js";
-import { IntegrityRecorder, integrityName } from "../format/integrity.js";
+import { IntegrityRecorder } from "../format/integrity.js";
 import type { Host } from "../host/host.js";
 import {
   backupMetaContexts,
@@ -218,13 +218,14 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
     const summary = await writer.finish();
     await file.commit();
     // Our per-frame CRCs: next to the data file, or the entry after it in the zip.
-    if (o.target.isArchive) await o.target.putFile(integrityName(name), await integrity.text());
-    else await writeFileDurably(join(o.target.directory, integrityName(name)), await integrity.text(), false);
+    if (o.target.isArchive) await o.target.putFile(integrityFileName(name), await integrity.text());
+    else await writeFileDurably(join(o.target.directory, integrityFileName(name)), await integrity.text(), false);
     if (!o.target.isArchive) {
       const path = join(o.target.directory, name);
       log.info(`Checksum for file: [${path}]:[${summary.adler32}]`);
-      log.info(`Saving checksum to: [${path}.chksum]`);
-      await writeFileDurably(`${path}.chksum`, String(summary.adler32), false);
+      const chksum = join(o.target.directory, checksumFileName(name));
+      log.info(`Saving checksum to: [${chksum}]`);
+      await writeFileDurably(chksum, String(summary.adler32), false);
     }
   } catch (e) {
     await file.abort();

@@ -11,7 +11,17 @@ import { logging, withThread, type Logger } from "../cli/log.js";
 import { Progress, type DiskProgress } from "../cli/progress.js";
 import { versionLine } from "../cli/run.js";
 import { readCpt } from "../backupset/cpt.js";
-import { backupLogFileName, checkpointName, cptFileName, dataFileName, unixIdent, type Level } from "../backupset/layout.js";
+import {
+  backupLogFileName,
+  CHECKPOINT_DIR,
+  checkpointName,
+  cptFileName,
+  dataFileName,
+  isCheckpointXmlName,
+  runMarkerFileName,
+  unixIdent,
+  type Level,
+} from "../backupset/layout.js";
 import { LocalHost } from "../host/local.js";
 import { SshHost } from "../host/ssh.js";
 import type { Host } from "../host/host.js";
@@ -39,7 +49,7 @@ import { backupDisk, type RemoteNbd } from "./disk-backup.js";
 import { selectDisks } from "./disk-selection.js";
 import { JobStartError, runningBackupJob, startBackupJob } from "./job.js";
 import { checkClientTls, clientTls, givenOptions, isRemoteUri, nbdHostFor, openSshHost, serverTlsDir, sshFailureLine, sshTargetFor } from "./remote.js";
-import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./run-marker.js";
+import { clearRunMarker, readRunMarker, writeRunMarker } from "./run-marker.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveVmConfig, type SideFileContext } from "./side-files.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type GivenLevel, type TargetDirState } from "./target-dir.js";
 
@@ -160,11 +170,11 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
     await reportLeftoverJob(args, outDir, log);
     return fail(
       log,
-      `Unfinished backup run found in target directory: [${outDir}] (${runMarkerName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
+      `Unfinished backup run found in target directory: [${outDir}] (${runMarkerFileName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
       "Its checkpoint may have no saved data: an incremental backup now would miss changes. Execute a full backup into a new directory.",
     );
   }
-  const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, "checkpoints");
+  const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, CHECKPOINT_DIR);
   await mkdir(checkpointDir, { recursive: true });
   const cptPath = join(outDir, cptFileName(args.domain));
 
@@ -372,7 +382,7 @@ async function runConnected(r: RunContext): Promise<number> {
     try {
       await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: "?", started: new Date().toISOString() });
     } catch (e) {
-      return fail(log, `Unable to write the run marker [${join(r.outDir, runMarkerName(args.domain))}]: ${oneLine((e as Error).message)}`);
+      return fail(log, `Unable to write the run marker [${join(r.outDir, runMarkerFileName(args.domain))}]: ${oneLine((e as Error).message)}`);
     }
   }
   // Set once checkpoints or files of the set may have changed: a failure after that keeps the marker.
@@ -526,9 +536,9 @@ async function runConnected(r: RunContext): Promise<number> {
     await saveVmConfig(ctx, xml);
     if (archive && (level === "full" || level === "inc")) {
       await archive.putFile(cptFileName(args.domain), await readFile(r.cptPath, "utf8"));
-      const arcDir = args.checkpointdir ? args.checkpointdir.replace(/^(\.\/|\/)+/, "").replace(/\/+$/, "") : "checkpoints";
+      const arcDir = args.checkpointdir ? args.checkpointdir.replace(/^(\.\/|\/)+/, "").replace(/\/+$/, "") : CHECKPOINT_DIR;
       await archive.addDirectory(`${arcDir}/`);
-      for (const name of (await readdir(r.checkpointDir)).filter((n) => n.endsWith(".xml")).sort()) {
+      for (const name of (await readdir(r.checkpointDir)).filter(isCheckpointXmlName).sort()) {
         await archive.putFile(`${arcDir}/${name}`, await readFile(join(r.checkpointDir, name), "utf8"));
       }
     }

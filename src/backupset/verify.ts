@@ -11,6 +11,7 @@ import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain.js";
 import { parseCpt } from "./cpt.js";
+import { checksumFileName, isCptFileName } from "./layout.js";
 
 export interface VerifyLog {
   info(message: string): void;
@@ -88,7 +89,7 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
       continue;
     }
     log.info(`Checksum result: ${computed}`);
-    const chksumName = `${file.name}.chksum`;
+    const chksumName = checksumFileName(file.name);
     if (!stored.has(chksumName)) {
       log.info(`No checksum found, skipping: [${shown}]`);
     } else {
@@ -131,7 +132,7 @@ async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyL
     }
   }
   const listing = await set.list();
-  const cpts = listing.filter((f) => !f.name.includes("/") && f.name.endsWith(".cpt"));
+  const cpts = listing.filter((f) => !f.name.includes("/") && isCptFileName(f.name));
   let cpt: string[] = [];
   if (cpts.length === 1) {
     try {

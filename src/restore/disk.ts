@@ -14,6 +14,7 @@ import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import type { RemoteNbd } from "../backup/disk-backup.js";
 import { uniqueExportName } from "../qemu/nbd-tcp.js";
+import { partialPath } from "../storage/durable.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { humanize } from "../cli/humanize.js";
@@ -69,7 +70,7 @@ async function checkChecksum(set: BackupSetSource, name: string, expected: numbe
 export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
   const { host, log } = job;
   if (await host.exists(job.target)) throw new RestoreError(`Target file already exists: [${job.target}], won't overwrite.`);
-  const partial = `${job.target}.partial`;
+  const partial = partialPath(job.target);
   if (await host.exists(partial)) {
     log.warning(`Removing leftover of an earlier failed restore: [${partial}]`);
     await host.remove(partial);

@@ -1,7 +1,7 @@
 /** Copies a raw image into a new local file, leaving all-zero blocks as holes. */
 import { open, rm } from "node:fs/promises";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
-import { moveInto } from "../storage/durable.js";
+import { moveInto, partialPath } from "../storage/durable.js";
 import { writeFullyAt } from "../util/write-fully.js";
 
 const BLOCK = 1 << 20;
@@ -12,7 +12,7 @@ function allZero(buf: Buffer, n: number): boolean {
 }
 
 export async function copySparse(source: RandomAccessSource, target: string): Promise<void> {
-  const partial = `${target}.partial`;
+  const partial = partialPath(target);
   const fh = await open(partial, "wx", 0o600);
   try {
     await fh.truncate(source.size);

@@ -3,7 +3,7 @@ import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { BackupTarget, TargetEntry, TargetFile, TargetImage } from "./target.js";
 import { DirectFileWriter } from "./direct-file.js";
-import { fileError, moveInto, writeFileDurably } from "./durable.js";
+import { fileError, moveInto, partialPath, writeFileDurably } from "./durable.js";
 import { EarlyWriteback } from "./writeback.js";
 import { writeFullyAt } from "../util/write-fully.js";
 
@@ -174,7 +174,7 @@ export class DirectoryTarget implements BackupTarget {
 
   async createFile(name: string, options: { replace?: boolean } = {}): Promise<TargetFile> {
     const finalPath = join(this.directory, name);
-    const partial = `${finalPath}.partial`;
+    const partial = partialPath(finalPath);
     const direct = this.directIo ? await DirectFileWriter.create(partial, 0o600) : null;
     const body = direct ? new DirectBody(direct) : new BufferedBody(await open(partial, "w", 0o600));
     return new PartialFile(body, partial, finalPath, options.replace ?? false);
@@ -183,7 +183,7 @@ export class DirectoryTarget implements BackupTarget {
   /** Raw images go through the page cache (sparse: only data is written), never O_DIRECT. */
   async createImage(name: string, size: number, options: { replace?: boolean } = {}): Promise<TargetImage> {
     const finalPath = join(this.directory, name);
-    const partial = `${finalPath}.partial`;
+    const partial = partialPath(finalPath);
     const fh = await open(partial, "w", 0o600);
     try {
       await fh.truncate(size);
