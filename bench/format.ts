@@ -77,7 +77,7 @@ async function passThrough(dir: string): Promise<{ write: number; read: number }
   t = performance.now();
   const source = await openFileSource(path);
   const reader = await StreamReader.open(source);
-  const pool = new BufferPool(BLOCK, 4);
+  const pool = BufferPool.fixed(BLOCK, 4);
   let n = 0;
   for await (const f of reader.frames()) {
     if (f.kind !== "data") continue;

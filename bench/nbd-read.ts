@@ -107,7 +107,7 @@ async function throughput(dir: string): Promise<Record<string, unknown>> {
   const q = await startQemuNbd(["-r", "-t", "-e", "16", "-f", "raw", "-x", "", image], socket);
   const uri = `nbd+unix:///?socket=${socket}`;
   const target: NbdTarget = { kind: "unix", path: socket };
-  const pool = new BufferPool(REQUEST, DEPTH);
+  const pool = BufferPool.fixed(REQUEST, DEPTH);
   try {
     // Warm-up (page cache, pool buffers).
     await timeNbdcopy(uri);

@@ -8,7 +8,7 @@
  */
 import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { backupLogFileName, cptFileName } from "../backupset/layout.js";
+import { backupLogFileName, CHECKPOINT_DIR, cptFileName, runMarkerFileName } from "../backupset/layout.js";
 import { readCpt } from "../backupset/cpt.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
 import { SshHost } from "../host/ssh.js";
@@ -28,7 +28,7 @@ import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
 import { chooseDisks, domainState, leftoverJobHint, lookupDomain, refuseMissingData, reportLeftoverJob, saveConfigWithoutDisks } from "./preflight.js";
 import { BackupRefusal, type BackupIO, type Preflight, type RunContext, type RunPlace, type SetChanges } from "./run-context.js";
-import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker } from "./run-marker.js";
+import { clearRunMarker, readRunMarker, writeRunMarker } from "./run-marker.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type TargetDirState } from "./target-dir.js";
 
 export type { BackupIO } from "./run-context.js";
@@ -81,7 +81,7 @@ async function prepareOutput(args: BackupArgs, io: BackupIO): Promise<RunPlace> 
   } else if (io.stdout.isTTY) {
     throw new Error("Refusing to write a zip archive to a terminal: redirect stdout to a file or a pipe.");
   }
-  const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, "checkpoints");
+  const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, CHECKPOINT_DIR);
   return { stdoutMode, outDir, checkpointDir, cptPath: join(outDir, cptFileName(args.domain)) };
 }
 
@@ -103,7 +103,7 @@ async function refuseUnfinishedSet(args: BackupArgs, outDir: string, stdoutMode:
   if (marker && continuesSet && !args.killonly) {
     await reportLeftoverJob(args, outDir, log);
     throw new BackupRefusal(
-      `Unfinished backup run found in target directory: [${outDir}] (${runMarkerName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
+      `Unfinished backup run found in target directory: [${outDir}] (${runMarkerFileName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
       "Its checkpoint may have no saved data: an incremental backup now would miss changes. Execute a full backup into a new directory.",
     );
   }
@@ -193,7 +193,7 @@ async function markedRun(r: RunContext, m: Preflight): Promise<number> {
     try {
       await writeRunMarker(r.outDir, r.args.domain, { pid: process.pid, level: m.level, checkpoint: "?", started: new Date().toISOString() });
     } catch (e) {
-      return fail(r.log, `Unable to write the run marker [${join(r.outDir, runMarkerName(r.args.domain))}]: ${oneLine((e as Error).message)}`);
+      return fail(r.log, `Unable to write the run marker [${join(r.outDir, runMarkerFileName(r.args.domain))}]: ${oneLine((e as Error).message)}`);
     }
   }
   const changes: SetChanges = { setChanged: false };

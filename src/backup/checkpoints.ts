@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { checkpointName, checkpointXmlName, CHECKPOINT_PREFIX } from "../backupset/layout.js";
+import { checkpointName, checkpointXmlName, CHECKPOINT_PREFIX, isCheckpointXmlName } from "../backupset/layout.js";
 import { formatCpt, readCpt } from "../backupset/cpt.js";
 import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
@@ -35,7 +35,7 @@ export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
 async function xmlFilesByMtime(dir: string): Promise<string[]> {
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => n.endsWith(".xml"));
+    names = (await readdir(dir)).filter(isCheckpointXmlName);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw e;

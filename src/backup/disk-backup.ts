@@ -3,13 +3,12 @@
  * a qemu-nbd for offline domains), query extents, and write the stream or raw image into the
  * target (directory: `.partial` → fsync → final name → `.chksum`; zip: one entry).
  */
-import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { humanize } from "../report/humanize.js";
-import { dataFileName, type Level } from "../backupset/layout.js";
+import { checksumFileName, dataFileName, integrityFileName, type Level } from "../backupset/layout.js";
 import { isoLocalNow, STREAM_VERSION } from "../format/metadata.js";
 import { StreamWriter } from "../format/writer.js";
-import { IntegrityRecorder, integrityName } from "../format/integrity.js";
+import { IntegrityRecorder } from "../format/integrity.js";
 import type { Host } from "../host/host.js";
 import {
   backupMetaContexts,
@@ -23,12 +22,13 @@ import {
 } from "../nbd/index.js";
 import { copyExtentsToRawFile } from "../pipeline/backup-raw.js";
 import { copyExtentsToStream } from "../pipeline/backup-stream.js";
+import { nbdReader } from "../pipeline/nbd-endpoints.js";
 import type { BlockReader } from "../pipeline/types.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
-import { moveInto, writeFileDurably } from "../storage/durable.js";
-import type { SizedPool } from "../util/sized-pool.js";
+import { writeFileDurably } from "../storage/durable.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import type { RemoteNbd } from "../connect/remote.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
@@ -58,7 +58,7 @@ export interface DiskBackupOptions {
   online: { target: NbdTarget; dirtyContext: string | null; tls?: ClientTlsOptions | null } | null;
   /** `tcp`: remote hypervisor, qemu-nbd on `port` there (docs/behaviour.md, "Offline backup"), reached at `connectHost`. */
   offline: { host: Host; socket: string; bitmap: string | null; tcp?: RemoteNbd | null } | null;
-  pool: SizedPool;
+  pool: BufferPool;
   log: DiskLog;
   onTotal?: (bytes: number) => void;
   onProgress?: (bytes: number) => void;
@@ -72,13 +72,6 @@ export interface DiskBackupResult {
 }
 
 const READ_SIZE = 4 << 20;
-
-class NbdReader implements BlockReader {
-  constructor(private readonly client: NbdClient) {}
-  async read(offset: number, into: Buffer): Promise<void> {
-    await this.client.read(offset, into.length, into);
-  }
-}
 
 export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult> {
   const { disk, log } = o;
@@ -156,7 +149,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     o.onTotal?.(extents.dataBytes);
 
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
-    const reader = new NbdReader(client);
+    const reader = nbdReader(client);
     const started = performance.now();
     if (o.raw) {
       await writeRawImage(o, name, reader, extents, client.size);
@@ -216,13 +209,14 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
     const summary = await writer.finish();
     await file.commit();
     // Our per-frame CRCs: next to the data file, or the entry after it in the zip.
-    if (o.target.isArchive) await o.target.putFile(integrityName(name), await integrity.text());
-    else await writeFileDurably(join(o.target.directory, integrityName(name)), await integrity.text(), false);
+    if (o.target.isArchive) await o.target.putFile(integrityFileName(name), await integrity.text());
+    else await writeFileDurably(join(o.target.directory, integrityFileName(name)), await integrity.text(), false);
     if (!o.target.isArchive) {
       const path = join(o.target.directory, name);
       log.info(`Checksum for file: [${path}]:[${summary.adler32}]`);
-      log.info(`Saving checksum to: [${path}.chksum]`);
-      await writeFileDurably(`${path}.chksum`, String(summary.adler32), false);
+      const chksum = join(o.target.directory, checksumFileName(name));
+      log.info(`Saving checksum to: [${chksum}]`);
+      await writeFileDurably(chksum, String(summary.adler32), false);
     }
   } catch (e) {
     await file.abort();
@@ -231,18 +225,16 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
 }
 
 async function writeRawImage(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, size: number): Promise<void> {
-  if (o.target.isArchive) throw new Error("Output type raw not supported to stdout.");
+  if (!o.target.createImage) throw new Error("Output type raw not supported to stdout.");
   o.log.info("Creating full provisioned raw backup image");
-  const path = join(o.target.directory, name);
-  const partial = `${path}.partial`;
-  o.log.info(`Write data to target file: [${partial}].`);
-  const fh = await open(partial, "w", 0o600);
+  const image = await o.target.createImage(name, size, { replace: false });
+  o.log.info(`Write data to target file: [${image.location}].`);
   try {
-    await copyExtentsToRawFile({ reader, extents, file: fh, diskSize: size, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
-    await fh.sync();
-  } finally {
-    await fh.close();
+    await copyExtentsToRawFile({ reader, extents, image, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
+    await image.commit();
+  } catch (e) {
+    await image.abort();
+    throw e;
   }
-  await moveInto(partial, path, false);
 }
 

@@ -8,7 +8,7 @@ import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
 import { ZipTarget } from "../storage/zip-target.js";
 import { oneLine } from "../util/one-line.js";
-import { SizedPool } from "../util/sized-pool.js";
+import { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { backupDisk } from "./disk-backup.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
@@ -32,7 +32,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
   const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
   const progress = new Progress({ noprogress: r.noprogress });
   logging.setConsole(progress);
-  const pool = new SizedPool(READ_BUDGET);
+  const pool = BufferPool.budget(READ_BUDGET);
   const result: CopiedDisks = { archive, totalBytes: 0, failures: 0 };
   const queue = [...m.disks];
   const worker = async () => {

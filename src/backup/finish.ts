@@ -1,7 +1,7 @@
 /** The end of a backup run: stop the job, save the side files, say how it went. */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { cptFileName } from "../backupset/layout.js";
+import { CHECKPOINT_DIR, cptFileName, isCheckpointXmlName } from "../backupset/layout.js";
 import { exitCodeFromCounts } from "../report/exit-code.js";
 import { humanize } from "../report/humanize.js";
 import { logging } from "../report/log.js";
@@ -47,9 +47,9 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
 /** Stdout mode: the `.cpt` file and the checkpoint XMLs go into the archive too. */
 async function archiveCheckpoints(r: RunContext, archive: BackupTarget & { addDirectory(name: string): Promise<void> }): Promise<void> {
   await archive.putFile(cptFileName(r.args.domain), await readFile(r.cptPath, "utf8"));
-  const arcDir = r.args.checkpointdir ? r.args.checkpointdir.replace(/^(\.\/|\/)+/, "").replace(/\/+$/, "") : "checkpoints";
+  const arcDir = r.args.checkpointdir ? r.args.checkpointdir.replace(/^(\.\/|\/)+/, "").replace(/\/+$/, "") : CHECKPOINT_DIR;
   await archive.addDirectory(`${arcDir}/`);
-  for (const name of (await readdir(r.checkpointDir)).filter((n) => n.endsWith(".xml")).sort()) {
+  for (const name of (await readdir(r.checkpointDir)).filter(isCheckpointXmlName).sort()) {
     await archive.putFile(`${arcDir}/${name}`, await readFile(join(r.checkpointDir, name), "utf8"));
   }
 }

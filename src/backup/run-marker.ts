@@ -6,6 +6,7 @@
  */
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { runMarkerFileName } from "../backupset/layout.js";
 import { fsyncDirectory, writeFileDurably } from "../storage/durable.js";
 
 export interface RunMarker {
@@ -15,15 +16,13 @@ export interface RunMarker {
   started: string;
 }
 
-export const runMarkerName = (domain: string): string => `${domain}.run.partial`;
-
 export async function writeRunMarker(dir: string, domain: string, marker: RunMarker): Promise<void> {
-  await writeFileDurably(join(dir, runMarkerName(domain)), JSON.stringify(marker), true);
+  await writeFileDurably(join(dir, runMarkerFileName(domain)), JSON.stringify(marker), true);
 }
 
 export async function readRunMarker(dir: string, domain: string): Promise<RunMarker | null> {
   try {
-    return JSON.parse(await readFile(join(dir, runMarkerName(domain)), "utf8")) as RunMarker;
+    return JSON.parse(await readFile(join(dir, runMarkerFileName(domain)), "utf8")) as RunMarker;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     return { pid: 0, level: "?", checkpoint: "?", started: "?" };
@@ -32,7 +31,7 @@ export async function readRunMarker(dir: string, domain: string): Promise<RunMar
 
 export async function clearRunMarker(dir: string, domain: string): Promise<void> {
   try {
-    await unlink(join(dir, runMarkerName(domain)));
+    await unlink(join(dir, runMarkerFileName(domain)));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }

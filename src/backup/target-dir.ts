@@ -4,6 +4,8 @@
  * and leftovers of failed runs.
  */
 import { readdir } from "node:fs/promises";
+import { mentionsDataFile, parseDataFileName } from "../backupset/layout.js";
+import { isPartialPath } from "../storage/durable.js";
 
 export class TargetDirError extends Error {
   constructor(readonly lines: string[]) {
@@ -29,9 +31,9 @@ export async function inspectTargetDir(dir: string): Promise<TargetDirState> {
     throw e;
   }
   return {
-    empty: !names.some((n) => n.includes(".data")),
-    hasFull: names.some((n) => n.endsWith(".full.data")),
-    partials: names.filter((n) => n.endsWith(".partial")),
+    empty: !names.some(mentionsDataFile),
+    hasFull: names.some((n) => parseDataFileName(n)?.level === "full"),
+    partials: names.filter(isPartialPath),
   };
 }
 

@@ -5,7 +5,7 @@
  * duplicates and strays are refused with a message naming the missing link.
  */
 import type { StreamMetadata } from "../format/metadata.js";
-import { CHECKPOINT_PREFIX, parseDataFileName } from "./layout.js";
+import { CHECKPOINT_DIR, CHECKPOINT_PREFIX, checkpointOfXmlPath, checkpointXmlName, parseDataFileName } from "./layout.js";
 
 export interface ChainFile {
   name: string;
@@ -117,7 +117,7 @@ export function cutChain(disk: string, chain: ChainFile[], until: string | undef
 
 /** Checkpoint names a set's `checkpoints/` directory holds XML files for (`checkpoints/<name>.xml`). */
 export function checkpointXmlNames(listing: readonly { name: string }[]): string[] {
-  return listing.map((f) => /^checkpoints\/([^/]+)\.xml$/.exec(f.name)?.[1]).filter((n): n is string => !!n && checkpointIndex(n) !== null);
+  return listing.map((f) => checkpointOfXmlPath(f.name)).filter((n): n is string => !!n && checkpointIndex(n) !== null);
 }
 
 /**
@@ -143,7 +143,7 @@ export function checkChainAgainstCpt(disk: string, chain: ChainFile[], cpt: stri
   const stop = until !== undefined && names.includes(until) ? names.indexOf(until) + 1 : names.length;
   for (const name of names.slice(start, stop)) {
     if (!created.has(name)) {
-      const where = cpt.includes(name) ? "is listed in the checkpoint file" : `is recorded in [checkpoints/${name}.xml]`;
+      const where = cpt.includes(name) ? "is listed in the checkpoint file" : `is recorded in [${CHECKPOINT_DIR}/${checkpointXmlName(name)}]`;
       throw new ChainError(
         `Checkpoint [${name}] ${where} but no data file of disk [${disk}] holds it: ` +
           `the file is missing or that backup run did not finish (use --until to restore an earlier point).`,

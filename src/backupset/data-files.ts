@@ -1,5 +1,6 @@
 /** Which stream files of a set to look at, in the original's order (by mtime, oldest first). */
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
+import { isDataFileName } from "./layout.js";
 
 export interface DataFileSelection {
   /** `--sequence`: exactly these names, in this order. */
@@ -23,7 +24,7 @@ export async function selectDataFiles(set: BackupSetSource, selection: DataFileS
       return f;
     });
   } else {
-    files = all.filter((f) => !f.name.includes("/") && f.name.endsWith(".data")).sort(byMtime);
+    files = all.filter((f) => !f.name.includes("/") && isDataFileName(f.name)).sort(byMtime);
   }
   if (selection.disk) files = files.filter((f) => f.name.startsWith(selection.disk!));
   return files;

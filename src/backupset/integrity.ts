@@ -1,5 +1,6 @@
 /** The `.integrity` record of a data file in a set, as a checker (null when the set has none). */
-import { IntegrityChecker, integrityName, parseIntegrity } from "../format/integrity.js";
+import { IntegrityChecker, parseIntegrity } from "../format/integrity.js";
+import { integrityFileName } from "./layout.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 
 /**
@@ -7,7 +8,7 @@ import type { BackupSetSource } from "../storage/set-source.js";
  * checksums; or a caller that checks the whole file against its `.chksum`).
  */
 export async function loadIntegrity(set: BackupSetSource, dataFile: string, skipPayloadSums: boolean): Promise<IntegrityChecker | null> {
-  const name = integrityName(dataFile);
+  const name = integrityFileName(dataFile);
   if (!(await set.list()).some((f) => f.name === name)) return null;
   const shown = set.pathOf(name) ?? `${set.location}:${name}`;
   return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.pathOf(dataFile) ?? `${set.location}:${dataFile}`, !skipPayloadSums);

@@ -1,6 +1,9 @@
 /**
- * File names of a backup set (docs/backup-set.md), shared by backup and restore.
+ * File names of a backup set (docs/backup-set.md), shared by backup, restore, verify and map.
+ * `<name>.partial` (a file still being written) is the storage layer's convention:
+ * `partialPath` in src/storage/durable.ts.
  */
+import { partialPath } from "../storage/durable.js";
 
 export type Level = "copy" | "full" | "inc" | "diff";
 
@@ -9,13 +12,39 @@ export function dataFileName(disk: string, level: Level, ident: string): string 
   return level === "full" || level === "copy" ? `${disk}.${level}.data` : `${disk}.${level}.${ident}.data`;
 }
 
-export const PARTIAL_SUFFIX = ".partial";
-export const partialName = (name: string): string => `${name}${PARTIAL_SUFFIX}`;
+/** A data file's name (`*.data`); `parseDataFileName` says what it means. */
+export const isDataFileName = (name: string): boolean => name.endsWith(".data");
+/** `*.data*`: a data file or a file of its (`.chksum`, `.integrity`, `.partial`): the original's test for a used directory. */
+export const mentionsDataFile = (name: string): boolean => name.includes(".data");
+/** `<datafile>.chksum`: the data file's Adler-32 as decimal text. */
+export const checksumFileName = (dataFile: string): string => `${dataFile}.chksum`;
+/** `<datafile>.integrity`: per-frame records of the data file (ours, src/format/integrity.ts). */
+export const integrityFileName = (dataFile: string): string => `${dataFile}.integrity`;
+
 export const cptFileName = (domain: string): string => `${domain}.cpt`;
+export const isCptFileName = (name: string): boolean => name.endsWith(".cpt");
+/** Crash safety marker of an unfinished run, `<dom>.run.partial` (src/backup/run-marker.ts). */
+export const runMarkerFileName = (domain: string): string => partialPath(`${domain}.run`);
 export const vmconfigFileName = (ident: string): string => `vmconfig.${ident}.xml`;
+/** `vmconfig*.xml`: a VM config saved by some run. */
+export const isVmconfigFileName = (name: string): boolean => /^vmconfig.*\.xml$/.test(name);
 export const qcowJsonFileName = (disk: string, ident: string): string => `${disk}.${ident}.qcow.json`;
+/** A qcow.json file of `disk` (any run). */
+export const isQcowJsonFileNameOf = (disk: string, name: string): boolean => name.startsWith(`${disk}.`) && name.endsWith(".qcow.json");
+
+/** The folder of checkpoint XMLs in a set (unless `--checkpointdir` puts them elsewhere). */
+export const CHECKPOINT_DIR = "checkpoints";
 export const checkpointXmlName = (checkpoint: string): string => `${checkpoint}.xml`;
+export const isCheckpointXmlName = (name: string): boolean => name.endsWith(".xml");
+/** The checkpoint a set path `checkpoints/<name>.xml` holds the XML of, or null. */
+export function checkpointOfXmlPath(path: string): string | null {
+  const parts = path.split("/");
+  if (parts.length !== 2 || parts[0] !== CHECKPOINT_DIR || !isCheckpointXmlName(parts[1]!)) return null;
+  return parts[1]!.slice(0, -".xml".length) || null;
+}
+
 export const autostartFileName = (ident: string): string => `autostart.${ident}`;
+export const isAutostartFileName = (name: string): boolean => name.startsWith("autostart.");
 export const osinfoFileName = (ident: string): string => `osinfo.${ident}`;
 /** Boot files (loader, nvram, kernel, initrd): `<basename>` for copy, `<basename>.<ident>` otherwise. */
 export const bootFileName = (basename: string, level: Level, ident: string): string =>

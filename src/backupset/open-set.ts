@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DirectorySource } from "../storage/directory-source.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { ZipSource } from "../storage/zip-source.js";
+import { isDataFileName } from "./layout.js";
 
 export class SetNotFoundError extends Error {}
 
@@ -19,7 +20,7 @@ export async function openBackupSet(input: string): Promise<BackupSetSource> {
   }
   if (info.isFile()) return ZipSource.open([input]);
   const names = await readdir(input);
-  const hasData = names.some((n) => n.endsWith(".data"));
+  const hasData = names.some(isDataFileName);
   const zips = names.filter((n) => n.endsWith(".zip")).sort();
   if (!hasData && zips.length > 0) return ZipSource.open(zips.map((z) => join(input, z)));
   return new DirectorySource(input);

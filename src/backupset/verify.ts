@@ -11,6 +11,7 @@ import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain-order.js";
 import { parseCpt } from "./cpt.js";
+import { checksumFileName, isCptFileName } from "./layout.js";
 
 export interface VerifyLog {
   info(message: string): void;
@@ -74,7 +75,7 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
 /** Returns true when every file is sound; each problem is logged as one ERROR line. */
 export async function verifySet(set: BackupSetSource, files: SetFile[], options: VerifyOptions, log: VerifyLog): Promise<boolean> {
   const stored = new Map((await set.list()).map((f) => [f.name, f]));
-  const pool = new BufferPool(32 << 20, 1);
+  const pool = BufferPool.fixed(32 << 20, 1);
   let ok = true;
   for (const file of files) {
     const shown = displayName(set, file);
@@ -88,7 +89,7 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
       continue;
     }
     log.info(`Checksum result: ${computed}`);
-    const chksumName = `${file.name}.chksum`;
+    const chksumName = checksumFileName(file.name);
     if (!stored.has(chksumName)) {
       log.info(`No checksum found, skipping: [${shown}]`);
     } else {
@@ -131,7 +132,7 @@ async function verifyChains(set: BackupSetSource, files: SetFile[], log: VerifyL
     }
   }
   const listing = await set.list();
-  const cpts = listing.filter((f) => !f.name.includes("/") && f.name.endsWith(".cpt"));
+  const cpts = listing.filter((f) => !f.name.includes("/") && isCptFileName(f.name));
   let cpt: string[] = [];
   if (cpts.length === 1) {
     try {

@@ -4,7 +4,8 @@
  * small LRU cache so sequential and nearby reads decode each frame once), holes as zeros and
  * as `hole|zero` in block status.
  */
-import { BufferCache, type BackendExtent, type NbdBackend } from "../nbd/backend.js";
+import { type BackendExtent, type NbdBackend } from "../nbd/backend.js";
+import { BufferRecycler, sizeClass } from "../util/buffer-pool.js";
 import { NbdBackendError } from "../nbd/errors.js";
 import { Errno, STATE_HOLE, STATE_ZERO } from "../nbd/protocol.js";
 import { lz4Decompress } from "../format/lz4.js";
@@ -130,9 +131,9 @@ export class ChainBackend implements NbdBackend {
   readonly blockSize = { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 };
   readonly description: string | undefined;
   readonly pieceCache: PieceCache;
-  private readonly inputBuffers = new BufferCache(3);
+  private readonly inputBuffers = new BufferRecycler(3);
   /** Buffers of decoded pieces, reused once evicted and unused (fresh ones cost page faults). */
-  private readonly frameBuffers = new BufferCache(2);
+  private readonly frameBuffers = new BufferRecycler(2);
   /** Decoded piece (a view) → the whole buffer it lives in. */
   private readonly frameBacking = new WeakMap<Buffer, Buffer>();
   private readonly maxExtents: number;
@@ -259,7 +260,7 @@ export class ChainBackend implements NbdBackend {
 
   /** Memory a decoded piece takes (its buffer's size class). */
   private pieceBytes(piece: number): number {
-    return BufferCache.sizeClass(this.index.pieceLength[piece]!);
+    return sizeClass(this.index.pieceLength[piece]!);
   }
 
   private async decodePiece(piece: number): Promise<Buffer> {

@@ -7,6 +7,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
+import { isDataFileName } from "../backupset/layout.js";
 import { openFileSource, type RandomAccessSource } from "../format/source.js";
 import { ZipSource } from "../storage/zip-source.js";
 
@@ -44,7 +45,7 @@ async function openZipEntry(given: string, archive: string, entry: string | null
   const zip = await ZipSource.open([archive]);
   try {
     if (entry === null) {
-      const data = (await zip.list()).filter((f) => !f.name.includes("/") && f.name.endsWith(".data"));
+      const data = (await zip.list()).filter((f) => !f.name.includes("/") && isDataFileName(f.name));
       if (data.length !== 1) {
         throw new MapFileError(
           data.length === 0

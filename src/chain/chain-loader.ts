@@ -4,7 +4,7 @@
  * at the chain's last point in time).
  */
 import { buildChain, ChainError, type ChainFile } from "../backupset/chain-order.js";
-import { parseDataFileName } from "../backupset/layout.js";
+import { dataFileName, parseDataFileName } from "../backupset/layout.js";
 import { lz4ContentSize, lz4Decompress } from "../format/lz4.js";
 import type { StreamMetadata } from "../format/metadata.js";
 import { MAX_LZ4_PIECE, StreamReader } from "../format/reader.js";
@@ -83,9 +83,9 @@ export function checkChainOrder(files: { name: string; given: string; meta: Stre
 }
 
 function syntheticName(meta: StreamMetadata, i: number): string {
-  if (i === 0 && !meta.incremental) return `${meta.diskName}.full.data`;
-  if (meta.incremental && meta.parentCheckpoint === meta.checkpointName) return `${meta.diskName}.diff.${i}.data`;
-  return `${meta.diskName}.inc.${meta.checkpointName || i}.data`;
+  if (i === 0 && !meta.incremental) return dataFileName(meta.diskName, "full", "");
+  if (meta.incremental && meta.parentCheckpoint === meta.checkpointName) return dataFileName(meta.diskName, "diff", String(i));
+  return dataFileName(meta.diskName, "inc", meta.checkpointName || String(i));
 }
 
 /** Decoded length of the lz4 frame at `pos` (from its header, or by decoding it). */

@@ -23,12 +23,6 @@ export function encodeHeader(kind: FrameKind, start: number, length: number, tar
   return at + FRAME_LEN;
 }
 
-export function headerBytes(kind: FrameKind, start: number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(FRAME_LEN);
-  encodeHeader(kind, start, length, b);
-  return b;
-}
-
 const HEX = /^[0-9a-fA-F]{1,16}$/;
 
 function parseHex(field: string, what: string, file: string, offset: number): number {

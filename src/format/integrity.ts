@@ -15,8 +15,6 @@
 import { crc32 } from "node:zlib";
 import { native } from "../native/index.js";
 
-export const INTEGRITY_SUFFIX = ".integrity";
-export const integrityName = (dataFile: string): string => `${dataFile}${INTEGRITY_SUFFIX}`;
 const HEADER = "virtnbd-integrity 2";
 
 export interface IntegrityFrame {

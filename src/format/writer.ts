@@ -11,6 +11,7 @@ import { formatMetadata, type StreamMetadata } from "./metadata.js";
 import type { ByteSink } from "./sink.js";
 import { formatTrailer, type TrailerEntry } from "./trailer.js";
 import type { IntegrityRecorder } from "./integrity.js";
+import { InFlight } from "../util/in-flight.js";
 
 export interface StreamWriterOptions {
   /** Payloads are lz4 frames (one per piece) and a trailer is written. */
@@ -42,8 +43,8 @@ export class StreamWriter {
   private staged = 0;
   /** Adler-32 of the file so far, combined in file order from per-chunk sums. */
   private fileAdler: Promise<number> = Promise.resolve(1);
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: unknown = null;
+  /** Writes issued and not yet done; the first failure fails everything after it. */
+  private readonly writes = new InFlight();
   private bytes = 0;
   private expectedDataSize = -1;
   private dataSize = 0;
@@ -151,8 +152,8 @@ export class StreamWriter {
       await this.header("comp", 0, json.length);
     }
     await this.flush();
-    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
-    if (this.failure) throw this.failure;
+    await this.writes.settle();
+    if (this.writes.failed) throw this.writes.failure;
     const adler32 = await this.fileAdler;
     this.finished = true;
     return { bytes: this.bytes, adler32, dataSize: this.dataSize };
@@ -211,11 +212,11 @@ export class StreamWriter {
    * sum what it copies); `done` settles when both are done.
    */
   private issue(chunk: Uint8Array): { done: Promise<void>; sum: Promise<number> } {
-    if (this.failure) {
+    if (this.writes.failed) {
       // A staging slot may hold this without anyone awaiting it (the stream is abandoned after
       // the failure): it must not become an unhandled rejection that kills the process (ENOSPC
       // mid-data left the libvirt job running).
-      const failed = Promise.reject(this.failure);
+      const failed = Promise.reject(this.writes.failure);
       failed.catch(() => undefined);
       return { done: failed, sum: Promise.resolve(1) }; // sums after a failure count for nothing
     }
@@ -231,16 +232,9 @@ export class StreamWriter {
     // A failed write is reported through `done` (and by finish()); the sums never reject.
     sum = sum.catch(() => 1);
     this.fileAdler = combine(this.fileAdler, sum, chunk.length);
-    const done: Promise<void> = written.then(
-      () => void this.inflight.delete(done),
-      (e: unknown) => {
-        this.inflight.delete(done);
-        this.failure ??= e;
-        throw e;
-      },
-    );
+    this.writes.track(written); // first: the failure is recorded before `done` reports it
+    const done: Promise<void> = written.then(() => undefined);
     done.catch(() => undefined); // reported through the caller and by finish()
-    this.inflight.add(done);
     return { done, sum };
   }
 }

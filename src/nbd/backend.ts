@@ -48,37 +48,3 @@ export interface NbdBackend {
   /** Prefetch hint. */
   cache?(offset: number, length: number): Promise<void> | void;
 }
-
-/**
- * Reusable buffers by power-of-two size class (64 KiB and up), keeping at most `perClass`
- * idle buffers per class: bounded memory and no fresh pages on the data path.
- */
-export class BufferCache {
-  private readonly free = new Map<number, Buffer[]>();
-
-  constructor(private readonly perClass = 8) {}
-
-  static sizeClass(n: number): number {
-    let c = 64 * 1024;
-    while (c < n) c *= 2;
-    return c;
-  }
-
-  acquire(n: number): Buffer {
-    const c = BufferCache.sizeClass(n);
-    const list = this.free.get(c);
-    const b = list?.pop();
-    return b ?? Buffer.allocUnsafeSlow(c);
-  }
-
-  release(b: Buffer): void {
-    const c = b.length;
-    if (c !== BufferCache.sizeClass(c)) return;
-    let list = this.free.get(c);
-    if (!list) {
-      list = [];
-      this.free.set(c, list);
-    }
-    if (list.length < this.perClass) list.push(b);
-  }
-}

@@ -9,6 +9,7 @@ import type { ExportInfo, NegotiateOptions } from "./handshake.js";
 import { Cmd, CmdFlag, MAX_U32 } from "./protocol.js";
 import type { ClientTlsOptions } from "./tls.js";
 import { formatNbdUri, type NbdTarget } from "./uri.js";
+import { InFlight } from "../util/in-flight.js";
 
 export interface ClientOptions extends ConnectionOptions {
   // maxBytesInFlight: for the whole client (split evenly over the connections).
@@ -55,7 +56,7 @@ export interface BlockStatusReply {
 const WRITE_LIKE = new Set<number>([Cmd.WRITE, Cmd.WRITE_ZEROES, Cmd.TRIM]);
 
 export class NbdClient {
-  private readonly writesInFlight = new Set<Promise<unknown>>();
+  private readonly writesInFlight = new InFlight();
   private rr = 0;
   private closedFlag = false;
   /**
@@ -155,11 +156,7 @@ export class NbdClient {
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
-    this.writesInFlight.add(p);
-    const done = (): void => {
-      this.writesInFlight.delete(p);
-    };
-    p.then(done, done);
+    this.writesInFlight.track(p);
     return p;
   }
 
@@ -270,7 +267,7 @@ export class NbdClient {
   /** Waits for outstanding writes to be answered, then NBD_CMD_FLUSH. */
   async flush(): Promise<void> {
     if (!this.info.canFlush) throw new NbdError(`NBD flush: export '${this.exportName}' does not support flush`);
-    if (this.writesInFlight.size > 0) await Promise.allSettled([...this.writesInFlight]);
+    await this.writesInFlight.settle();
     await this.pick().request(Cmd.FLUSH, 0, 0, 0, null, null);
   }
 

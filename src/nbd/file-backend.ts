@@ -4,6 +4,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import type { NbdBackend } from "./backend.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 export class FileBackend implements NbdBackend {
   readonly canMultiConn = true;
@@ -40,13 +41,7 @@ export class FileBackend implements NbdBackend {
 
   get write(): ((offset: number, data: Buffer) => Promise<void>) | undefined {
     if (this.readOnly) return undefined;
-    return async (offset: number, data: Buffer): Promise<void> => {
-      let pos = 0;
-      while (pos < data.length) {
-        const { bytesWritten } = await this.fh.write(data, pos, data.length - pos, offset + pos);
-        pos += bytesWritten;
-      }
-    };
+    return (offset: number, data: Buffer): Promise<void> => writeFullyAt(this.fh, data, offset);
   }
 
   async flush(): Promise<void> {

@@ -2,7 +2,6 @@
 export { DEFAULT_REQUEST_SIZE, NbdClient, type BlockStatusReply, type ClientOptions, type WriteOptions, type ZeroOptions } from "./client.js";
 export { DEFAULT_MAX_BYTES_IN_FLIGHT, DEFAULT_MAX_REQUESTS_IN_FLIGHT } from "./connection.js";
 export { connect, resolveConnectOptions, type ConnectOptions } from "./connect.js";
-export { blockReader, blockWriter, type NbdBlockReader, type NbdBlockWriter } from "./adapters.js";
 export type { BasicInfo, ExportInfo } from "./handshake.js";
 export { listExports, listMetaContexts, queryExportInfo, type QueryOptions } from "./query.js";
 export {
@@ -32,7 +31,7 @@ export {
   NbdRequestError,
 } from "./errors.js";
 export { NbdServer, type ServerOptions } from "./server.js";
-export { BufferCache, type BackendExtent, type NbdBackend, type ZeroFlags } from "./backend.js";
+export { type BackendExtent, type NbdBackend, type ZeroFlags } from "./backend.js";
 export { MemoryBackend } from "./memory-backend.js";
 export { FileBackend } from "./file-backend.js";
 export { formatNbdUri, parseNbdUri, DEFAULT_NBD_PORT, NbdUriError, type NbdTarget, type NbdUri } from "./uri.js";

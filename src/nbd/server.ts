@@ -8,7 +8,8 @@
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
-import { BufferCache, type BackendExtent, type NbdBackend } from "./backend.js";
+import { type BackendExtent, type NbdBackend } from "./backend.js";
+import { BufferRecycler } from "../util/buffer-pool.js";
 import { ByteQueue } from "./byte-queue.js";
 import { NbdConnectionError } from "./errors.js";
 import {
@@ -60,7 +61,7 @@ export class NbdServer {
   private server: net.Server | null = null;
   private readonly conns = new Set<ServerConnection>();
   private readonly exportMap: Map<string, NbdBackend>;
-  readonly buffers = new BufferCache();
+  readonly buffers = new BufferRecycler();
   readonly secureContext: tls.SecureContext | null;
   private boundTarget: NbdTarget | null = null;
 

@@ -1,28 +1,25 @@
 /**
- * The backup copy engine for raw images (`-t raw`, raw disks with `--raw`): a file of the
- * disk's size with data written at its offsets; holes stay sparse.
+ * The backup copy engine for raw images (`-t raw`, raw disks with `--raw`): data written at
+ * its offsets into an image the target created at the disk's size; holes stay sparse.
  */
-import type { FileHandle } from "node:fs/promises";
-import { EarlyWriteback } from "../storage/writeback.js";
+import type { TargetImage } from "../storage/target.js";
 import { InFlight } from "../util/in-flight.js";
-import type { SizedPool } from "../util/sized-pool.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
 
 export interface RawBackupOptions {
   reader: BlockReader;
   extents: Iterable<Extent> | AsyncIterable<Extent>;
-  file: FileHandle;
-  diskSize: number;
+  /** Written in disk order (the target writes back behind the writes). */
+  image: Pick<TargetImage, "writeAt">;
   readSize: number;
-  pool: SizedPool;
+  pool: BufferPool;
   onProgress?: ProgressFn;
 }
 
 export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
-  await o.file.truncate(o.diskSize);
   const ahead = new ReadAhead({ reader: o.reader, extents: o.extents, pool: o.pool, readSize: o.readSize });
-  const writeback = new EarlyWriteback(o.file.fd);
   // Several writes in flight, each holding its read buffer until done.
   const writing = new InFlight(4);
   try {
@@ -32,24 +29,18 @@ export async function copyExtentsToRawFile(o: RawBackupOptions): Promise<void> {
       const { offset, length } = item;
       const write = async () => {
         try {
-          for (let at = 0; at < length; ) {
-            const { bytesWritten } = await o.file.write(buf, at, length - at, offset + at);
-            at += bytesWritten;
-          }
+          await o.image.writeAt(length === buf.length ? buf : buf.subarray(0, length), offset);
         } finally {
           o.pool.release(buf);
         }
       };
       o.onProgress?.(length);
       await writing.add(write());
-      await writeback.advance(offset);
     }
     await writing.drain();
   } catch (e) {
     await writing.settle();
     await ahead.stop();
     throw e;
-  } finally {
-    await writeback.drain();
   }
 }

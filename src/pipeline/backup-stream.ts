@@ -8,7 +8,7 @@ import { availableParallelism } from "node:os";
 import type { StreamWriter } from "../format/writer.js";
 import { InFlight } from "../util/in-flight.js";
 import { Lz4Lanes } from "./lz4-lanes.js";
-import type { SizedPool } from "../util/sized-pool.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { BlockReader, Extent, ProgressFn } from "./types.js";
 
@@ -24,7 +24,7 @@ export interface StreamBackupOptions {
   /** The export's max request size: pieces of this size become separate lz4 frames. */
   chunkSize: number;
   readSize: number;
-  pool: SizedPool;
+  pool: BufferPool;
   onProgress?: ProgressFn;
 }
 

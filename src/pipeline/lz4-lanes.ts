@@ -54,7 +54,7 @@ class Lane {
   /** The lane's encoder calls, in order. */
   work: Promise<void> = Promise.resolve();
   constructor(count: number) {
-    this.buffers = new BufferPool(this.encoder.bound(LANE_PART) + 64, count);
+    this.buffers = BufferPool.fixed(this.encoder.bound(LANE_PART) + 64, count);
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * Walks the extents and keeps reads in flight ahead of the consumer, bounded by a memory
- * budget (SizedPool) and a queue length. The consumer takes items strictly in disk order.
+ * budget (BufferPool) and a queue length. The consumer takes items strictly in disk order.
  */
-import type { SizedPool } from "../util/sized-pool.js";
+import type { BufferPool } from "../util/buffer-pool.js";
 import type { BlockReader, Extent } from "./types.js";
 
 export type ReadAheadItem =
@@ -14,7 +14,7 @@ export type ReadAheadItem =
 export interface ReadAheadOptions {
   reader: BlockReader;
   extents: Iterable<Extent> | AsyncIterable<Extent>;
-  pool: SizedPool;
+  pool: BufferPool;
   /** Largest single read. */
   readSize: number;
   /** Reads never cross these boundaries (the 32 MiB pieces that become lz4 frames). */

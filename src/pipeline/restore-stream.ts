@@ -5,6 +5,7 @@
  */
 import type { StreamReader } from "../format/reader.js";
 import type { BufferPool } from "../util/buffer-pool.js";
+import { InFlight } from "../util/in-flight.js";
 import type { BlockWriter, ProgressFn } from "./types.js";
 import type { IntegrityChecker } from "../format/integrity.js";
 
@@ -25,53 +26,43 @@ export interface StreamRestoreResult {
 }
 
 export async function applyStream(o: StreamRestoreOptions): Promise<StreamRestoreResult> {
-  const pending = new Set<Promise<void>>();
-  let failure: unknown = null;
-  const track = (p: Promise<void>) => {
-    const tracked = p.then(
-      () => void pending.delete(tracked),
-      (e: unknown) => {
-        pending.delete(tracked);
-        failure ??= e;
-      },
-    );
-    pending.add(tracked);
-  };
+  // Several writes in flight (as many as the pool has buffers); the first failure stops reading.
+  const writes = new InFlight();
   const result: StreamRestoreResult = { dataBytes: 0, zeroedBytes: 0 };
   const check = o.integrity ?? null;
   try {
     check?.meta(o.reader.metaBytes);
     for await (const frame of o.reader.frames()) {
-      if (failure) break;
+      if (writes.failed) break;
       check?.frame(frame.kind, frame.start, frame.length);
       if (frame.kind === "zero") {
         if (!o.freshTarget) {
-          track(o.writer.zero(frame.start, frame.length));
+          writes.track(o.writer.zero(frame.start, frame.length));
           result.zeroedBytes += frame.length;
         }
         continue;
       }
       for await (const piece of o.reader.pieces(frame, o.pool)) {
-        if (failure) {
+        if (writes.failed) {
           if (piece.buffer) o.pool.release(piece.buffer);
           break;
         }
         const { buffer, data, offset } = piece;
         check?.data(data);
         if (buffer) {
-          track(o.writer.write(offset, data).finally(() => o.pool.release(buffer)));
+          writes.track(o.writer.write(offset, data).finally(() => o.pool.release(buffer)));
         } else {
           await o.writer.write(offset, data); // reader-owned buffer: valid only until the next piece
         }
         result.dataBytes += data.length;
         o.onProgress?.(data.length);
       }
-      if (!failure) check?.endData();
+      if (!writes.failed) check?.endData();
     }
-    if (!failure) check?.end();
+    if (!writes.failed) check?.end();
   } finally {
-    while (pending.size > 0) await Promise.all([...pending]);
+    await writes.settle();
   }
-  if (failure) throw failure;
+  if (writes.failed) throw writes.failure;
   return result;
 }

@@ -1,4 +1,5 @@
 /** The VM config side of restore: which vmconfig to use, and `-c` adjustments (docs/behaviour.md, "Config adjustment"). */
+import { isVmconfigFileName, vmconfigFileName } from "../backupset/layout.js";
 import type { DomainXml } from "../libvirt/domain-xml.js";
 import type { SetFile } from "../storage/set-source.js";
 
@@ -9,10 +10,10 @@ const byMtime = (a: SetFile, b: SetFile) => a.mtimeMs - b.mtimeMs || (a.name < b
  * (the original picks by position, which breaks on sets with diffs); else the newest.
  */
 export function chooseVmConfig(files: SetFile[], until: string | null): SetFile | null {
-  const configs = files.filter((f) => /^vmconfig.*\.xml$/.test(f.name)).sort(byMtime);
+  const configs = files.filter((f) => isVmconfigFileName(f.name)).sort(byMtime);
   if (configs.length === 0) return null;
   if (until) {
-    const exact = configs.find((f) => f.name === `vmconfig.${until}.xml`);
+    const exact = configs.find((f) => f.name === vmconfigFileName(until));
     if (exact) return exact;
     const index = Number(until.split(".").at(-1));
     if (Number.isInteger(index) && index >= 0 && index < configs.length) return configs[index]!;

@@ -58,7 +58,7 @@ export interface ConvertJob {
  */
 async function checkFile(set: BackupSetSource, name: string): Promise<number | null> {
   const stored = await storedChecksum(set, name);
-  await checkStream(set, name, new BufferPool(4 << 20, 2), { payloads: stored === null }).catch((e: Error) => {
+  await checkStream(set, name, BufferPool.fixed(4 << 20, 2), { payloads: stored === null }).catch((e: Error) => {
     throw new ConvertError(`Stream check of [${name}] failed: ${e.message}`);
   });
   return stored;

@@ -7,18 +7,20 @@ import type { ChainFile } from "../backupset/chain-order.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import type { NbdClient } from "../nbd/index.js";
+import { nbdWriter } from "../pipeline/nbd-endpoints.js";
 import { applyStream } from "../pipeline/restore-stream.js";
+import type { BlockWriter } from "../pipeline/types.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import type { RemoteNbd } from "../connect/remote.js";
 import { uniqueExportName } from "../qemu/nbd-tcp.js";
+import { partialPath } from "../storage/durable.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { humanize } from "../report/humanize.js";
 import { pyPrettyDict } from "../util/python-repr.js";
 import { adler32Range } from "../format/checksum.js";
 import { storedChecksum } from "../backupset/stored-checksum.js";
-import { NbdBlockWriter } from "./nbd-writer.js";
 import { convertChain } from "./convert.js";
 import { loadIntegrity } from "../backupset/integrity.js";
 
@@ -68,7 +70,7 @@ async function checkChecksum(set: BackupSetSource, name: string, expected: numbe
 export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
   const { host, log } = job;
   if (await host.exists(job.target)) throw new RestoreError(`Target file already exists: [${job.target}], won't overwrite.`);
-  const partial = `${job.target}.partial`;
+  const partial = partialPath(job.target);
   if (await host.exists(partial)) {
     log.warning(`Removing leftover of an earlier failed restore: [${partial}]`);
     await host.remove(partial);
@@ -139,8 +141,8 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
       compressDriver: job.compress,
     });
     client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
-    const writer = new NbdBlockWriter(client);
-    const pool = new BufferPool(Math.min(client.maxIo, 4 << 20), 8);
+    const writer = nbdWriter(client);
+    const pool = BufferPool.fixed(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {
       await applyFile(job, file, writer, pool, i === 0);
       if (job.until && file.meta.checkpointName === job.until) {
@@ -161,7 +163,7 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
   }
 }
 
-async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: NbdBlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
+async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: BlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
   const { log, set } = job;
   const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
   if (file.meta.dataSize === 0) {

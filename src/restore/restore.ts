@@ -11,6 +11,7 @@ import { logging } from "../report/log.js";
 import { Progress } from "../report/progress.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain-order.js";
 import { parseCpt } from "../backupset/cpt.js";
+import { cptFileName, isAutostartFileName, isDataFileName, isQcowJsonFileNameOf, parseDataFileName, qcowJsonFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import { LocalHost } from "../host/local.js";
@@ -26,7 +27,7 @@ import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../c
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
 import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
-import { writeFileDurably } from "../storage/durable.js";
+import { partialPath, writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
@@ -150,10 +151,10 @@ async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: bool
   restoreVolumesAsFiles(domain, args.output, log);
   const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
   if (adjust) adjustCommonDisks(domain, args.raw, log);
-  const cpt = listing.find((f) => f.name === `${domain.name}.cpt`);
+  const cpt = listing.find((f) => f.name === cptFileName(domain.name));
   const cptNames = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
   for (const disk of disks) {
-    const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && f.name.endsWith(".data"));
+    const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && isDataFileName(f.name));
     if (dataFiles.length === 0) {
       log.warning(`No backup file for disk [${disk.target}] found, assuming it has been excluded.`);
       if (adjust) domain.removeDisk(disk.target);
@@ -209,7 +210,7 @@ async function defineDomain(libvirt: Connection, domain: DomainXml, listing: Set
   const defined = await libvirt.defineXML(domain.toString());
   try {
     log.info(`Defined VM [${domain.name}]`);
-    if (listing.some((f) => f.name.startsWith("autostart."))) {
+    if (listing.some((f) => isAutostartFileName(f.name))) {
       await defined.setAutostart(true);
       log.info("Autostart enabled for restored VM.");
     }
@@ -233,9 +234,9 @@ interface RestoreContext {
 async function settingsFor(ctx: RestoreContext, disk: string, chain: ChainFile[]): Promise<QcowSettings | undefined> {
   const lastIdent = chain.at(-1)!.meta.checkpointName;
   const candidates = ctx.listing
-    .filter((f) => f.name.startsWith(`${disk}.`) && f.name.endsWith(".qcow.json"))
+    .filter((f) => isQcowJsonFileNameOf(disk, f.name))
     .sort((a, b) => a.mtimeMs - b.mtimeMs);
-  const chosen = candidates.find((f) => f.name === `${disk}.${lastIdent}.qcow.json`) ?? candidates.at(-1);
+  const chosen = candidates.find((f) => f.name === qcowJsonFileName(disk, lastIdent)) ?? candidates.at(-1);
   if (!chosen) {
     ctx.log.warning(`No QCOW image config found for disk [${disk}], image is created with default options.`);
     return undefined;
@@ -294,7 +295,7 @@ async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise
 }
 
 async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: string): Promise<void> {
-  const image = dataFiles.find((f) => f.name.endsWith(".copy.data")) ?? dataFiles[0]!;
+  const image = dataFiles.find((f) => parseDataFileName(f.name)?.level === "copy") ?? dataFiles[0]!;
   if (await ctx.host.exists(target)) throw new RestoreError(`Target file already exists: [${target}], won't overwrite.`);
   ctx.log.info(`Copy raw image [${image.name}] to [${target}]`);
   const source = await ctx.set.open(image.name);
@@ -308,7 +309,7 @@ async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: s
 
 /** Remote raw image: streamed through ssh into `dd conv=sparse` (zero blocks stay holes), then moved into place. */
 async function uploadSparse(host: SshHost, source: RandomAccessSource, target: string): Promise<void> {
-  const partial = `${target}.partial`;
+  const partial = partialPath(target);
   const block = 1 << 20;
   async function* blocks(): AsyncGenerator<Buffer> {
     for (let pos = 0; pos < source.size; pos += block) {

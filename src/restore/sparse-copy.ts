@@ -1,7 +1,8 @@
 /** Copies a raw image into a new local file, leaving all-zero blocks as holes. */
 import { open, rm } from "node:fs/promises";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
-import { moveInto } from "../storage/durable.js";
+import { moveInto, partialPath } from "../storage/durable.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 const BLOCK = 1 << 20;
 
@@ -11,7 +12,7 @@ function allZero(buf: Buffer, n: number): boolean {
 }
 
 export async function copySparse(source: RandomAccessSource, target: string): Promise<void> {
-  const partial = `${target}.partial`;
+  const partial = partialPath(target);
   const fh = await open(partial, "wx", 0o600);
   try {
     await fh.truncate(source.size);
@@ -20,7 +21,7 @@ export async function copySparse(source: RandomAccessSource, target: string): Pr
       const n = Math.min(BLOCK, source.size - pos);
       await readExactly(source, buf, 0, n, pos);
       if (n >= 8 && allZero(buf, n)) continue;
-      for (let at = 0; at < n; ) at += (await fh.write(buf, at, n - at, pos + at)).bytesWritten;
+      await writeFullyAt(fh, buf, pos, n);
     }
     await fh.sync();
   } catch (e) {

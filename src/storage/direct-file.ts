@@ -15,6 +15,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { constants } from "node:fs";
 import { native } from "../native/index.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 /** Memory and file offset alignment for O_DIRECT (covers 512 and 4096-byte sectors). */
 export const DIRECT_ALIGNMENT = 4096;
@@ -192,20 +193,15 @@ export class DirectFileWriter {
   /** One positional write of a whole staged buffer; failures are kept, never thrown here. */
   private async writeOut(buf: Buffer, position: number): Promise<void> {
     try {
-      let fh = this.buffered ? await this.buffered : this.fh;
-      for (let at = 0; at < buf.length; ) {
-        let written: number;
-        try {
-          ({ bytesWritten: written } = await fh.write(buf, at, buf.length - at, position + at));
-        } catch (e) {
-          if (!refusesDirectIo(e) || fh !== this.fh) throw e;
-          // The filesystem took O_DIRECT at open but not this write: go on through the page cache.
-          this.buffered ??= (this.options.openFile ?? open)(this.path, constants.O_WRONLY);
-          fh = await this.buffered;
-          continue;
-        }
-        if (written === 0) throw new Error(`write made no progress at offset ${position + at}`);
-        at += written;
+      const fh = this.buffered ? await this.buffered : this.fh;
+      try {
+        await writeFullyAt(fh, buf, position);
+      } catch (e) {
+        if (!refusesDirectIo(e) || fh !== this.fh) throw e;
+        // The filesystem took O_DIRECT at open but not this write: go on through the page cache
+        // (the whole buffer again: bytes a partial direct write may have put there are the same).
+        this.buffered ??= (this.options.openFile ?? open)(this.path, constants.O_WRONLY);
+        await writeFullyAt(await this.buffered, buf, position);
       }
     } catch (e) {
       this.failure ??= e;

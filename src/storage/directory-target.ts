@@ -1,10 +1,11 @@
 /** Backup files in a directory: `<name>.partial`, then fsync and a no-replace move into place. */
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import type { BackupTarget, TargetFile } from "./target.js";
+import type { BackupTarget, TargetEntry, TargetFile, TargetImage } from "./target.js";
 import { DirectFileWriter } from "./direct-file.js";
-import { fileError, moveInto, writeFileDurably } from "./durable.js";
+import { fileError, moveInto, partialPath, writeFileDurably } from "./durable.js";
 import { EarlyWriteback } from "./writeback.js";
+import { writeFullyAt } from "../util/write-fully.js";
 
 /** How a partial file's bytes reach the disk. */
 interface FileBody {
@@ -39,7 +40,10 @@ class DirectBody implements FileBody {
   }
 }
 
-/** Positional writes through the page cache, written back early (filesystems without O_DIRECT). */
+/**
+ * Positional writes through the page cache, written back early: stream files on filesystems
+ * without O_DIRECT (appended), and raw images (written at the disk's offsets, in disk order).
+ */
 class BufferedBody implements FileBody {
   /** Next append position: writes are positional, so several may be in flight in order. */
   private position = 0;
@@ -47,14 +51,15 @@ class BufferedBody implements FileBody {
   constructor(private readonly fh: FileHandle) {
     this.writeback = new EarlyWriteback(fh.fd);
   }
-  async write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array): Promise<void> {
     const base = this.position;
     this.position += chunk.length;
-    await this.writeback.advance(base);
-    for (let at = 0; at < chunk.length; ) {
-      const { bytesWritten } = await this.fh.write(chunk, at, chunk.length - at, base + at);
-      at += bytesWritten;
-    }
+    return this.writeAt(chunk, base);
+  }
+  /** Every write below `position` has been issued before this one. */
+  async writeAt(chunk: Uint8Array, position: number): Promise<void> {
+    await this.writeback.advance(position);
+    await writeFullyAt(this.fh, chunk, position);
   }
   async finish(): Promise<void> {
     await this.writeback.drain(); // never on a closed descriptor
@@ -70,34 +75,15 @@ class BufferedBody implements FileBody {
   }
 }
 
-class PartialFile implements TargetFile {
+/** Written as `.partial`; `commit` makes it durable and moves it to its real name. */
+class PartialEntry implements TargetEntry {
   private done = false;
-  readonly writeSummed?: (chunk: Uint8Array) => Promise<number>;
   constructor(
     private readonly body: FileBody,
     readonly location: string,
     private readonly finalPath: string,
     private readonly replace: boolean,
-  ) {
-    const summed = body.writeSummed?.bind(body);
-    if (summed) {
-      this.writeSummed = async (chunk) => {
-        try {
-          return await summed(chunk);
-        } catch (e) {
-          throw fileError(e, this.location);
-        }
-      };
-    }
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    try {
-      await this.body.write(chunk);
-    } catch (e) {
-      throw fileError(e, this.location);
-    }
-  }
+  ) {}
 
   async commit(): Promise<void> {
     if (this.done) throw new Error(`${this.location}: already closed`);
@@ -114,6 +100,55 @@ class PartialFile implements TargetFile {
     if (this.done) return;
     this.done = true;
     await this.body.abandon();
+  }
+}
+
+class PartialFile extends PartialEntry implements TargetFile {
+  readonly writeSummed?: (chunk: Uint8Array) => Promise<number>;
+  constructor(
+    private readonly stream: FileBody,
+    location: string,
+    finalPath: string,
+    replace: boolean,
+  ) {
+    super(stream, location, finalPath, replace);
+    const summed = stream.writeSummed?.bind(stream);
+    if (summed) {
+      this.writeSummed = async (chunk) => {
+        try {
+          return await summed(chunk);
+        } catch (e) {
+          throw fileError(e, this.location);
+        }
+      };
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    try {
+      await this.stream.write(chunk);
+    } catch (e) {
+      throw fileError(e, this.location);
+    }
+  }
+}
+
+class PartialImage extends PartialEntry implements TargetImage {
+  constructor(
+    private readonly image: BufferedBody,
+    location: string,
+    finalPath: string,
+    replace: boolean,
+  ) {
+    super(image, location, finalPath, replace);
+  }
+
+  async writeAt(data: Uint8Array, position: number): Promise<void> {
+    try {
+      await this.image.writeAt(data, position);
+    } catch (e) {
+      throw fileError(e, this.location);
+    }
   }
 }
 
@@ -139,10 +174,24 @@ export class DirectoryTarget implements BackupTarget {
 
   async createFile(name: string, options: { replace?: boolean } = {}): Promise<TargetFile> {
     const finalPath = join(this.directory, name);
-    const partial = `${finalPath}.partial`;
+    const partial = partialPath(finalPath);
     const direct = this.directIo ? await DirectFileWriter.create(partial, 0o600) : null;
     const body = direct ? new DirectBody(direct) : new BufferedBody(await open(partial, "w", 0o600));
     return new PartialFile(body, partial, finalPath, options.replace ?? false);
+  }
+
+  /** Raw images go through the page cache (sparse: only data is written), never O_DIRECT. */
+  async createImage(name: string, size: number, options: { replace?: boolean } = {}): Promise<TargetImage> {
+    const finalPath = join(this.directory, name);
+    const partial = partialPath(finalPath);
+    const fh = await open(partial, "w", 0o600);
+    try {
+      await fh.truncate(size);
+    } catch (e) {
+      await fh.close();
+      throw fileError(e, partial);
+    }
+    return new PartialImage(new BufferedBody(fh), partial, finalPath, options.replace ?? false);
   }
 
   async putFile(name: string, data: string | Uint8Array, options: { replace?: boolean } = {}): Promise<void> {

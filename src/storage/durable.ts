@@ -2,6 +2,10 @@
 import { link, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 
+/** `<path>.partial`: a file being written; it gets its real name once complete and durable. */
+export const partialPath = (path: string): string => `${path}.partial`;
+export const isPartialPath = (path: string): boolean => path.endsWith(".partial");
+
 export async function fsyncDirectory(dir: string): Promise<void> {
   const fh = await open(dir, "r");
   try {
@@ -49,7 +53,7 @@ export function fileError(e: unknown, path: string): Error {
 
 /** Writes a small file completely and durably: `<path>.partial`, fsync, move into place. */
 export async function writeFileDurably(path: string, data: string | Uint8Array, replace: boolean): Promise<void> {
-  const tmp = `${path}.partial`;
+  const tmp = partialPath(path);
   try {
     const fh = await open(tmp, "w", 0o600);
     try {

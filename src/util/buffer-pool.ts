@@ -1,37 +1,129 @@
 /**
- * A fixed number of equally sized buffers, allocated on first use and then reused:
- * bounds the memory of a pipeline and avoids page faults from fresh allocations.
+ * Reusable buffers for the data path: fresh allocations cost page faults and garbage
+ * collection, so buffers are kept and handed out again.
+ *
+ * - `BufferPool` bounds memory: its buffers never exceed a byte budget, and `acquire` waits
+ *   (first come, first served) until a released buffer makes room. For pipelines that must
+ *   not run ahead without limit.
+ * - `BufferRecycler` never waits and does not bound the buffers in use (the caller does: the
+ *   NBD server by its request limits, the map backend by its piece cache); it only keeps a
+ *   few idle buffers per size for reuse. For code that cannot wait for a buffer.
  */
-export class BufferPool {
-  private readonly free: Buffer[] = [];
-  private readonly waiters: ((b: Buffer) => void)[] = [];
-  private created = 0;
 
-  constructor(
-    readonly bufferSize: number,
-    readonly count: number,
-  ) {
+const MIN_CLASS = 64 * 1024;
+
+/** The size class of `n` bytes: a power of two, at least 64 KiB. */
+export function sizeClass(n: number): number {
+  let c = MIN_CLASS;
+  while (c < n) c *= 2;
+  return c;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private freeBytes = 0;
+  private usedBytes = 0;
+  private readonly waiters: { size: number; resolve: (b: Buffer) => void }[] = [];
+  /** The largest buffer `acquire` hands out. */
+  readonly bufferSize: number;
+
+  /** `count` buffers of exactly `bufferSize` bytes; `acquire()` takes one. */
+  static fixed(bufferSize: number, count: number): BufferPool {
     if (bufferSize <= 0 || count <= 0) throw new RangeError("BufferPool needs a positive size and count");
+    return new BufferPool(bufferSize * count, bufferSize);
   }
 
-  acquire(): Promise<Buffer> {
-    const b = this.free.pop();
+  /**
+   * Buffers of varying sizes, rounded up to their size class, under `budget` bytes in all.
+   * Idle buffers of other sizes are dropped when a new size does not fit otherwise.
+   */
+  static budget(budget: number): BufferPool {
+    return new BufferPool(budget, null);
+  }
+
+  private constructor(
+    readonly budget: number,
+    /** Every buffer's size (fixed pools), or null for size classes. */
+    private readonly exactSize: number | null,
+  ) {
+    let largest = MIN_CLASS;
+    while (largest * 2 <= budget) largest *= 2;
+    this.bufferSize = exactSize ?? largest;
+  }
+
+  /** A buffer of at least `size` bytes (fixed pools: `bufferSize`; else the size class). */
+  acquire(size: number = this.bufferSize): Promise<Buffer> {
+    const c = this.exactSize ?? sizeClass(size);
+    if (size > c || c > this.budget) return Promise.reject(new RangeError(`buffer of ${size} bytes exceeds the pool budget ${this.budget}`));
+    const b = this.take(c);
     if (b) return Promise.resolve(b);
-    if (this.created < this.count) {
-      this.created++;
-      return Promise.resolve(Buffer.allocUnsafeSlow(this.bufferSize));
-    }
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve) => this.waiters.push({ size: c, resolve }));
   }
 
   release(buffer: Buffer): void {
-    const waiter = this.waiters.shift();
-    if (waiter) waiter(buffer);
-    else this.free.push(buffer);
+    this.usedBytes -= buffer.length;
+    let list = this.free.get(buffer.length);
+    if (!list) this.free.set(buffer.length, (list = []));
+    list.push(buffer);
+    this.freeBytes += buffer.length;
+    // Serve waiters in order; stop at the first that still does not fit (keeps FIFO fairness).
+    while (this.waiters.length > 0) {
+      const b = this.take(this.waiters[0]!.size);
+      if (!b) break;
+      this.waiters.shift()!.resolve(b);
+    }
   }
 
-  /** Buffers currently handed out. */
-  get inUse(): number {
-    return this.created - this.free.length;
+  /** Bytes of the buffers handed out and not yet released. */
+  get bytesInUse(): number {
+    return this.usedBytes;
+  }
+
+  private take(c: number): Buffer | null {
+    const list = this.free.get(c);
+    if (list && list.length > 0) {
+      const b = list.pop()!;
+      this.freeBytes -= c;
+      this.usedBytes += c;
+      return b;
+    }
+    // Drop idle buffers of other sizes until a new one fits the budget.
+    while (this.usedBytes + this.freeBytes + c > this.budget && this.freeBytes > 0) {
+      for (const [size, l] of this.free) {
+        if (l.length === 0) continue;
+        l.pop();
+        this.freeBytes -= size;
+        break;
+      }
+    }
+    if (this.usedBytes + this.freeBytes + c > this.budget) return null;
+    this.usedBytes += c;
+    return Buffer.allocUnsafeSlow(c);
+  }
+}
+
+/** Keeps at most `perClass` idle buffers per size class; `acquire` allocates when none is idle. */
+export class BufferRecycler {
+  private readonly free = new Map<number, Buffer[]>();
+
+  constructor(private readonly perClass = 8) {}
+
+  /** A buffer of `n` bytes' size class, at once. */
+  acquire(n: number): Buffer {
+    const c = sizeClass(n);
+    const list = this.free.get(c);
+    const b = list?.pop();
+    return b ?? Buffer.allocUnsafeSlow(c);
+  }
+
+  release(b: Buffer): void {
+    const c = b.length;
+    if (c !== sizeClass(c)) return;
+    let list = this.free.get(c);
+    if (!list) {
+      list = [];
+      this.free.set(c, list);
+    }
+    if (list.length < this.perClass) list.push(b);
   }
 }

@@ -1,19 +1,44 @@
 /**
- * A bounded set of operations running at once (writes in flight): `add` waits while the set is
- * full, `drain` waits for all and rethrows the first failure, `settle` waits for all after a
- * failure elsewhere. A failed operation never becomes an unhandled rejection.
+ * Operations running at once (writes in flight), optionally at most `max`: `track` starts
+ * watching one, `add` also waits while the set is full (rethrowing a failure seen while
+ * waiting), `drain` waits for all and rethrows the first failure, `settle` waits for those
+ * running now whatever their outcome. The first failure is kept (`failed`, `failure`) so a
+ * producer can stop early. A failed operation never becomes an unhandled rejection.
  */
 export class InFlight {
   private readonly running = new Set<Promise<void>>();
+  private first: { error: unknown } | null = null;
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly max = Infinity) {}
 
-  /** Adds an operation; resolves once fewer than `max` are running (rethrows a failure). */
-  async add(operation: Promise<void>): Promise<void> {
-    const tracked: Promise<void> = operation.finally(() => this.running.delete(tracked));
-    tracked.catch(() => undefined); // observed by add/drain/settle
+  /** Watches an operation (the caller may await it too). */
+  track(operation: Promise<unknown>): void {
+    const tracked: Promise<void> = operation.then(
+      () => void this.running.delete(tracked),
+      (e: unknown) => {
+        this.running.delete(tracked);
+        this.first ??= { error: e };
+        throw e;
+      },
+    );
+    tracked.catch(() => undefined); // observed by add/drain/failed
     this.running.add(tracked);
+  }
+
+  /** Watches an operation; resolves once fewer than `max` are running (rethrows a failure). */
+  async add(operation: Promise<unknown>): Promise<void> {
+    this.track(operation);
     while (this.running.size >= this.max) await Promise.race(this.running);
+  }
+
+  /** True once an operation has failed. */
+  get failed(): boolean {
+    return this.first !== null;
+  }
+
+  /** The first failure (undefined while none failed). */
+  get failure(): unknown {
+    return this.first?.error;
   }
 
   drain(): Promise<void> {
@@ -21,6 +46,6 @@ export class InFlight {
   }
 
   async settle(): Promise<void> {
-    await Promise.allSettled(this.running);
+    if (this.running.size > 0) await Promise.allSettled(this.running);
   }
 }

@@ -2,24 +2,25 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { link, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { clearRunMarker, readRunMarker, runMarkerName, writeRunMarker, type RunMarker } from "../../src/backup/run-marker.js";
+import { clearRunMarker, readRunMarker, writeRunMarker, type RunMarker } from "../../src/backup/run-marker.js";
+import { runMarkerFileName } from "../../src/backupset/layout.js";
 import { inspectTargetDir, partialFailure } from "../../src/backup/target-dir.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const MARKER: RunMarker = { pid: 4242, level: "inc", checkpoint: "virtnbdbackup.3", started: "2026-11-26T04:36:38.000Z" };
 const UNREADABLE: RunMarker = { pid: 0, level: "?", checkpoint: "?", started: "?" };
 
-test("runMarkerName is <domain>.run.partial", () => {
-  assert.equal(runMarkerName("vm1"), "vm1.run.partial");
-  assert.equal(runMarkerName("my-vm.test"), "my-vm.test.run.partial");
+test("runMarkerFileName is <domain>.run.partial", () => {
+  assert.equal(runMarkerFileName("vm1"), "vm1.run.partial");
+  assert.equal(runMarkerFileName("my-vm.test"), "my-vm.test.run.partial");
 });
 
-test("write, read, clear: a round trip through the file runMarkerName names", async (t) => {
+test("write, read, clear: a round trip through the file runMarkerFileName names", async (t) => {
   const dir = await tempDir(t);
   assert.equal(await readRunMarker(dir, "vm1"), null, "no marker yet");
   await writeRunMarker(dir, "vm1", MARKER);
-  assert.deepEqual(await readdir(dir), [runMarkerName("vm1")], "only the marker, no .partial of the marker left behind");
-  assert.deepEqual(JSON.parse(await readFile(join(dir, runMarkerName("vm1")), "utf8")), MARKER);
+  assert.deepEqual(await readdir(dir), [runMarkerFileName("vm1")], "only the marker, no .partial of the marker left behind");
+  assert.deepEqual(JSON.parse(await readFile(join(dir, runMarkerFileName("vm1")), "utf8")), MARKER);
   assert.deepEqual(await readRunMarker(dir, "vm1"), MARKER);
   assert.equal(await readRunMarker(dir, "vm2"), null, "markers are per domain");
   await clearRunMarker(dir, "vm1");

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { verifySet } from "../../src/backupset/verify.js";
 import { selectDataFiles } from "../../src/backupset/data-files.js";
 import { DirectorySource } from "../../src/storage/directory-source.js";
-import { IntegrityRecorder, integrityName } from "../../src/format/integrity.js";
+import { IntegrityRecorder } from "../../src/format/integrity.js";
+import { integrityFileName } from "../../src/backupset/layout.js";
 import { Adler32 } from "../../src/format/checksum.js";
 import { buildStream, pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -28,7 +29,7 @@ async function makeSet(dir: string): Promise<void> {
   for (const [i, [name, bytes, integrity]] of files.entries()) {
     await writeFile(join(dir, name), bytes);
     await writeFile(join(dir, `${name}.chksum`), String(new Adler32().update(bytes).value));
-    await writeFile(join(dir, integrityName(name)), integrity);
+    await writeFile(join(dir, integrityFileName(name)), integrity);
     await utimes(join(dir, name), 1000 + i, 1000 + i);
   }
   await writeFile(join(dir, "vm.cpt"), '["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2"]');

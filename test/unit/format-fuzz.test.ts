@@ -64,7 +64,7 @@ test("100 000 mutated and random streams: only StreamFormatError, bounded memory
       ),
     ),
   );
-  const pool = new BufferPool(64 * 1024, 2);
+  const pool = BufferPool.fixed(64 * 1024, 2);
   const r = rng(12345);
   const rssBefore = process.memoryUsage().rss;
   let accepted = 0;
@@ -76,7 +76,7 @@ test("100 000 mutated and random streams: only StreamFormatError, bounded memory
     } catch (e) {
       if (!(e instanceof StreamFormatError)) assert.fail(`iteration ${i}: ${(e as Error).stack}`);
     }
-    assert.equal(pool.inUse, 0, `iteration ${i} leaked a pool buffer`);
+    assert.equal(pool.bytesInUse, 0, `iteration ${i} leaked a pool buffer`);
   }
   const grown = process.memoryUsage().rss - rssBefore;
   assert.ok(grown < 256 * 1024 * 1024, `RSS grew by ${grown} bytes`);

@@ -25,7 +25,7 @@ const sink = { write: async () => {}, zero: async () => {}, flush: async () => {
 async function apply(bytes: Buffer, record: ReturnType<typeof parseIntegrity>) {
   const reader = await StreamReader.open(new MemorySource(bytes));
   const integrity = new IntegrityChecker(record, "memory.data", !reader.compressed);
-  await applyStream({ reader, writer: sink, pool: new BufferPool(64 * 1024, 2), freshTarget: true, integrity });
+  await applyStream({ reader, writer: sink, pool: BufferPool.fixed(64 * 1024, 2), freshTarget: true, integrity });
 }
 
 for (const level of [undefined, 2]) {

@@ -10,7 +10,7 @@ import { buildStream, pattern, type TestExtent } from "../helpers/streams.js";
 async function decode(bytes: Buffer, poolSize = 1 << 20): Promise<{ disk: Buffer; frames: BodyFrame[] }> {
   const reader = await StreamReader.open(new MemorySource(bytes));
   const disk = Buffer.alloc(reader.meta.virtualSize);
-  const pool = new BufferPool(poolSize, 2);
+  const pool = BufferPool.fixed(poolSize, 2);
   const frames: BodyFrame[] = [];
   for await (const f of reader.frames()) {
     frames.push(f);
@@ -20,7 +20,7 @@ async function decode(bytes: Buffer, poolSize = 1 << 20): Promise<{ disk: Buffer
       if (p.buffer) pool.release(p.buffer);
     }
   }
-  assert.equal(pool.inUse, 0);
+  assert.equal(pool.bytesInUse, 0);
   return { disk, frames };
 }
 

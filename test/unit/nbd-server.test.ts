@@ -6,8 +6,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import net from "node:net";
 import {
   backupExtents,
-  blockReader,
-  blockWriter,
   BASE_ALLOCATION,
   connect,
   Errno,
@@ -26,6 +24,7 @@ import {
   type NbdBackend,
   type ServerOptions,
 } from "../../src/nbd/index.js";
+import { nbdReader, nbdWriter } from "../../src/pipeline/nbd-endpoints.js";
 import { pattern } from "../helpers/nbd-wire.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -324,16 +323,41 @@ describe("nbd client <-> server", () => {
     await assert.rejects(NbdClient.open({ target: { kind: "unix", path: socket }, exportName: "x", signal: retrying.signal }), NbdConnectAborted);
   });
 
+  it("flush waits for the writes in flight, failed ones too", async (t) => {
+    const events: string[] = [];
+    let writes = 0;
+    const slow: NbdBackend = {
+      size: MiB,
+      read: (_o, _l, into) => void into.fill(0),
+      write: async (offset) => {
+        const n = ++writes;
+        await sleep(30);
+        events.push(`write ${n}`);
+        if (offset === 0) throw new NbdBackendError(Errno.EIO, "bad sector");
+      },
+      flush: () => void events.push("flush"),
+    };
+    const { socket } = await serve(t, { d: slow });
+    const c = await client(t, socket, "d");
+    const failing = c.write(0, Buffer.alloc(4096));
+    failing.catch(() => undefined);
+    const fine = c.write(4096, Buffer.alloc(4096));
+    await c.flush();
+    assert.deepEqual(events, ["write 1", "write 2", "flush"]);
+    await assert.rejects(failing, /EIO/);
+    await fine;
+  });
+
   it("adapts to the copy engines' reader/writer interfaces", async (t) => {
     const mem = new MemoryBackend(4 * MiB);
     const { socket } = await serve(t, { d: mem });
     const c = await client(t, socket, "d");
-    const w = blockWriter(c);
+    const w = nbdWriter(c);
     await w.write(4096, Buffer.alloc(8192, 7));
     await w.zero(8192, 4096);
     await w.flush();
     const into = Buffer.alloc(12288);
-    await blockReader(c).read(0, into);
+    await nbdReader(c).read(0, into);
     assert.deepEqual(into, Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 7), Buffer.alloc(4096)]));
     assert.equal(mem.flushes, 1);
   });

@@ -1,15 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { copyExtentsToStream } from "../../src/pipeline/backup-stream.js";
 import { copyExtentsToRawFile } from "../../src/pipeline/backup-raw.js";
 import type { BlockReader, Extent } from "../../src/pipeline/types.js";
 import { StreamWriter } from "../../src/format/writer.js";
+import { DirectoryTarget } from "../../src/storage/directory-target.js";
 import { IntegrityChecker, IntegrityRecorder, parseIntegrity } from "../../src/format/integrity.js";
 import { applyStream } from "../../src/pipeline/restore-stream.js";
 import { StreamReader } from "../../src/format/reader.js";
-import { SizedPool } from "../../src/util/sized-pool.js";
 import { BufferPool } from "../../src/util/buffer-pool.js";
 import { MemorySink, MemorySource } from "../helpers/memory-streams.js";
 import { pattern } from "../helpers/streams.js";
@@ -55,7 +55,7 @@ async function backup(compressLevel: number | null, incremental: boolean, reader
     checkpointName: "virtnbdbackup.0", compressed: compressLevel ?? false, compressionMethod: "lz4",
     parentCheckpoint: "", incremental, streamVersion: 2,
   });
-  const pool = new SizedPool(1024 * KiB);
+  const pool = BufferPool.budget(1024 * KiB);
   let progress = 0;
   await copyExtentsToStream({
     reader, extents, writer, incremental, compressLevel, chunkSize, readSize: 128 * KiB, pool,
@@ -70,7 +70,7 @@ async function backup(compressLevel: number | null, incremental: boolean, reader
 async function restore(bytes: Buffer): Promise<{ image: Buffer; kinds: string[]; trailer: unknown }> {
   const r = await StreamReader.open(new MemorySource(bytes));
   const image = Buffer.alloc(r.meta.virtualSize);
-  const pool = new BufferPool(1024 * KiB, 2);
+  const pool = BufferPool.fixed(1024 * KiB, 2);
   const kinds: string[] = [];
   for await (const f of r.frames()) {
     kinds.push(f.kind);
@@ -116,14 +116,12 @@ test("a failed read rejects the backup and returns every buffer", async () => {
 
 test("raw image backup: data at offsets, holes sparse, exact size", async (t) => {
   const dir = await tempDir(t);
-  const fh = await open(join(dir, "sda.copy.data"), "w+");
-  t.after(() => fh.close());
-  const pool = new SizedPool(512 * KiB);
-  await copyExtentsToRawFile({ reader: new MemoryReader(disk), extents, file: fh, diskSize: DISK, readSize: 64 * KiB, pool });
-  const { size } = await fh.stat();
-  assert.equal(size, DISK);
-  const img = Buffer.alloc(DISK);
-  await fh.read(img, 0, DISK, 0);
+  const image = await new DirectoryTarget(dir).createImage("sda.copy.data", DISK);
+  const pool = BufferPool.budget(512 * KiB);
+  await copyExtentsToRawFile({ reader: new MemoryReader(disk), extents, image, readSize: 64 * KiB, pool });
+  await image.commit();
+  const img = await readFile(join(dir, "sda.copy.data"));
+  assert.equal(img.length, DISK);
   assert.deepEqual(img, expected());
   assert.equal(pool.bytesInUse, 0);
 });
@@ -135,7 +133,7 @@ for (const level of [null, 2]) {
     const record = parseIntegrity(await integrity.text(), "memory.data.integrity");
     const writer = { write: async () => {}, zero: async () => {}, flush: async () => {} };
     await applyStream({
-      reader: await StreamReader.open(new MemorySource(bytes)), writer, pool: new BufferPool(64 * KiB, 4), freshTarget: true,
+      reader: await StreamReader.open(new MemorySource(bytes)), writer, pool: BufferPool.fixed(64 * KiB, 4), freshTarget: true,
       integrity: new IntegrityChecker(record, "memory.data", level === null),
     });
   });

@@ -43,14 +43,14 @@ for (const level of [undefined, 2]) {
     const bytes = await buildStream(extents, { virtualSize: SIZE, compressLevel: level, chunkSize: 256 * 1024 });
     const reader = await StreamReader.open(new MemorySource(bytes));
     const writer = new MemoryWriter(Buffer.alloc(SIZE, 0xee));
-    const pool = new BufferPool(128 * 1024, 4);
+    const pool = BufferPool.fixed(128 * 1024, 4);
     const r = await applyStream({ reader, writer, pool, freshTarget: false });
     const expected = Buffer.alloc(SIZE);
     for (const e of extents) if ("data" in e) e.data.copy(expected, e.start);
     assert.deepEqual(writer.image, expected, "zero frames zero older data when not fresh");
     assert.deepEqual(writer.zeroed, [[700 * 1024, 300 * 1024]]);
     assert.equal(r.dataBytes, SIZE - 300 * 1024);
-    assert.equal(pool.inUse, 0);
+    assert.equal(pool.bytesInUse, 0);
     if (!level) assert.ok(writer.maxInFlight > 1);
   });
 }
@@ -58,11 +58,11 @@ for (const level of [undefined, 2]) {
 test("applyStream: fresh target skips zero frames; a failed write rejects after draining", async () => {
   const bytes = await buildStream(extents, { virtualSize: SIZE });
   const fresh = new MemoryWriter(Buffer.alloc(SIZE));
-  await applyStream({ reader: await StreamReader.open(new MemorySource(bytes)), writer: fresh, pool: new BufferPool(64 * 1024, 4), freshTarget: true });
+  await applyStream({ reader: await StreamReader.open(new MemorySource(bytes)), writer: fresh, pool: BufferPool.fixed(64 * 1024, 4), freshTarget: true });
   assert.deepEqual(fresh.zeroed, []);
-  const pool = new BufferPool(64 * 1024, 4);
+  const pool = BufferPool.fixed(64 * 1024, 4);
   const failing = new MemoryWriter(Buffer.alloc(SIZE), 1200 * 1024);
   await assert.rejects(applyStream({ reader: await StreamReader.open(new MemorySource(bytes)), writer: failing, pool, freshTarget: true }), /ENOSPC/);
-  assert.equal(pool.inUse, 0);
+  assert.equal(pool.bytesInUse, 0);
   assert.equal(failing.inFlight, 0);
 });

@@ -47,6 +47,28 @@ test("directory target: bytes go to .partial and appear only on commit, never re
   assert.equal(await readFile(join(dir, "set", "x.cpt"), "utf8"), '["virtnbdbackup.0", "virtnbdbackup.1"]');
 });
 
+test("directory target: raw images are .partial files of the disk's size, written at positions, moved on commit", async (t) => {
+  const dir = await tempDir(t);
+  const target = await DirectoryTarget.create(dir);
+  const image = await target.createImage("sda.copy.data", 3 << 20);
+  assert.equal(image.location, join(dir, "sda.copy.data.partial"));
+  await image.writeAt(Buffer.alloc(4096, 1), 8192);
+  await image.writeAt(Buffer.alloc(100, 2), (3 << 20) - 100);
+  assert.deepEqual(await readdir(dir), ["sda.copy.data.partial"]);
+  await image.commit();
+  const data = await readFile(join(dir, "sda.copy.data"));
+  const want = Buffer.alloc(3 << 20);
+  want.fill(1, 8192, 12288);
+  want.fill(2, (3 << 20) - 100);
+  assert.deepEqual(data, want);
+
+  const again = await target.createImage("sda.copy.data", 4096);
+  await assert.rejects(again.commit(), TargetExistsError);
+  const failed = await target.createImage("sdb.copy.data", 4096);
+  await failed.abort();
+  assert.deepEqual((await readdir(dir)).sort(), ["sda.copy.data", "sda.copy.data.partial", "sdb.copy.data.partial"]);
+});
+
 test("directory target: a file larger than several writeback windows, written with writes in flight, is intact", async (t) => {
   const dir = await tempDir(t);
   const target = await DirectoryTarget.create(dir);
