@@ -20,15 +20,9 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { openSyslog, type SyslogTransport } from "./syslog.js";
 
-export type LevelName = "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL";
+import { LEVELS, type LevelName } from "./levels.js";
 
-export const LEVELS: Readonly<Record<LevelName, number>> = {
-  DEBUG: 10,
-  INFO: 20,
-  WARNING: 30,
-  ERROR: 40,
-  CRITICAL: 50,
-};
+export { LEVELS, type LevelName } from "./levels.js";
 
 /** The fields of a log line besides time, level and message. */
 export interface LogContext {

@@ -17,7 +17,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
-import type { LevelName } from "./log.js";
+import type { LevelName } from "./levels.js";
 
 export const DEFAULT_SYSLOG_SOCKET = "/dev/log";
 
