@@ -75,101 +75,117 @@ const READ_SIZE = 4 << 20;
 
 export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult> {
   const { disk, log } = o;
-  let server: QemuNbdServer | null = null;
+  const source = o.online ? onlineSource(o) : startOfflineSource(o);
   let client: NbdClient | null = null;
-  const incremental = o.level === "inc" || o.level === "diff";
   try {
-    let target: NbdTarget;
-    let dirtyContext: string | null = null;
-    let tls: ClientTlsOptions | null = null;
-    let exportName = disk.target;
-    if (o.online) {
-      target = o.online.target;
-      dirtyContext = incremental ? o.online.dirtyContext : null;
-      tls = o.online.tls ?? null;
-    } else {
-      const off = o.offline!;
-      const tcp = off.tcp ?? null;
-      if (tcp) {
-        log.info(`Offline backup, starting remote NBD server, socket: [${off.host.name}:${off.socket}], port: [${tcp.port}]`);
-      } else {
-        log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
-      }
-      if (tcp) exportName = uniqueExportName(disk.target);
-      server = QemuNbdServer.start(off.host, {
-        exportName,
-        image: disk.path,
-        format: disk.format,
-        ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: off.socket }),
-        readOnly: true,
-        bitmap: incremental && off.bitmap ? off.bitmap : undefined,
-      });
-      const s = server;
-      o.onCleanup?.(() => s.kill("SIGKILL")); // read-only export: nothing to lose
-      target = s.target;
-      tls = tcp?.tls ?? null;
-      dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
-    }
     if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
-    const extentOptions = { dirtyContext, sparseDetection: o.sparseDetection };
-    // A signal mid-handshake closes the socket at once (see Cleanup.run for why it matters).
-    const connecting = new AbortController();
-    o.onCleanup?.(() => connecting.abort());
-    const connectOptions = {
-      signal: connecting.signal,
-      exportName,
-      metaContexts: backupMetaContexts(extentOptions),
-      tls,
-      log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
-    };
-    // Offline: fails at once with qemu-nbd's message when it cannot serve (e.g. missing bitmap).
-    client = server
-      ? await server.connect(connectOptions)
-      : target.kind === "tcp"
-        ? await connectTcp({ ...connectOptions, target, attempts: 20, intervalMs: 1000 })
-        : await connect({ ...connectOptions, target, attempts: 20, intervalMs: 1000 });
-    const c = client;
-    o.onCleanup?.(() => c.close());
-    if (incremental && !o.sparseDetection) log.info("Skipping detection of sparse/fstrimmed blocks.");
-
-    // nbdinfo (libnbd) finds the CA and client certificate through the URI.
-    const infoUri = tls?.certDir ? `${client.uri}?tls-certificates=${tls.certDir.replace(/[^A-Za-z0-9_.\/~-]/g, (c) => encodeURIComponent(c))}` : client.uri;
-    const source = o.useNbdinfo ? await nbdinfoExtentSource(client, infoUri, backupMetaContexts(extentOptions)) : client;
-    if (o.useNbdinfo) log.info("Using qemu tools to query extents");
-    log.info("Start receiving backup extents.");
-    const extents: ExtentList = await collectBackupExtents(source, extentOptions);
-    log.info("Finished receiving extents.");
-    if (incremental && o.sparseDetection && extents.dataBytes > 0) {
-      log.info(`Detected ${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] non-sparse blocks for current bitmap.`);
-    }
-    log.info(`Got ${extents.count} extents to backup.`);
-    log.info(`${client.size} bytes [${humanize(client.size)}] virtual disk size`);
-    log.info(`${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] of data extents to backup`);
-    if (incremental && extents.dataBytes === 0) log.info("No dirty blocks found");
-    o.onTotal?.(extents.dataBytes);
-
+    client = await connectSource(o, source);
+    const extents = await queryExtents(o, client, source);
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
     const reader = nbdReader(client);
     const started = performance.now();
-    if (o.raw) {
-      await writeRawImage(o, name, reader, extents, client.size);
-    } else {
-      await writeStream(o, name, reader, extents, client);
-    }
+    if (o.raw) await writeRawImage(o, name, reader, extents, client.size);
+    else await writeStream(o, name, reader, extents, client);
     const seconds = (performance.now() - started) / 1000;
     log.debug(`Transferred ${humanize(extents.dataBytes)} in ${seconds.toFixed(2)} s (${humanize(extents.dataBytes / Math.max(seconds, 1e-3))}/s)`);
     await client.disconnect();
     client = null;
-    if (server) await server.stop();
-    server = null;
+    if (source.server) await source.server.stop();
+    source.server = null;
     return { file: name, dataBytes: extents.dataBytes };
   } finally {
     client?.close();
-    if (server) {
-      server.kill();
-      await server.stop().catch(() => undefined);
+    if (source.server) {
+      source.server.kill();
+      await source.server.stop().catch(() => undefined);
     }
   }
+}
+
+/** Where a disk's data comes from: the job's export, or a qemu-nbd started for it (offline). */
+interface DiskSource {
+  target: NbdTarget;
+  exportName: string;
+  dirtyContext: string | null;
+  tls: ClientTlsOptions | null;
+  server: QemuNbdServer | null;
+}
+
+const isIncremental = (o: DiskBackupOptions): boolean => o.level === "inc" || o.level === "diff";
+
+function onlineSource(o: DiskBackupOptions): DiskSource {
+  const online = o.online!;
+  return { target: online.target, exportName: o.disk.target, dirtyContext: isIncremental(o) ? online.dirtyContext : null, tls: online.tls ?? null, server: null };
+}
+
+/** Offline: qemu-nbd on the hypervisor (remote: on `--nbd-port + index`, a unique export name). */
+function startOfflineSource(o: DiskBackupOptions): DiskSource {
+  const { disk, log } = o;
+  const off = o.offline!;
+  const tcp = off.tcp ?? null;
+  if (tcp) log.info(`Offline backup, starting remote NBD server, socket: [${off.host.name}:${off.socket}], port: [${tcp.port}]`);
+  else log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
+  const exportName = tcp ? uniqueExportName(disk.target) : disk.target;
+  const incremental = isIncremental(o);
+  const server = QemuNbdServer.start(off.host, {
+    exportName,
+    image: disk.path,
+    format: disk.format,
+    ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: off.socket }),
+    readOnly: true,
+    bitmap: incremental && off.bitmap ? off.bitmap : undefined,
+  });
+  o.onCleanup?.(() => server.kill("SIGKILL")); // read-only export: nothing to lose
+  const dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
+  return { target: server.target, exportName, dirtyContext, tls: tcp?.tls ?? null, server };
+}
+
+/** The NBD connection; a signal mid-handshake closes the socket at once (see Cleanup.run for why). */
+async function connectSource(o: DiskBackupOptions, src: DiskSource): Promise<NbdClient> {
+  const { log } = o;
+  const connecting = new AbortController();
+  o.onCleanup?.(() => connecting.abort());
+  const connectOptions = {
+    signal: connecting.signal,
+    exportName: src.exportName,
+    metaContexts: backupMetaContexts({ dirtyContext: src.dirtyContext, sparseDetection: o.sparseDetection }),
+    tls: src.tls,
+    log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
+  };
+  const target = src.target;
+  // Offline: fails at once with qemu-nbd's message when it cannot serve (e.g. missing bitmap).
+  const client = src.server
+    ? await src.server.connect(connectOptions)
+    : target.kind === "tcp"
+      ? await connectTcp({ ...connectOptions, target, attempts: 20, intervalMs: 1000 })
+      : await connect({ ...connectOptions, target, attempts: 20, intervalMs: 1000 });
+  o.onCleanup?.(() => client.close());
+  return client;
+}
+
+/** The extents to copy (allocated, or dirty ∩ allocated), with the original's log lines. */
+async function queryExtents(o: DiskBackupOptions, client: NbdClient, src: DiskSource): Promise<ExtentList> {
+  const { log } = o;
+  const incremental = isIncremental(o);
+  const extentOptions = { dirtyContext: src.dirtyContext, sparseDetection: o.sparseDetection };
+  if (incremental && !o.sparseDetection) log.info("Skipping detection of sparse/fstrimmed blocks.");
+  // nbdinfo (libnbd) finds the CA and client certificate through the URI.
+  const tls = src.tls;
+  const infoUri = tls?.certDir ? `${client.uri}?tls-certificates=${tls.certDir.replace(/[^A-Za-z0-9_.\/~-]/g, (c) => encodeURIComponent(c))}` : client.uri;
+  const source = o.useNbdinfo ? await nbdinfoExtentSource(client, infoUri, backupMetaContexts(extentOptions)) : client;
+  if (o.useNbdinfo) log.info("Using qemu tools to query extents");
+  log.info("Start receiving backup extents.");
+  const extents: ExtentList = await collectBackupExtents(source, extentOptions);
+  log.info("Finished receiving extents.");
+  if (incremental && o.sparseDetection && extents.dataBytes > 0) {
+    log.info(`Detected ${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] non-sparse blocks for current bitmap.`);
+  }
+  log.info(`Got ${extents.count} extents to backup.`);
+  log.info(`${client.size} bytes [${humanize(client.size)}] virtual disk size`);
+  log.info(`${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] of data extents to backup`);
+  if (incremental && extents.dataBytes === 0) log.info("No dirty blocks found");
+  o.onTotal?.(extents.dataBytes);
+  return extents;
 }
 
 async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<void> {

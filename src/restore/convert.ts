@@ -19,7 +19,6 @@ import { storedChecksum } from "../backupset/stored-checksum.js";
 import { checkStream } from "../backupset/verify.js";
 import { AdlerTap } from "../format/adler-tap.js";
 import { StreamReader } from "../format/reader.js";
-import type { RandomAccessSource } from "../format/source.js";
 import { ChainBackend } from "../chain/chain-backend.js";
 import { directSources } from "./direct-sources.js";
 import { indexReaders } from "../chain/chain-loader.js";
@@ -65,19 +64,17 @@ async function checkFile(set: BackupSetSource, name: string): Promise<number | n
 }
 
 export async function convertChain(job: ConvertJob): Promise<void> {
-  const sources: RandomAccessSource[] = [];
+  const sources: AdlerTap[] = [];
   let server: NbdServer | null = null;
   let image: FileHandle | null = null;
-  let poll: NodeJS.Timeout | null = null;
+  let stopPolling = () => {};
   const dir = await mkdtemp(join(tmpdir(), "virtnbdrestore-"));
   try {
-    const readers: StreamReader[] = [];
     // Each file's Adler-32 is taken from the reads that serve qemu-img (plus what it skips).
-    const taps: AdlerTap[] = [];
+    const readers: StreamReader[] = [];
     for (const f of job.chain) {
       const source = new AdlerTap(await job.set.open(f.name));
       sources.push(source);
-      taps.push(source);
       readers.push(await StreamReader.open(source));
     }
     const index = await indexReaders(readers);
@@ -89,7 +86,6 @@ export async function convertChain(job: ConvertJob): Promise<void> {
       writeback.progress(n);
       job.onProgress?.(n);
     };
-
     const args = ["convert", "-n", "--target-is-zero", "-W", "-f", "raw", "-O", "qcow2"];
     if (job.compress) args.push("-c");
     const direct = job.viaNbd ? null : directSources(index, job.chain.map((f) => job.set.pathOf(f.name)));
@@ -97,15 +93,7 @@ export async function convertChain(job: ConvertJob): Promise<void> {
       // qemu-img reads the files itself; progress is what the image grows by.
       args.splice(args.indexOf("-f"), 2);
       args.push(...direct, job.image);
-      const img = image;
-      let allocated = (await img.stat()).blocks * 512;
-      poll = setInterval(() => {
-        void img.stat().then((st) => {
-          const now = st.blocks * 512;
-          if (now > allocated) written(now - allocated);
-          allocated = Math.max(allocated, now);
-        }, () => undefined);
-      }, 100);
+      stopPolling = await followGrowth(image, written);
     } else {
       const backend = new ChainBackend(index, sources, { description: `restore of ${job.disk}`, cacheBytes: RESTORE_CACHE_BYTES, onRead: (_offset, data) => written(data.length) });
       server = new NbdServer({ exports: { [job.disk]: backend } });
@@ -115,44 +103,64 @@ export async function convertChain(job: ConvertJob): Promise<void> {
     }
     job.log?.(`qemu-img convert reads ${direct ? `the backup files directly (${direct.length} source ranges)` : "our NBD server"}`);
     const started = performance.now();
-    const convert = execa("qemu-img", args, { reject: false, stdin: "ignore" });
-    void convert.then(() => job.log?.(`qemu-img convert done after ${((performance.now() - started) / 1000).toFixed(2)} s`));
-    const checks = Promise.all(
-      job.chain.map(async (f, i) => {
-        const stored = await checkFile(job.set, f.name);
-        // Served over NBD: the checksum waits for the served bytes. Read directly by qemu-img:
-        // this process reads the file once for it, at the same time.
-        if (stored !== null && direct) compareChecksum(f.name, stored, await taps[i]!.finish());
-        return stored;
-      }),
-    );
-    void checks.then(() => job.log?.(`backup file checks done after ${((performance.now() - started) / 1000).toFixed(2)} s`), () => undefined);
-    // A failed check stops the copy at once; the copy's own failure is reported after it ends.
-    checks.catch(() => convert.kill("SIGTERM"));
-    const [result, stored] = await Promise.all([convert, checks]);
-    if (poll) clearInterval(poll);
-    if (result.exitCode !== 0) {
-      // qemu-img may report one failure per worker: one line for the user.
-      const lines = [...new Set(String(result.stderr).split(/\r?\n/).map((l) => l.trim()).filter(Boolean))];
-      throw new ConvertError(`qemu-img convert into [${job.image}] failed: ${lines.join("; ") || `exit ${result.exitCode}`}`);
-    }
-    if (!direct) {
-      for (const [i, f] of job.chain.entries()) {
-        const expected = stored[i];
-        if (expected !== null && expected !== undefined) compareChecksum(f.name, expected, await taps[i]!.finish());
-      }
-      job.log?.(`checksums done after ${((performance.now() - started) / 1000).toFixed(2)} s`);
-    }
+    await convertChecked(job, args, sources, direct !== null, started);
+    stopPolling();
     const durable = image;
     await writeback.finish(() => durable.datasync());
     job.log?.(`image synced after ${((performance.now() - started) / 1000).toFixed(2)} s`);
   } finally {
-    if (poll) clearInterval(poll);
+    stopPolling();
     await server?.close();
     await image?.close();
     for (const s of sources) await s.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Reports what the image grows by (qemu-img reading the files itself); returns the stop. */
+async function followGrowth(image: FileHandle, written: (n: number) => void): Promise<() => void> {
+  let allocated = (await image.stat()).blocks * 512;
+  const poll = setInterval(() => {
+    void image.stat().then((st) => {
+      const now = st.blocks * 512;
+      if (now > allocated) written(now - allocated);
+      allocated = Math.max(allocated, now);
+    }, () => undefined);
+  }, 100);
+  return () => clearInterval(poll);
+}
+
+/**
+ * Runs qemu-img convert while the files' stored checksums are checked: read directly by
+ * qemu-img, this process reads each file once for it at the same time; served over NBD, the
+ * checksum is taken from the served bytes once the copy ends. A failed check stops the copy.
+ */
+async function convertChecked(job: ConvertJob, args: string[], taps: AdlerTap[], direct: boolean, started: number): Promise<void> {
+  const seconds = () => ((performance.now() - started) / 1000).toFixed(2);
+  const convert = execa("qemu-img", args, { reject: false, stdin: "ignore" });
+  void convert.then(() => job.log?.(`qemu-img convert done after ${seconds()} s`));
+  const checks = Promise.all(
+    job.chain.map(async (f, i) => {
+      const stored = await checkFile(job.set, f.name);
+      if (stored !== null && direct) compareChecksum(f.name, stored, await taps[i]!.finish());
+      return stored;
+    }),
+  );
+  void checks.then(() => job.log?.(`backup file checks done after ${seconds()} s`), () => undefined);
+  // A failed check stops the copy at once; the copy's own failure is reported after it ends.
+  checks.catch(() => convert.kill("SIGTERM"));
+  const [result, stored] = await Promise.all([convert, checks]);
+  if (result.exitCode !== 0) {
+    // qemu-img may report one failure per worker: one line for the user.
+    const lines = [...new Set(String(result.stderr).split(/\r?\n/).map((l) => l.trim()).filter(Boolean))];
+    throw new ConvertError(`qemu-img convert into [${job.image}] failed: ${lines.join("; ") || `exit ${result.exitCode}`}`);
+  }
+  if (direct) return;
+  for (const [i, f] of job.chain.entries()) {
+    const expected = stored[i];
+    if (expected !== null && expected !== undefined) compareChecksum(f.name, expected, await taps[i]!.finish());
+  }
+  job.log?.(`checksums done after ${seconds()} s`);
 }
 
 function compareChecksum(name: string, stored: number, computed: number): void {
