@@ -154,6 +154,7 @@ async function retryOnLostSocket(batch) {
 
 /** Integration files: the shared ones two at a time, then SOLO, then FRESH_LIBVIRTD files one by one. */
 async function runIntegration(files) {
+  if (files.length === 0) return;
   const shared = files.filter((f) => !SOLO.has(base(f)) && !FRESH_LIBVIRTD.has(base(f)));
   const solo = files.filter((f) => SOLO.has(base(f)));
   const fresh = files.filter((f) => FRESH_LIBVIRTD.has(base(f)));
