@@ -1,10 +1,12 @@
 /** The options of a `virtnbdbackup` run, as parsed by src/cli/args.ts. */
-import type { GivenOptions } from "../util/given-options.js";
+import type { RemoteOptions } from "../connect/remote.js";
+import type { LibvirtLogin } from "../connect/session.js";
 
 export type BackupLevel = "copy" | "full" | "inc" | "diff" | "auto";
 export type BackupType = "stream" | "raw";
 
-export interface BackupArgs extends GivenOptions {
+/** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
+export interface BackupArgs extends RemoteOptions, LibvirtLogin {
   domain: string;
   level: BackupLevel;
   type: BackupType;
@@ -28,16 +30,6 @@ export interface BackupArgs extends GivenOptions {
   strict: boolean;
   noSparseDetection: boolean;
   threshold: number | null;
-  uri: string;
-  user: string | null;
-  sshUser: string | null;
-  sshPort: number;
-  sshPrivateKey: string | null;
-  password: string | null;
-  nbdPort: number;
-  nbdIp: string;
-  tls: boolean;
-  tlsCert: string;
   syslog: boolean;
   quiet: boolean;
   nocolor: boolean;

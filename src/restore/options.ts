@@ -1,9 +1,11 @@
 /** The options of a `virtnbdrestore` run, as parsed by src/cli/args.ts. */
-import type { GivenOptions } from "../util/given-options.js";
+import type { RemoteOptions } from "../connect/remote.js";
+import type { LibvirtLogin } from "../connect/session.js";
 
 export type RestoreAction = "dump" | "restore" | "verify";
 
-export interface RestoreArgs extends GivenOptions {
+/** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
+export interface RestoreArgs extends RemoteOptions, LibvirtLogin {
   action: RestoreAction;
   input: string;
   /** target dir; the literal values `dump` / `verify` select those actions (command's job) */
@@ -22,16 +24,6 @@ export interface RestoreArgs extends GivenOptions {
   buffsize: number;
   preallocate: boolean;
   compress: boolean;
-  uri: string;
-  user: string | null;
-  sshUser: string | null;
-  sshPort: number;
-  sshPrivateKey: string | null;
-  password: string | null;
-  nbdPort: number;
-  nbdIp: string;
-  tls: boolean;
-  tlsCert: string;
   logfile: string;
   nocolor: boolean;
   verbose: boolean;
