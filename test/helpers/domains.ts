@@ -43,6 +43,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Connection } from "../../src/libvirt/connection.js";
 import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
@@ -519,7 +520,17 @@ export class TestDomain {
     await mkdir(sockDir, { recursive: true });
     await chmod(sockDir, 0o777);
     const sock = join(sockDir, `${target}.sock`);
-    await this.hmp(`nbd_server_start unix:${sock}`);
+    // A backup job that just ended may still hold qemu's one NBD server for a moment (libvirt
+    // stops it after the job): wait for it instead of failing.
+    for (let i = 0; ; i++) {
+      try {
+        await this.hmp(`nbd_server_start unix:${sock}`);
+        break;
+      } catch (e) {
+        if (i >= 100 || !/already running/.test((e as Error).message)) throw e;
+        await sleep(100);
+      }
+    }
     try {
       await this.hmp(`nbd_server_add ${node} ${target}`);
       return await nbdcopyHash([`nbd+unix:///${target}?socket=${sock}`, "-"]);

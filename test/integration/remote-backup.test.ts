@@ -212,22 +212,29 @@ async function startAndWait(hv: RemoteHypervisor, args: string[], when: RegExp, 
 }
 
 test("interrupted remote backups: SIGTERM aborts the job; after SIGKILL the hypervisor's qemu-nbd and our ssh connection end by themselves", async (t) => {
+  const step = (m: string) => process.stderr.write(`# ${new Date().toISOString()} interrupted remote backups: ${m}\n`);
+  step("start sshd");
   const hv = await startRemoteHypervisor(t);
   if (!hv) return t.skip("sshd not available (or not root)");
   // One disk: with a second one queued, a signal currently lets the worker start it while the job
   // is aborted, and the job lingers (locally too): a matter of the signal handling, reported.
+  step("domain");
   const d = await testDomain(t, { disks: [{ size: 16 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-remote-int-");
   const port = await freePorts();
 
   // Online, SIGTERM once the data flows: the job is aborted, exit 1, nothing left.
+  step("online run");
   const online = await startAndWait(hv, ["-d", d.name, "-l", "full", "-o", join(work, "online"), "-P", String(port), "-w", "1"], /Start receiving backup extents/);
+  step("online run is copying: SIGTERM");
   online.child.kill("SIGTERM");
   const r = await online.result;
   assert.equal(r.exitCode, 1, r.all);
   assert.match(r.stderr, /Signal caught: 15/);
+  step(`online run exited ${r.exitCode}; job?`);
   await noJob(d);
   assert.deepEqual(await remoteLeftovers(hv, [d.dir]), []);
+  step("destroy the domain");
 
   // Offline, SIGKILL while the hypervisor runs qemu-nbd for the disk. (Its ssh control directory,
   // which a killed run leaves behind, goes into our temp dir.)
@@ -236,9 +243,11 @@ test("interrupted remote backups: SIGTERM aborts the job; after SIGKILL the hype
     ...hv.env,
     TMPDIR: await tempDir(t, "vnbt-remote-tmp-"),
   });
+  step("offline run waits for its qemu-nbd: SIGKILL");
   offline.child.kill("SIGKILL");
   await offline.result;
   assert.deepEqual(await remoteLeftovers(hv, [d.dir], 10_000), [], "qemu-nbd and the ssh master ended with our process");
+  step("copy after the kill");
   // The images are not locked any more: a new remote backup works.
   assertOk(await ourBackup([...hv.args, "-n", "-d", d.name, "-l", "copy", "-o", join(work, "after"), "-P", String(port)], { env: hv.env }), "copy after the kill");
 });
