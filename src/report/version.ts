@@ -33,8 +33,11 @@ export function packageVersion(start: string = dirname(fileURLToPath(import.meta
   }
 }
 
+/** This package's version (package.json), `2.47.0`. */
+export const PACKAGE_VERSION = packageVersion();
+
 /** `2.47 (virtnbdbackup-ts 2.47.0)`: what `-V` prints and the log's version line shows. */
-export const FULL_VERSION = `${VERSION} (${PACKAGE_NAME} ${packageVersion()})`;
+export const FULL_VERSION = `${VERSION} (${PACKAGE_NAME} ${PACKAGE_VERSION})`;
 
 /**
  * The first log line: `Version: 2.47 (virtnbdbackup-ts 2.47.0) Arguments: <argv0> <args…>`
