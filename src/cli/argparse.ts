@@ -150,7 +150,8 @@ function metavarOf(a: Action): string {
   return a.dest.toUpperCase();
 }
 
-function formatArgs(a: Action): string {
+/** An option's argument as help shows it: `OUTPUT`, `{copy,full,…}`, `[COMPRESS]`. */
+export function formatArgs(a: Action): string {
   const mv = metavarOf(a);
   return a.nargs === "?" ? `[${mv}]` : mv;
 }
@@ -166,7 +167,8 @@ function invocation(a: Action): string {
   return a.optionStrings.map((s) => `${s} ${args}`).join(", ");
 }
 
-function expandHelp(a: Action, prog: string): string {
+/** An action's help text with argparse's `%(default)s`, `%(prog)s`, … filled in. */
+export function expandHelp(a: Action, prog: string): string {
   const params: Record<string, string> = {
     default: pyStr(a.default),
     dest: a.dest,

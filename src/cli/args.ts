@@ -18,7 +18,7 @@ import {
   type ParserSpec,
 } from "./argparse.js";
 
-import { VERSION } from "../report/version.js";
+import { FULL_VERSION } from "../report/version.js";
 
 import type { BackupArgs, BackupLevel, BackupType } from "../backup/options.js";
 import type { RestoreAction, RestoreArgs } from "../restore/options.js";
@@ -27,14 +27,14 @@ import type { MapArgs } from "../map/options.js";
 export { UsageExit } from "./argparse.js";
 export type { BackupArgs, BackupLevel, BackupType, RestoreAction, RestoreArgs, MapArgs };
 
-export { VERSION } from "../report/version.js";
+export { FULL_VERSION, VERSION } from "../report/version.js";
 
 export type CommandName = "virtnbdbackup" | "virtnbdrestore" | "virtnbdmap";
 
 /** Process facts the defaults depend on; injectable for tests. */
 export interface DefaultsContext {
-  /** for `/var/tmp/virtnbdbackup.<pid>` */
-  pid: number;
+  /** for `/var/tmp/virtnbdbackup.<pid>`; the man pages pass the placeholder `"<pid>"` */
+  pid: number | string;
   /** Python's `getpass.getuser()`; `null` when it cannot be determined */
   user: string | null;
   /** `$HOME`, `undefined` when unset */
@@ -228,7 +228,7 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   cmd.addOption(flagOption("-k, --killonly", "Kill any running block job"));
   cmd.addOption(flagOption("-p, --printonly", "Quit after printing estimated checkpoint size."));
   addDebugOptions(cmd);
-  return { command: cmd, prog, epilog: BACKUP_EPILOG, version: VERSION, columns: ctx.columns };
+  return { command: cmd, prog, epilog: BACKUP_EPILOG, version: FULL_VERSION, columns: ctx.columns };
 }
 
 // ----------------------------------------------------------- virtnbdrestore
@@ -302,7 +302,7 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
   addNocolorOption(cmd);
   cmd.optionsGroup("Debug options");
   addDebugOptions(cmd);
-  return { command: cmd, prog, epilog: RESTORE_EPILOG, version: VERSION, columns: ctx.columns };
+  return { command: cmd, prog, epilog: RESTORE_EPILOG, version: FULL_VERSION, columns: ctx.columns };
 }
 
 // --------------------------------------------------------------- virtnbdmap
@@ -358,7 +358,7 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
   cmd.addOption(flagOption("-r, --readonly", "Map image readonly (default: %(default)s)"));
   cmd.addOption(flagOption("-H, --hexdump", "Hexdump data to logfile for debugging (default: %(default)s)"));
   addDebugOptions(cmd);
-  return { command: cmd, prog, epilog: MAP_EPILOG, version: VERSION, columns: ctx.columns };
+  return { command: cmd, prog, epilog: MAP_EPILOG, version: FULL_VERSION, columns: ctx.columns };
 }
 
 // -------------------------------------------------------------- public API

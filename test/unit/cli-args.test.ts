@@ -2,6 +2,7 @@
 // argparse parsers running under Debian 12's Python 3.11.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import {
   getuser,
   handleUsageExit,
@@ -11,9 +12,12 @@ import {
   parseRestoreArgs,
   usageText,
   UsageExit,
+  FULL_VERSION,
   VERSION,
   type DefaultsContext,
 } from "../../src/cli/args.js";
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 const CTX: Partial<DefaultsContext> = { pid: 4242, user: "root", home: "/root", tmpdir: "/tmp", columns: 80 };
 const B = ["-d", "vm", "-o", "/b"];
@@ -393,8 +397,10 @@ describe("help and version", () => {
     );
   });
 
-  test("-V/--version prints the bare version to stdout, exit 0", () => {
+  test("-V/--version prints both versions to stdout, exit 0", () => {
     assert.equal(VERSION, "2.47");
+    assert.match(PACKAGE_VERSION, /^\d+\.\d+\.\d+/);
+    assert.equal(FULL_VERSION, `2.47 (virtnbdbackup-ts ${PACKAGE_VERSION})`);
     for (const [fn, argv] of [
       [backup, ["-V"]],
       [backup, ["--vers"]],
@@ -404,7 +410,7 @@ describe("help and version", () => {
       [map, ["-f", "a", "--version"]],
     ] as const) {
       const e = exitOf(() => (fn as (...a: string[]) => unknown)(...argv));
-      assert.deepEqual([e.code, e.stdout, e.stderr], [0, "2.47\n", ""], argv.join(" "));
+      assert.deepEqual([e.code, e.stdout, e.stderr], [0, `2.47 (virtnbdbackup-ts ${PACKAGE_VERSION})\n`, ""], argv.join(" "));
     }
     assert.match(usageError(() => backup("-l", "bad", "-V")), /invalid choice: 'bad'/);
   });

@@ -1,10 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { parseBackupArgs } from "../../src/cli/args.js";
 import { LogManager } from "../../src/report/log.js";
 import { runCommand } from "../../src/cli/command.js";
 import { exitCodeFromCounts } from "../../src/report/exit-code.js";
-import { versionLine } from "../../src/report/version.js";
+import { packageVersion, versionLine } from "../../src/report/version.js";
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 function io() {
   const out: string[] = [];
@@ -29,8 +32,14 @@ test("exit code from counters: errors → 1, --strict warnings → 2", () => {
 test("versionLine joins argv like upstream's sys.argv", () => {
   assert.equal(
     versionLine(["-d", "vm", "-l", "inc", "-o", "/b"], "/usr/bin/virtnbdbackup"),
-    "Version: 2.47 Arguments: /usr/bin/virtnbdbackup -d vm -l inc -o /b",
+    `Version: 2.47 (virtnbdbackup-ts ${PACKAGE_VERSION}) Arguments: /usr/bin/virtnbdbackup -d vm -l inc -o /b`,
   );
+});
+
+test("packageVersion: the nearest package.json named virtnbdbackup-ts above a directory", () => {
+  assert.equal(packageVersion(new URL("../../src/report", import.meta.url).pathname), PACKAGE_VERSION);
+  assert.equal(packageVersion(new URL("../../dist/bin", import.meta.url).pathname), PACKAGE_VERSION);
+  assert.equal(packageVersion("/"), "unknown");
 });
 
 test("runCommand: usage errors print usage and return 2", async () => {
@@ -45,7 +54,7 @@ test("runCommand: --version prints to stdout and returns 0", async () => {
   const t = io();
   const code = await runCommand((argv) => (parseBackupArgs(argv), 1), ["-V"], t.io);
   assert.equal(code, 0);
-  assert.deepEqual(t.out, ["2.47\n"]);
+  assert.deepEqual(t.out, [`2.47 (virtnbdbackup-ts ${PACKAGE_VERSION})\n`]);
 });
 
 test("runCommand: main's status is returned, unexpected errors give 1 and are logged", async () => {

@@ -1,0 +1,228 @@
+/**
+ * The hand-written parts of the man pages (./man-page.ts renders them; the options, synopsis
+ * and examples come from the parser declarations in ./args.ts). Facts from docs/cli.md
+ * ("Exit codes", "Defaults"), docs/backup-set.md and README.md ("Differences from the
+ * original"); keep them in step.
+ *
+ * Markup: `code` becomes bold with every `-` a minus sign; elsewhere a `-` starting a word is
+ * a minus sign, other `-` are hyphens.
+ */
+import type { CommandName } from "./args.js";
+
+export interface ManText {
+  /** paragraphs of DESCRIPTION */
+  description: string[];
+  /** extra sentences after an option's help, keyed by its long option string */
+  optionNotes: Record<string, string>;
+  /** EXIT STATUS: [status, meaning] */
+  exitStatus: Array<[string, string]>;
+  /** FILES: [path, what], the path in `code` markup */
+  files: Array<[string, string]>;
+  /** ENVIRONMENT: [variable, meaning] */
+  environment: Array<[string, string]>;
+  /** DIFFERENCES FROM THE ORIGINAL: one item each */
+  differences: string[];
+  /** SEE ALSO: `name(section)` */
+  seeAlso: string[];
+}
+
+const COMPAT =
+  "This is virtnbdbackup-ts, a re-implementation of virtnbdbackup that takes the options of " +
+  "virtnbdbackup 2.47; either tool reads the other's backup sets.";
+
+const USER_ENV: Array<[string, string]> = [
+  [
+    "LOGNAME, USER, LNAME, USERNAME",
+    "The first one set is the user name (else the password database's entry): the default of " +
+      "`--ssh-user`, and of `--uri` (`qemu:///system` for root, `qemu:///session` for anyone else).",
+  ],
+];
+
+const OUTPUT_ENV: Array<[string, string]> = [
+  ["COLUMNS", "Width of the `--help` and usage text (else the terminal's, else 80)."],
+  ["NO_COLOR", "Log lines on standard error without colours (as `--nocolor`)."],
+  ["FORCE_COLOR", "Colours on standard error even when NO_COLOR is set."],
+];
+
+const HOME_ENV: Array<[string, string]> = [
+  ["HOME", "The default log file `$HOME/<command>.log`; without HOME, the system's temporary directory."],
+];
+
+const REMOTE_NOTES: Record<string, string> = {
+  "--uri": "The default shown is root's; for any other user it is `qemu:///session`.",
+  "--ssh-user": "The default is the user name (see ENVIRONMENT), shown here for root.",
+};
+
+const LOGFILE_NOTE: Record<string, string> = {
+  "--logfile": "Without HOME, the log file is in the system's temporary directory.",
+};
+
+/** After the DIFFERENCES list. */
+export const README_POINTER =
+  "The README of virtnbdbackup-ts has the complete table \"Differences from the original\", " +
+  "with the original's behaviour next to ours.";
+
+export const MAN_TEXT: Record<CommandName, ManText> = {
+  virtnbdbackup: {
+    description: [
+      "virtnbdbackup backs up the disks of a libvirt/qemu domain through libvirt's backup API and NBD. " +
+        "A full backup (`-l full`) saves every disk and creates a libvirt checkpoint; an incremental " +
+        "backup (`-l inc`) saves what changed since the last checkpoint and creates the next one; a " +
+        "differential backup (`-l diff`) saves what changed since the last full or incremental backup " +
+        "without creating one; a copy (`-l copy`) saves every disk without a checkpoint. " +
+        "`-l auto` is a full backup into an empty directory and an incremental otherwise.",
+      "Each disk becomes one data file in the output directory: a stream in virtnbdbackup's format " +
+        "holding only the allocated data (optionally lz4-compressed with `-z`), or a raw image with " +
+        "`-t raw`. The domain's configuration, its boot files (loader, nvram, kernel, initrd) and " +
+        "the checkpoint definitions are saved next to the data files. With `-o -` the backup is " +
+        "written as a zip archive to standard output.",
+      "A domain that is shut off is backed up through qemu-nbd: a full backup becomes a copy; " +
+        "incremental and differential backups read the checkpoints' bitmaps from the qcow2 images. " +
+        "Remote hypervisors are reached through a `qemu+ssh://` URI (`-U`) and ssh.",
+      "Use virtnbdrestore(1) to restore a backup set and virtnbdmap(1) to map it to a block device. " +
+        COMPAT,
+    ],
+    optionNotes: {
+      ...REMOTE_NOTES,
+      "--output": "`-` writes a zip archive to standard output (not to a terminal).",
+      "--checkpointdir": "Default: `checkpoints` in the output directory.",
+      "--socketfile": "`<pid>` is the process id; offline backups use `<socketfile>.<disk>`.",
+      "--worker": "Values below 1 count as 1, above the number of disks as that number; `-o -` uses 1.",
+      "--threshold": "Only for incremental and differential backups of a running domain; exit status 0 when the threshold is not reached.",
+      "--strict": "The exit status is then 2 when a warning was logged (see EXIT STATUS).",
+      "--quiet": "Also turns off the progress bars.",
+    },
+    exitStatus: [
+      ["0", "Success; also `-s`, `-k`, `-p`, and a `-T` threshold that was not reached."],
+      [
+        "1",
+        "An error: a refused option combination or set, a failed disk, any ERROR or CRITICAL message " +
+          "logged, or the run was stopped by a signal.",
+      ],
+      ["2", "A usage error; or `--strict` and at least one WARNING was logged (and no error)."],
+    ],
+    files: [
+      ["`<disk>.full.data`, `<disk>.copy.data`", "A full or copy backup of one disk (`<disk>` is the target dev, such as `sda`)."],
+      ["`<disk>.inc.virtnbdbackup.<N>.data`", "An incremental backup up to checkpoint N (offline: `<disk>.inc.virtnbdbackup.<N>.<unix time>.data`)."],
+      ["`<disk>.diff.<unix time>.data`", "A differential backup."],
+      ["`<datafile>.chksum`, `<datafile>.integrity`", "Checksums of a data file, checked by virtnbdrestore(1)."],
+      ["`<domain>.cpt`", "The list of checkpoints of the set, oldest first."],
+      ["`checkpoints/<checkpoint>.xml`", "libvirt's definition of each checkpoint (`-C` chooses another directory)."],
+      ["`vmconfig.<ident>.xml`", "The domain's configuration at each backup (`vmconfig.copy.xml` for a copy)."],
+      ["`<disk>.<ident>.qcow.json`", "The qcow2 image's properties, used to create the image on restore."],
+      ["`<file>.<ident>`", "Copies of the domain's loader, nvram, kernel and initrd files."],
+      ["`autostart.<ident>`, `osinfo.<ident>`", "Whether the domain autostarts; the guest agent's OS information."],
+      ["`backup.<level>.<MMDDYYYYHHMMSS>.log`", "The log of each run."],
+      [
+        "`<domain>.run.partial`",
+        "Present while a run is unfinished: left behind by an interrupted or failed run, it makes the next incremental or differential backup refuse.",
+      ],
+      ["`*.partial`", "Files being written; moved to their names when complete."],
+      ["`/var/tmp/virtnbdbackup.<pid>`", "The NBD socket of a local backup (`-f`)."],
+      ["`/var/tmp`", "libvirt's scratch files during a backup of a running domain (`--scratchdir`)."],
+    ],
+    environment: [...USER_ENV, ...OUTPUT_ENV],
+    differences: [
+      "A run marker `<domain>.run.partial` is written before any checkpoint or file of the set " +
+        "changes and removed when everything is on disk; after an interrupted or failed run the " +
+        "next incremental or differential backup refuses instead of silently missing changes.",
+      "Data files are written as `.partial` files (with O_DIRECT where the file system allows), " +
+        "synced, and moved into place without ever replacing an existing file.",
+      "Every data file gets a `.integrity` file (checksums of each frame), which virtnbdrestore(1) checks.",
+      "An offline incremental backup is named `<disk>.inc.<checkpoint>.<unix time>.data` instead " +
+        "of replacing the online incremental of that checkpoint.",
+      "SIGTERM, SIGHUP and SIGPIPE (also the reader of `-o -` going away) end a run like SIGINT: " +
+        "the libvirt job is aborted and the exit status is 1.",
+      "A failure to save the configuration, checksums or boot files is an error (exit status 1), not a warning.",
+      "`-o -` to a terminal is refused.",
+      "`-V` and the first log line also name this package's version.",
+    ],
+    seeAlso: ["virtnbdrestore(1)", "virtnbdmap(1)", "virsh(1)", "qemu-img(1)", "qemu-nbd(8)"],
+  },
+
+  virtnbdrestore: {
+    description: [
+      "virtnbdrestore turns a backup set written by virtnbdbackup(1) back into disk images. The " +
+        "set (`-i`) is a directory, a zip archive, or a directory of zip archives. For each disk " +
+        "the full backup and the incremental or differential backups after it are applied, in " +
+        "the order of their checkpoints, into a new image in the `-o` directory, up to the " +
+        "checkpoint given by `--until`; `--sequence` names the files instead.",
+      "With `-c` the domain's configuration is adjusted to the restored images (new name, no " +
+        "UUID, the new image paths) and written to the target directory; with `-D` the domain is " +
+        "also defined. Boot files of the set are copied back to their original places when " +
+        "nothing is there.",
+      "`-a dump` (or `-o dump`) prints the metadata of every data file; `-a verify` (or " +
+        "`-o verify`) checks the checksums and decodes every stream without writing anything.",
+      COMPAT,
+    ],
+    optionNotes: {
+      ...REMOTE_NOTES,
+      ...LOGFILE_NOTE,
+      "--output": "`dump` and `verify` instead of a directory are the same as `-a dump` and `-a verify`.",
+      "--input": "A zip archive or a directory of zip archives works as well.",
+      "--define": "Implies `-c`.",
+      "--socketfile": "`<pid>` is the process id.",
+    },
+    exitStatus: [
+      ["0", "The restore completed; a dump; a verify that found no problem."],
+      ["1", "Anything failed, including a data file that could not be applied (the image is then removed)."],
+      ["2", "A usage error."],
+    ],
+    files: [
+      ["`<output>/<image>`", "The restored images, named as the original images; written as `<image>.partial` and renamed when complete. An existing file is never overwritten."],
+      ["`<output>/vmconfig.xml`", "The domain configuration (`-C` chooses another name), adjusted with `-c`."],
+      ["`$HOME/virtnbdrestore.log`", "The log file (`-L`)."],
+      ["`/var/tmp/virtnbdbackup.<pid>`", "The NBD socket while writing an image (`-f`)."],
+    ],
+    environment: [...HOME_ENV, ...USER_ENV, ...OUTPUT_ENV],
+    differences: [
+      "A data file that is damaged or cannot be applied ends the restore with exit status 1 and " +
+        "the half-written image is removed (the original exits 0).",
+      "Files are ordered by the checkpoint links in their metadata, not by modification time; " +
+        "gaps, duplicates and strays are refused.",
+      "`.chksum` and `.integrity` files are checked while a file is applied; `verify` also decodes every stream.",
+      "An incremental backup that fell back to a full one writes zeroes over older data instead of leaving it.",
+      "`--until` uses `vmconfig.<until>.xml` when the set has it.",
+    ],
+    seeAlso: ["virtnbdbackup(1)", "virtnbdmap(1)", "virsh(1)", "qemu-img(1)"],
+  },
+
+  virtnbdmap: {
+    description: [
+      "virtnbdmap makes a backup available as a block device without restoring it, for instance " +
+        "to copy single files or to boot the domain from it (instant recovery). The files given " +
+        "with `-f` (a full backup, then incrementals) are merged into one image and served " +
+        "through nbdkit(1); writes go into a copy-on-write overlay, the backup files are never " +
+        "changed. qemu-nbd(8) attaches the image to the NBD device `-d` (the nbd kernel module " +
+        "must be loaded: `modprobe nbd`).",
+      "The device stays until virtnbdmap is stopped with CTRL+C, SIGTERM or SIGHUP; then it is " +
+        "detached and nbdkit stopped. `--listen-only` serves the image on the `-l`/`-p` address " +
+        "without a device. Compressed (lz4) sets and zip archives map as well.",
+      COMPAT,
+    ],
+    optionNotes: {
+      ...LOGFILE_NOTE,
+      "--file": "Separated by commas; the first must be a full backup.",
+      "--blocksize": "The block size of the copy-on-write overlay (the original passes it to nbdkit as the maximum request size).",
+      "--listen-only": "An option of virtnbdbackup-ts.",
+    },
+    exitStatus: [
+      ["0", "The mapping ended by a signal (SIGINT, SIGTERM, SIGHUP)."],
+      ["1", "A failed check, an unreadable chain, nbdkit or qemu-nbd failing."],
+      ["2", "A usage error."],
+    ],
+    files: [
+      ["`/dev/nbd0`", "The default device (`-d`)."],
+      ["`$HOME/virtnbdmap.log`", "The log file (`-L`)."],
+    ],
+    environment: [...HOME_ENV, ...OUTPUT_ENV],
+    differences: [
+      "The chain is merged into one index and served by our own NBD server behind nbdkit, instead " +
+        "of replaying incrementals through the device; lz4-compressed sets and zip archives map in place.",
+      "`--listen-only` serves the image without a device.",
+      "`-b` sets the overlay's block size instead of splitting reads into pieces of that size.",
+      "SIGTERM and SIGHUP detach the device and clean up like SIGINT.",
+    ],
+    seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)", "nbdkit(1)", "qemu-nbd(8)"],
+  },
+};
