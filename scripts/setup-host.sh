@@ -9,6 +9,7 @@ PACKAGES=(
   nbdkit nbdkit-plugin-python libnbd-bin
   python3-lz4 python3-libnbd python3-libvirt python3-colorlog virtnbdbackup
   openssh-server openssh-client ovmf e2fsprogs util-linux bsdutils iproute2 openssl
+  man-db
 )
 
 missing=()
