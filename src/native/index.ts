@@ -173,16 +173,36 @@ function findPackageRoot(start: string): string {
   return dir;
 }
 
-const addonPath = join(
-  findPackageRoot(dirname(fileURLToPath(import.meta.url))),
-  "src/native/build/Release/virtnbd.node",
-);
+const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+/**
+ * Where the addon may be, in the order tried: built here (`npm run build:native` in a checkout,
+ * or the install script's source build), then the prebuilt one the npm package ships for this
+ * platform (scripts/stage-prebuilt.js at `npm pack`; the Debian package has only that one).
+ */
+export const addonCandidates: readonly string[] = [
+  join(packageRoot, "src/native/build/Release/virtnbd.node"),
+  join(packageRoot, "src/native/prebuilds", `${process.platform}-${process.arch}`, "virtnbd.node"),
+];
 
 function load(): NativeAddon {
-  if (!existsSync(addonPath)) {
-    throw new Error(`native addon missing: ${addonPath} (run "npm run build:native")`);
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const path of addonCandidates) {
+    if (!existsSync(path)) continue;
+    try {
+      return require(path) as NativeAddon;
+    } catch (e) {
+      failures.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+    }
   }
-  return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  if (failures.length === 0) {
+    throw new Error(`native addon missing: ${addonCandidates[0]} (run "npm run build:native")`);
+  }
+  throw new Error(
+    `native addon cannot be loaded (${failures.join("; ")}); build it from source: ` +
+      `"npm run build:native" in a checkout, or reinstall with "npm install -g --build-from-source"`,
+  );
 }
 
 export const native: NativeAddon = load();
