@@ -14,7 +14,7 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -89,7 +89,8 @@ test("npm install -g of the tarball: the prebuilt addon, three commands, a full 
   // npm links the package's man pages into <prefix>/share/man: `man` finds them there.
   for (const c of COMMANDS) {
     const found = await sh("man", ["-M", join(prefix, "share/man"), "-w", c]);
-    assert.equal(found.trim(), join(prefix, `share/man/man1/${c}.1`), `man -w ${c}`);
+    assert.equal(await realpath(found.trim()), await realpath(join(prefix, `share/man/man1/${c}.1`)), `man -w ${c}`);
+    assert.equal(await realpath(found.trim()), join(pkg, `dist/man/man1/${c}.1`), `man -w ${c}: the package's page`);
   }
 
   const d = await testDomain(t, { start: true });
