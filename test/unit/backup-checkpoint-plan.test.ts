@@ -1,12 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { recordingLog } from "../helpers/recording-log.js";
 import {
   CheckpointError,
   foreignCheckpoints,
   isOurs,
   planCheckpoint,
   validateCheckpoint,
-  type CheckpointLog,
 } from "../../src/backup/checkpoints.js";
 import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
@@ -14,16 +14,7 @@ import { LibvirtError } from "../../src/libvirt/errors.js";
 
 const REDEFINE_VALIDATE = C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
 
-function fakeLog(): CheckpointLog & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`INFO ${m}`),
-    warning: (m) => lines.push(`WARNING ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
-    critical: (m) => lines.push(`CRITICAL ${m}`),
-  };
-}
+const fakeLog = recordingLog;
 
 const cpXml = (name: string) => `<domaincheckpoint><name>${name}</name><disks><disk name='sda' checkpoint='bitmap'/></disks></domaincheckpoint>`;
 

@@ -13,15 +13,14 @@ import { chooseDisks, refuseMissingData } from "../../src/backup/preflight.js";
 import { BackupRefusal, type Preflight, type RunContext } from "../../src/backup/run-context.js";
 import { DomainXml } from "../../src/libvirt/domain-xml.js";
 import type { SelectedDisk } from "../../src/libvirt/disk-selection.js";
+import { recordingLog } from "../helpers/recording-log.js";
 import { tempDir } from "../helpers/tmp.js";
 
 /** A run context with only what these phases read; log lines are recorded as "LEVEL message". */
 function context(outDir: string, args: Partial<BackupArgs> = {}): RunContext & { lines: string[] } {
-  const lines: string[] = [];
-  const record = (level: string) => (m: unknown) => void lines.push(`${level} ${String(m)}`);
-  const log = { info: record("INFO"), warning: record("WARNING"), error: record("ERROR"), critical: record("CRITICAL"), debug: () => undefined };
+  const log = recordingLog();
   return {
-    lines,
+    lines: log.lines,
     args: { include: null, exclude: null, raw: false, printonly: false, threshold: null, ...args } as BackupArgs,
     log,
     outDir,

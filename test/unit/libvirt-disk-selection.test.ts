@@ -1,18 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { recordingLog } from "../helpers/recording-log.js";
 import { DomainXml } from "../../src/libvirt/domain-xml.js";
-import { selectDisks, type SelectedDisk, type SelectionLog, type SelectionOptions } from "../../src/libvirt/disk-selection.js";
+import { selectDisks, type SelectedDisk, type SelectionOptions } from "../../src/libvirt/disk-selection.js";
 
-/** A logger recording `LEVEL message` lines. */
-function fakeLog(): SelectionLog & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`INFO ${m}`),
-    warning: (m) => lines.push(`WARNING ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
-  };
-}
+const fakeLog = recordingLog;
 
 const domain = (...disks: string[]): DomainXml =>
   DomainXml.parse(`<domain type='kvm'>
