@@ -1,6 +1,5 @@
 /** Domain checkpoints (virDomainCheckpointPtr). */
 import { native, type LvCheckpointHandle } from "../native/index.js";
-import type { Domain } from "./domain.js";
 import { lvCall } from "./errors.js";
 
 export class Checkpoint {
@@ -10,7 +9,8 @@ export class Checkpoint {
 
   /** @internal made by Domain methods. */
   constructor(
-    readonly domain: Domain,
+    /** The domain it belongs to. */
+    readonly domain: { readonly name: string },
     handle: LvCheckpointHandle,
   ) {
     this.#handle = handle;

@@ -6,7 +6,6 @@
  */
 import { native, type LvDomainHandle, type LvTypedParams } from "../native/index.js";
 import { Checkpoint } from "./checkpoint.js";
-import type { Connection } from "./connection.js";
 import * as C from "./constants.js";
 import { lvCall } from "./errors.js";
 
@@ -57,6 +56,11 @@ export interface BlockJobInfo {
   end: number;
 }
 
+/** What a domain (or pool) needs of the connection it came from (a narrow view: no import cycle). */
+export interface ConnectionRef {
+  libVersion(): Promise<number>;
+}
+
 export class Domain {
   #handle: LvDomainHandle | null;
   /** Domain name (cached by libvirt when looked up). */
@@ -66,7 +70,7 @@ export class Domain {
 
   /** @internal made by Connection methods. */
   constructor(
-    readonly connection: Connection,
+    readonly connection: ConnectionRef,
     handle: LvDomainHandle,
   ) {
     this.#handle = handle;

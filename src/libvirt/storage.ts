@@ -1,6 +1,6 @@
 /** Storage pools and volumes (virStoragePoolPtr, virStorageVolPtr). */
 import { native, type LvStoragePoolHandle, type LvStorageVolHandle } from "../native/index.js";
-import type { Connection } from "./connection.js";
+import type { ConnectionRef } from "./domain.js";
 import { lvCall } from "./errors.js";
 
 export class StoragePool {
@@ -10,7 +10,7 @@ export class StoragePool {
 
   /** @internal made by Connection lookups. */
   constructor(
-    readonly connection: Connection,
+    readonly connection: ConnectionRef,
     handle: LvStoragePoolHandle,
   ) {
     this.#handle = handle;
