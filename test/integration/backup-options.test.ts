@@ -196,6 +196,8 @@ test("-S: a shut-off domain is started paused for an online full and stopped aga
   const full = assertOk(await ourBackup(["-d", d.name, "-l", "full", "-S", "-o", set, "-n"]), "-S full");
   assert.match(full.stderr, /INFO .*Starting domain in paused state/);
   assert.doesNotMatch(full.stderr, /Domain is offline/);
+  // AUTODESTROY: libvirt destroys it when our connection closes, which it handles after we exit.
+  for (let i = 0; i < 50 && (await d.isRunning()); i++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(await d.isRunning(), false, "the temporarily started domain is gone again");
   assert.deepEqual(JSON.parse(await readFile(join(set, `${d.name}.cpt`), "utf8")), ["virtnbdbackup.0"], "an online full: checkpoint created");
   const truth0 = await captureTruth(d);
