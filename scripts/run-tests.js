@@ -6,7 +6,8 @@
 // How `all` spends its time (2 cores, one libvirtd):
 // - the unit files and the integration files that need no libvirtd run together, two at a time;
 // - integration files run two at a time, each in its own process, except those in SOLO below,
-//   which run alone, and those in FRESH_LIBVIRTD, which run alone after a libvirtd restart;
+//   which run alone, and those in FRESH_LIBVIRTD, which run alone after a libvirtd restart; a
+//   file that fails beside another runs once more alone (and is named in the summary);
 // - randomized crash trials are bounded (VNBT_CRASH_TRIALS, default 10 here; the phase files
 //   cover every phase deterministically);
 // - the time per file and one closing line with the totals are printed at the end.
@@ -152,6 +153,23 @@ async function retryOnLostSocket(batch) {
   return batch;
 }
 
+/**
+ * A file that failed while another ran beside it runs once more alone: a test that only fails
+ * next to another one has a timing assumption to fix (two were found and fixed that way), but it
+ * is not the code under test failing. The summary names such files; a file that fails alone too
+ * counts as failed.
+ */
+const passedAlone = [];
+async function runAloneIfFailed(batch) {
+  for (const [i, r] of batch.entries()) {
+    if (r.status === 0) continue;
+    console.error(`\n${r.file} failed while another file ran beside it: running it again alone`);
+    batch[i] = await runFile(r.file);
+    if (batch[i].status === 0) passedAlone.push(r.file);
+  }
+  return batch;
+}
+
 /** Integration files: the shared ones two at a time, then SOLO, then FRESH_LIBVIRTD files one by one. */
 async function runIntegration(files) {
   if (files.length === 0) return;
@@ -159,7 +177,7 @@ async function runIntegration(files) {
   const solo = files.filter((f) => SOLO.has(base(f)));
   const fresh = files.filter((f) => FRESH_LIBVIRTD.has(base(f)));
   freshLibvirtd();
-  results.push(...(await retryOnLostSocket(await pool(shared, 2))));
+  results.push(...(await runAloneIfFailed(await retryOnLostSocket(await pool(shared, 2)))));
   for (const f of solo) results.push(...(await retryOnLostSocket([await runFile(f)])));
   for (const f of fresh) {
     freshLibvirtd();
@@ -176,6 +194,7 @@ function report() {
   for (const r of [...results].sort((a, b) => b.seconds - a.seconds)) {
     console.error(`  ${r.seconds.toFixed(1).padStart(7)}  ${r.file}${r.status !== 0 ? "  FAILED" : ""}`);
   }
+  if (passedAlone.length > 0) console.error(`\nfailed next to another file, passed alone (a timing assumption in the test to fix):\n  ${passedAlone.join("\n  ")}`);
   const failed = results.filter((r) => r.status !== 0);
   if (failed.length > 0) console.error(`\ntest files failed (${failed.length} of ${results.length}):\n  ${failed.map((r) => r.file).join("\n  ")}`);
   // Counted from each file's own summary; a file that failed without a failing test counts once.
