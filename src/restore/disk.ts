@@ -92,9 +92,9 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
 /** Local restore: qemu-img convert from our chain server (restore/convert.ts). */
 async function convertLocally(job: DiskRestoreJob, partial: string): Promise<void> {
   const { log, set } = job;
-  for (const file of job.chain) {
+  for (const [i, file] of job.chain.entries()) {
     const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
-    if (file.meta.dataSize === 0) {
+    if (nothingToApply(file, i === 0)) {
       log.info(`File [${shown}] contains no dirty blocks, skipping.`);
       continue;
     }
@@ -163,10 +163,19 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
   }
 }
 
+/**
+ * A file without data has nothing to apply when it is incremental or the first on a new image;
+ * a full-style one later in the chain (an inc that fell back to full on a disk of holes) still
+ * zeroes what older files wrote.
+ */
+function nothingToApply(file: ChainFile, fresh: boolean): boolean {
+  return file.meta.dataSize === 0 && (fresh || file.meta.incremental);
+}
+
 async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: BlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
   const { log, set } = job;
   const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
-  if (file.meta.dataSize === 0) {
+  if (nothingToApply(file, fresh)) {
     log.info(`File [${shown}] contains no dirty blocks, skipping.`);
     return;
   }
