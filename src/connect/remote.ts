@@ -11,9 +11,11 @@
 import { SshHost, type SshTarget } from "../host/ssh.js";
 import type { Connection } from "../libvirt/connection.js";
 import { loadClientCredentials, type ClientTlsOptions } from "../nbd/index.js";
+import type { GivenOptions } from "../util/given-options.js";
 import { oneLine } from "../util/one-line.js";
 
-export interface RemoteOptions {
+/** `given`: `--ssh-user` and `--ssh-port` override the URI's only when typed. */
+export interface RemoteOptions extends GivenOptions {
   uri: string;
   sshUser: string | null;
   sshPort: number;
@@ -22,8 +24,6 @@ export interface RemoteOptions {
   nbdIp: string;
   tls: boolean;
   tlsCert: string;
-  /** The options given on the command line (argparse dests): `ssh_user` and `ssh_port` override the URI's. */
-  given: ReadonlySet<string>;
 }
 
 /** qemu-nbd on the remote hypervisor (offline backup, restore), reached by our client over TCP. */

@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findPackage, PACKAGE_NAME } from "../util/package-root.js";
 
 declare const lvHandleKind: unique symbol;
 /**
@@ -163,17 +164,12 @@ export interface NativeAddon extends LibvirtNative {
   addressModulo(buf: Uint8Array, modulus: number): number;
 }
 
-function findPackageRoot(start: string): string {
-  let dir = start;
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`package.json not found above ${start}`);
-    dir = parent;
-  }
-  return dir;
-}
+const start = dirname(fileURLToPath(import.meta.url));
+const packageRoot = findPackage(start)?.root ?? fail(`package.json of ${PACKAGE_NAME} not found above ${start}`);
 
-const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+function fail(message: string): never {
+  throw new Error(message);
+}
 
 /**
  * Where the addon may be, in the order tried: built here (`npm run build:native` in a checkout,

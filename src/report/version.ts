@@ -1,36 +1,18 @@
 /** The version the tools report (`-V`) and the first line of every log. */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findPackage, PACKAGE_NAME } from "../util/package-root.js";
 
 /** The original's version whose options and sets these tools match. */
 export const VERSION = "2.47";
 
-const PACKAGE_NAME = "virtnbdbackup-ts";
-
 /**
- * This package's own version, read from its package.json: the first `package.json` named
- * `virtnbdbackup-ts` above this module. The same lookup works from the sources (src/report/),
- * from tsc's output (dist/report/), from the bundles (dist/bin/*.mjs) and from an installed
- * package, which always carries its package.json (the native addon is found the same way,
- * src/native/index.ts). `unknown` if there is none.
+ * This package's own version, from the package.json of its root (util/package-root.ts; the
+ * native addon is found the same way). `unknown` if there is none.
  */
 export function packageVersion(start: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = start;
-  for (;;) {
-    const file = join(dir, "package.json");
-    if (existsSync(file)) {
-      try {
-        const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: unknown; version?: unknown };
-        if (pkg.name === PACKAGE_NAME && typeof pkg.version === "string") return pkg.version;
-      } catch {
-        // not ours or unreadable: keep looking upward
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return "unknown";
-    dir = parent;
-  }
+  const version = findPackage(start)?.json.version;
+  return typeof version === "string" ? version : "unknown";
 }
 
 /** This package's version (package.json), `2.47.0`. */
