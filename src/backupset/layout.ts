@@ -51,7 +51,34 @@ export const bootFileName = (basename: string, level: Level, ident: string): str
   level === "copy" ? basename : `${basename}.${ident}`;
 
 export const CHECKPOINT_PREFIX = "virtnbdbackup";
-export const checkpointName = (index: number): string => `${CHECKPOINT_PREFIX}.${index}`;
+/**
+ * A chain's checkpoint names (docs/behaviour.md, "Independent chains"): `virtnbdbackup.<N>` for the
+ * default chain, `virtnbdbackup.<chain>.<N>` for a target backed up with `--chain <chain>`.
+ */
+export const checkpointName = (index: number, chain = ""): string => (chain ? `${CHECKPOINT_PREFIX}.${chain}.${index}` : `${CHECKPOINT_PREFIX}.${index}`);
+/** A valid `--chain` name: letters, digits, `_` and `-`, not only digits (so names never read as an index). */
+export const isChainName = (chain: string): boolean => /^[A-Za-z0-9_-]{1,64}$/.test(chain) && !/^\d+$/.test(chain);
+/** The index of a checkpoint of `chain` (`virtnbdbackup.<N>` / `virtnbdbackup.<chain>.<N>`), or null for any other name. */
+export function checkpointIndex(name: string, chain = ""): number | null {
+  const prefix = chain ? `${CHECKPOINT_PREFIX}.${chain}.` : `${CHECKPOINT_PREFIX}.`;
+  if (!name.startsWith(prefix)) return null;
+  const rest = name.slice(prefix.length);
+  return /^\d+$/.test(rest) ? Number(rest) : null;
+}
+/** Any checkpoint name this tool (or the original) creates: it contains `virtnbdbackup`. */
+export const isOwnCheckpointName = (name: string): boolean => name.includes(CHECKPOINT_PREFIX);
+
+/**
+ * A chain started over inside a target (docs/backup-set.md, "Generations"): the target's top
+ * level holds generation 1, `<target>/generation.<N>` (N ≥ 2) each later one, every one a
+ * complete set of the original's layout. Checkpoint numbers go on across generations.
+ */
+export const generationDirName = (n: number): string => `generation.${n}`;
+/** N of a `generation.<N>` folder name (N ≥ 2), or null. */
+export function parseGenerationDirName(name: string): number | null {
+  const m = /^generation\.(\d+)$/.exec(name);
+  return m && Number(m[1]) >= 2 ? Number(m[1]) : null;
+}
 
 /** Unix seconds as the original's diff ident (`int(time.time())`). */
 export const unixIdent = (now = Date.now()): string => String(Math.floor(now / 1000));
