@@ -1,7 +1,8 @@
 /**
- * `virtnbdrestore` after its options: open the set, pick its data files, then dump, verify
- * or restore. Returns the exit code.
+ * `virtnbdrestore` after its options: pick the generation of a target that has several, open
+ * the set, pick its data files, then dump, verify or restore. Returns the exit code.
  */
+import { generationWithCheckpoint, listGenerations } from "../backupset/generations.js";
 import { openBackupSet, SetNotFoundError } from "../backupset/open-set.js";
 import { DataFileError, selectDataFiles } from "../backupset/data-files.js";
 import { dumpMetadata } from "../backupset/dump.js";
@@ -20,9 +21,33 @@ function resolveAction(args: RestoreArgs): RestoreArgs["action"] {
   return args.action;
 }
 
+/**
+ * The directory everything is read from (docs/behaviour.md, "Restore"): `-i` itself unless it
+ * holds `generation.<N>` folders with data; then the generation holding `--until`, else the
+ * newest. null: `--until` is in no generation (logged).
+ */
+async function resolveInput(args: RestoreArgs, log: Logger): Promise<string | null> {
+  const generations = await listGenerations(args.input);
+  if (!generations.some((g) => g.index > 1)) return args.input;
+  let dir = generations.at(-1)!.dir;
+  if (args.until) {
+    const holder = await generationWithCheckpoint(args.input, args.until);
+    if (!holder) {
+      log.error(`Checkpoint [${args.until}] not found in any of the [${generations.length}] generations of [${args.input}].`);
+      return null;
+    }
+    dir = holder.dir;
+  }
+  log.info(`Target holds [${generations.length}] generations: using [${dir}]`);
+  return dir;
+}
+
 export async function runRestoreCommand(args: RestoreArgs, log: Logger, stdout: RestoreOutput): Promise<number> {
   let set: BackupSetSource;
   try {
+    const input = await resolveInput(args, log);
+    if (input === null) return 1;
+    if (input !== args.input) args = { ...args, input };
     set = await openBackupSet(args.input);
   } catch (e) {
     log.error(e instanceof SetNotFoundError ? e.message : `Unable to open backup source [${args.input}]: ${(e as Error).message}`);
