@@ -159,7 +159,10 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       ...REMOTE_NOTES,
       ...LOGFILE_NOTE,
       "--output": "`dump` and `verify` instead of a directory are the same as `-a dump` and `-a verify`.",
-      "--input": "A zip archive or a directory of zip archives works as well.",
+      "--input":
+        "A zip archive or a directory of zip archives works as well. A directory holding " +
+        "`generation.<N>` folders (new chains started by `-l auto`) is read from one of them: the " +
+        "one holding the `--until` checkpoint, else the newest; `-i <dir>/generation.<N>` reads that one.",
       "--define": "Implies `-c`.",
       "--socketfile": "`<pid>` is the process id.",
     },
