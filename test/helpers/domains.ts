@@ -13,7 +13,8 @@
  *   Options (TestDomainOptions): `disks` (DiskSpec[], default one 64 MiB qcow2 with
  *   defaultContent(0)), `cdrom` (attach an empty SATA cdrom after the disks), `machine`
  *   ("q35" default, or "pc"), `start`, `guestAgentChannel` (add the qemu-ga virtio channel;
- *   no agent ever answers), `uri` (default $VNBT_LIBVIRT_URI or qemu:///system),
+ *   no agent ever answers), `scsiController` (a virtio-scsi controller, so sd* disks can be
+ *   hot-plugged and unplugged), `uri` (default $VNBT_LIBVIRT_URI or qemu:///system),
  *   `connection` (reuse one; otherwise the domain owns a connection and closes it).
  *   DiskSpec: `size` (bytes, default 64 MiB), `format` ("qcow2" default | "raw"), `content`
  *   (ContentOp[], default defaultContent(index)). ContentOp: `{ pattern, offset, length }`
@@ -23,7 +24,7 @@
  *   TestDomain: `name` ("vnbt-<pid>-<random>"), `dir` (temp dir with the images),
  *   `connection`, `domain` (our binding's Domain), `disks` (TestDisk: target sda/sdb/…,
  *   path, format, size, spec), `start(flags?)`, `destroy()`, `isRunning()`,
- *   `hmp(cmd)`, `blockNode(target)` (qemu node name + qdev id of a running disk),
+ *   `hmp(cmd)`, `blockNode(target)` (qemu node name + qdev of a running disk, from query-block),
  *   `writePattern(target, offset, length, byte)` / `writeRandom(target, offset, length, seed)`
  *   / `writeZeroes(target, offset, length)`: through HMP `qemu-io -d <qdev>` while running,
  *   through qemu-io on the image while shut off (spec content is updated either way, so
@@ -31,6 +32,13 @@
  *   virtual disk content, read through an NBD export of the running qemu (HMP nbd_server_start
  *   on a private socket; fails while a backup job's NBD server runs) or from the shut-off image
  *   (qemu-nbd + nbdcopy), `expectedHash(target)`: sha256 computed from the spec, `cleanup()`.
+ *
+ *   Drift (what changes under a backup chain): `attachDisk(target, size)` (a new empty qcow2,
+ *   vd* virtio / sd* scsi, live + persistent or in the definition; joins `disks`),
+ *   `detachDisk(target)` (live only for scsi: a PCI unplug waits for a guest), `blockResize(target,
+ *   size)` (grow; virsh blockresize or qemu-img resize), `crashQemuNbdOn(target)` (shut off:
+ *   qemu-nbd opens the image read-write and is SIGKILLed, its bitmaps stay "in-use"),
+ *   `redefine()` (undefine with checkpoint metadata, define the same XML again).
  *
  *   Helpers: `seededBytes(seed, length)` (deterministic bytes), `contentHash(size, ops)`,
  *   `defaultContent(i)`, `sweepStaleTestDomains({ all? })` (removes vnbt- domains and temp dirs
@@ -47,6 +55,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Connection } from "../../src/libvirt/connection.js";
 import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
+import { listBlockBitmaps } from "../../src/libvirt/block-bitmaps.js";
 import { DomainXml } from "../../src/libvirt/domain-xml.js";
 import { isLibvirtError } from "../../src/libvirt/errors.js";
 import { pidAlive } from "./process.js";
@@ -79,6 +88,8 @@ export interface TestDomainOptions {
   machine?: "q35" | "pc";
   start?: boolean;
   guestAgentChannel?: boolean;
+  /** Add a virtio-scsi controller, so sd* disks can be hot-plugged and unplugged (attachDisk). */
+  scsiController?: boolean;
   uri?: string;
   connection?: Connection;
 }
@@ -322,6 +333,7 @@ function domainXml(name: string, opts: TestDomainOptions, disks: TestDisk[]): st
       `    </channel>`,
     );
   }
+  if (opts.scsiController) lines.push(`    <controller type='scsi' index='0' model='virtio-scsi'/>`);
   lines.push(`    <memballoon model='none'/>`, `  </devices>`, `</domain>`);
   return lines.join("\n");
 }
@@ -448,23 +460,14 @@ export class TestDomain {
     return reply;
   }
 
-  /** qemu node name (for nbd_server_add) and qdev id (for qemu-io -d) of a running disk. */
+  /**
+   * qemu node name (for nbd_server_add) and qdev (id or QOM path, for qemu-io -d) of a running
+   * disk, from query-block (src/libvirt/block-bitmaps.ts).
+   */
   async blockNode(target: string): Promise<{ node: string; qdev: string }> {
-    const live = DomainXml.parse(await this.domain.xmlDesc());
-    const disk = live.disk(target);
-    const alias = disk ? disk.element.getElementsByTagName("alias")[0]?.getAttribute("name") : null;
-    if (!alias) throw new Error(`disk ${target} of ${this.name} has no alias (is the domain running?)`);
-    const info = await this.domain.hmp("info block");
-    let node: string | null = null;
-    let current: string | null = null;
-    for (const line of info.split(/\r?\n/)) {
-      const head = /^(\S+)(?: \([^)]*\))?: /.exec(line);
-      if (head) current = head[1]!;
-      const att = /^\s+Attached to:\s+(\S+)/.exec(line);
-      if (att && att[1] === alias) node = current;
-    }
-    if (!node) throw new Error(`no block node attached to ${alias} in "info block":\n${info}`);
-    return { node, qdev: alias };
+    const found = (await listBlockBitmaps(this.domain)).find((x) => x.target === target);
+    if (!found) throw new Error(`disk ${target} of ${this.name} has no block node (is the domain running?)`);
+    return { node: found.node, qdev: found.qdev };
   }
 
   async #write(target: string, op: ContentOp): Promise<void> {
@@ -545,6 +548,109 @@ export class TestDomain {
     const out: Record<string, string> = {};
     for (const d of this.disks) out[d.target] = await this.diskHash(d.target);
     return out;
+  }
+
+  // Drift: what changes under a backup chain between runs (disks added, removed, resized,
+  // bitmaps left in-use by a crashed writer, checkpoint metadata lost).
+
+  async #virsh(args: string[]): Promise<string> {
+    return run("virsh", ["-c", this.connection.uri ?? DEFAULT_URI, ...args]);
+  }
+
+  /**
+   * Adds an empty qcow2 disk of `size` bytes (a new image in `dir`): live and persistent when
+   * running, to the definition when shut off. The bus follows the target: vd* virtio, sd* scsi
+   * (live, sd* needs `scsiController`: SATA cannot be hot-plugged, and q35 test domains have no
+   * PCI slot for a new controller).
+   */
+  async attachDisk(target: string, size: number): Promise<TestDisk> {
+    if (this.disks.some((d) => d.target === target)) throw new Error(`test domain ${this.name} already has a disk ${target}`);
+    const bus = target.startsWith("vd") ? "virtio" : target.startsWith("sd") ? "scsi" : null;
+    if (!bus) throw new Error(`attachDisk: target ${target} is neither vd* nor sd*`);
+    const path = join(this.dir, `${target}.qcow2`);
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", path, String(size)]);
+    const live = await this.isRunning();
+    await this.#virsh(["attach-disk", this.name, path, target, "--driver", "qemu", "--subdriver", "qcow2", "--targetbus", bus, live ? "--persistent" : "--config"]);
+    const disk: TestDisk = { target, path, format: "qcow2", size, content: [] };
+    this.disks.push(disk);
+    return disk;
+  }
+
+  /**
+   * Removes a disk from the domain (live and persistent when running), keeping its image.
+   * Live, only a SCSI disk leaves at once: a virtio (PCI) unplug waits for a guest that never
+   * answers here, which fails after 5 s.
+   */
+  async detachDisk(target: string): Promise<TestDisk> {
+    const disk = this.disk(target);
+    const live = await this.isRunning();
+    await this.#virsh(["detach-disk", this.name, target, live ? "--persistent" : "--config"]);
+    if (live) {
+      const deadline = Date.now() + 5000;
+      while (DomainXml.parse(await this.domain.xmlDesc()).disk(target)) {
+        if (Date.now() > deadline) throw new Error(`disk ${target} of ${this.name} is still attached 5 s after detach-disk (a PCI unplug needs a guest)`);
+        await sleep(100);
+      }
+    }
+    this.disks.splice(this.disks.indexOf(disk), 1);
+    return disk;
+  }
+
+  /**
+   * Grows a disk to `size` bytes: `virsh blockresize` when running, `qemu-img resize` when shut
+   * off. The new space reads as zeroes (expectedHash follows).
+   */
+  async blockResize(target: string, size: number): Promise<void> {
+    const disk = this.disk(target);
+    if (size < disk.size) throw new Error(`blockResize grows only (${target}: ${disk.size} → ${size})`);
+    if (await this.isRunning()) await this.#virsh(["blockresize", this.name, target, `${size}B`]);
+    else await run("qemu-img", ["resize", "-q", "-f", disk.format, disk.path, String(size)]);
+    disk.size = size;
+  }
+
+  /**
+   * Leaves the disk's image as a crashed writer would (domain shut off): qemu-nbd opens it
+   * read-write, which flags every bitmap in it "in-use", answers a client, and is SIGKILLed.
+   * (`-t`: without it qemu-nbd exits cleanly when its first client leaves, clearing the flags.)
+   */
+  async crashQemuNbdOn(target: string): Promise<void> {
+    if (await this.isRunning()) throw new Error(`crashQemuNbdOn: ${this.name} must be shut off`);
+    const disk = this.disk(target);
+    const sock = join(this.dir, `crash-${target}.sock`);
+    const child = spawn("qemu-nbd", ["-t", "-f", disk.format, "-k", sock, disk.path], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
+    let exitedEarly = false;
+    void exited.then(() => (exitedEarly = true));
+    try {
+      for (let i = 0; ; i++) {
+        if (exitedEarly) throw new Error(`qemu-nbd on ${disk.path} exited: ${stderr.trim()}`);
+        try {
+          await run("nbdinfo", ["--size", `nbd+unix:///?socket=${sock}`]);
+          break;
+        } catch (e) {
+          if (i >= 100) throw e;
+          await sleep(100);
+        }
+      }
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+      await rm(sock, { force: true });
+    }
+  }
+
+  /**
+   * Undefines the domain with its checkpoint metadata (the bitmaps stay in the images) and
+   * defines it again from its inactive XML. Shut off, libvirt forgets every checkpoint; a running
+   * domain keeps running (transient in between) and libvirt 9.0 keeps its checkpoints (it drops
+   * them only for an inactive domain).
+   */
+  async redefine(): Promise<void> {
+    const xml = await this.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
+    await this.domain.undefine(C.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | C.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
+    (await this.connection.defineXML(xml)).free();
   }
 
   /** Destroys and undefines the domain, closes its own connection, deletes the files. Idempotent. */
