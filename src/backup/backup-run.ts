@@ -8,7 +8,7 @@
  */
 import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { backupLogFileName, CHECKPOINT_DIR, cptFileName, runMarkerFileName } from "../backupset/layout.js";
+import { backupLogFileName, runMarkerFileName } from "../backupset/layout.js";
 import { readCpt } from "../backupset/cpt.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
 import { SshHost } from "../host/ssh.js";
@@ -16,19 +16,25 @@ import { formatVersion, localLibVersion, type Connection } from "../libvirt/conn
 import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { logging, type Logger } from "../report/log.js";
+import { EXIT_TEMPFAIL } from "../report/exit-code.js";
 import { versionLine } from "../report/version.js";
 import { oneLine } from "../util/one-line.js";
 import { CheckpointError } from "./checkpoints.js";
 import { backupDisks } from "./disk-workers.js";
 import { finishRun } from "./finish.js";
+import { latestGeneration, placeIn, startNewGeneration } from "./generation.js";
 import { Cleanup, interruptOnSignals } from "./interruption.js";
 import { planCheckpoints, startJob } from "./job-phases.js";
 import { JobStartError, runningBackupJob } from "./job.js";
+import { DomainLock, lockDirectory } from "./domain-lock.js";
 import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
 import { chooseDisks, domainState, leftoverJobHint, lookupDomain, refuseMissingData, reportLeftoverJob, saveConfigWithoutDisks } from "./preflight.js";
 import { BackupRefusal, type BackupIO, type Preflight, type RunContext, type RunPlace, type SetChanges } from "./run-context.js";
-import { clearRunMarker, readRunMarker, writeRunMarker } from "./run-marker.js";
+import { clearRunMarker, readRunMarker, writeRunMarker, type RunMarker } from "./run-marker.js";
+import { healUnfinishedRun } from "./unfinished-run.js";
+import { checkHealth } from "./health-check.js";
+import { chainNameMismatch, chainProblem } from "./chain-continuation.js";
 import { decideLevel, inspectTargetDir, partialFailure, TargetDirError, type TargetDirState } from "./target-dir.js";
 
 export type { BackupIO } from "./run-context.js";
@@ -48,48 +54,82 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
     logging.configure(loggingOptions);
     return fail(log, (e as Error).message);
   }
-  logging.configure({ ...loggingOptions, syslog: args.syslog, logFile: join(place.outDir, backupLogFileName(args.level)) });
+  // One run per domain: a refused run changes nothing, not even a log file in the target.
+  // `-k` stops a job whoever started it; `--check` only reads.
+  const lock = args.killonly || args.check ? null : await takeDomainLock(args, place.outDir);
+  if (lock !== null && !(lock instanceof DomainLock)) {
+    logging.configure({ ...loggingOptions, syslog: args.syslog });
+    log.error(lock.refusal);
+    return EXIT_TEMPFAIL;
+  }
+  try {
+    const logFile = args.check ? undefined : join(place.outDir, backupLogFileName(args.level));
+    logging.configure({ ...loggingOptions, syslog: args.syslog, logFile });
+    return await lockedRun(args, argv, io, log, place);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function takeDomainLock(args: BackupArgs, outDir: string): Promise<DomainLock | { refusal: string }> {
+  const me = { pid: process.pid, started: new Date().toISOString(), output: outDir };
+  const got = await DomainLock.acquire(lockDirectory(), args.uri, args.domain, me);
+  if (got instanceof DomainLock) return got;
+  const o = got.heldBy;
+  const owner = o ? ` (pid ${o.pid}, started ${o.started}, into [${o.output}])` : "";
+  return { refusal: `Another backup of domain [${args.domain}] is running${owner}: nothing changed, try again when it has ended.` };
+}
+
+async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Logger, place: RunPlace): Promise<number> {
   log.info(versionLine(argv));
   log.info(`Backup level: [${args.level}]`);
   const compressLevel = args.compress === false ? null : args.compress;
   if (compressLevel !== null) log.info(`Compression enabled, level [${compressLevel}]`);
   const conflict = optionConflict(args);
   if (conflict) return fail(log, conflict);
-  let dirState: TargetDirState;
+  let found: { dirState: TargetDirState; deadRun: RunMarker | null };
   try {
-    dirState = await refuseUnfinishedSet(args, place.outDir, place.stdoutMode, log);
+    found = args.check ? { dirState: await inspectTargetDir(place.outDir), deadRun: null } : await refuseUnfinishedSet(args, place.outDir, place.stdoutMode, log);
   } catch (e) {
     if (e instanceof BackupRefusal) return fail(log, ...e.lines);
     throw e;
   }
-  await mkdir(place.checkpointDir, { recursive: true });
-  return connectAndRun(args, io, log, { ...place, dirState, compressLevel });
+  if (!args.check) await mkdir(place.checkpointDir, { recursive: true });
+  return connectAndRun(args, io, log, { ...place, ...found, compressLevel });
 }
 
-/** The output directory (created), or stdout (refused on a terminal). Throws the error line. */
+/**
+ * The output directory (created), or stdout (refused on a terminal). An inc/diff/auto writes
+ * into the target's latest generation (src/backup/generation.ts). Throws the error line.
+ */
 async function prepareOutput(args: BackupArgs, io: BackupIO): Promise<RunPlace> {
   const stdoutMode = args.output === "-";
-  const outDir = stdoutMode ? process.cwd() : resolve(args.output);
+  const target = stdoutMode ? process.cwd() : resolve(args.output);
   if (!stdoutMode) {
     try {
-      const s = await stat(outDir).catch(() => null);
+      const s = await stat(target).catch(() => null);
       if (s && !s.isDirectory()) throw new Error("Specified target is a file, not a directory");
-      await mkdir(outDir, { recursive: true });
+      if (!s && args.check) throw new Error(`Target directory [${target}] does not exist`);
+      await mkdir(target, { recursive: true });
     } catch (e) {
       throw new Error(`Can't open output file: [${(e as Error).message}]`);
     }
   } else if (io.stdout.isTTY) {
     throw new Error("Refusing to write a zip archive to a terminal: redirect stdout to a file or a pipe.");
   }
-  const checkpointDir = args.checkpointdir ? resolve(args.checkpointdir) : join(outDir, CHECKPOINT_DIR);
-  return { stdoutMode, outDir, checkpointDir, cptPath: join(outDir, cptFileName(args.domain)) };
+  const continues = !stdoutMode && (args.level === "inc" || args.level === "diff" || args.level === "auto" || args.check);
+  const generation = continues ? await latestGeneration(target) : { dir: target, number: 1 };
+  return placeIn(args, stdoutMode, target, generation);
 }
 
-/** Leftovers of failed runs: an inc/diff (or auto continuing a set) refuses an unfinished set. */
-async function refuseUnfinishedSet(args: BackupArgs, outDir: string, stdoutMode: boolean, log: Logger): Promise<TargetDirState> {
+/**
+ * Leftovers of failed runs: an inc/diff refuses an unfinished set. `auto` holds the domain lock,
+ * so a run marker it finds is a dead run's: returned, to be healed once connected.
+ */
+async function refuseUnfinishedSet(args: BackupArgs, outDir: string, stdoutMode: boolean, log: Logger): Promise<{ dirState: TargetDirState; deadRun: RunMarker | null }> {
   const dirState = await inspectTargetDir(outDir);
   // The original's refusal first (scripts look for its message; the run marker is a `*.partial`
-  // too), then ours, which also covers `auto` and stdout mode.
+  // too), then ours, which also covers stdout mode.
   if ((args.level === "inc" || args.level === "diff") && !stdoutMode) {
     const partial = partialFailure(dirState, outDir);
     if (partial) {
@@ -98,19 +138,18 @@ async function refuseUnfinishedSet(args: BackupArgs, outDir: string, stdoutMode:
     }
   }
   const marker = await readRunMarker(outDir, args.domain);
-  // `auto` into a set without data files becomes a full, which starts the set over.
-  const continuesSet = args.level === "inc" || args.level === "diff" || (args.level === "auto" && !dirState.empty);
-  if (marker && continuesSet && !args.killonly) {
+  if (marker && args.level === "auto" && !stdoutMode && !args.killonly) return { dirState, deadRun: marker };
+  if (marker && (args.level === "inc" || args.level === "diff") && !args.killonly) {
     await reportLeftoverJob(args, outDir, log);
     throw new BackupRefusal(
       `Unfinished backup run found in target directory: [${outDir}] (${runMarkerFileName(args.domain)}: level ${marker.level}, checkpoint ${marker.checkpoint}, started ${marker.started}, pid ${marker.pid}).`,
-      "Its checkpoint may have no saved data: an incremental backup now would miss changes. Execute a full backup into a new directory.",
+      "Its checkpoint may have no saved data: an incremental backup now would miss changes. Run [-l auto] to continue safely, or a full backup into a new directory.",
     );
   }
-  return dirState;
+  return { dirState, deadRun: null };
 }
 
-type Prepared = RunPlace & { dirState: TargetDirState; compressLevel: number | null };
+type Prepared = RunPlace & { dirState: TargetDirState; deadRun: RunMarker | null; compressLevel: number | null };
 
 /** libvirt and the hypervisor host, signal handling, then the run; closes both at the end. */
 async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Prepared): Promise<number> {
@@ -153,7 +192,13 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
 async function runConnected(r: RunContext): Promise<number> {
   const { args, log } = r;
   const state = await domainState(r, await lookupDomain(r));
-  const decision = decideLevel(state.givenLevel, r.dirState, r.outDir, r.stdoutMode || args.startonly || args.killonly);
+  if (args.check) return checkHealth(r, { ...state, ...(await chooseDisks(r, state.domXml, "inc")), cpt: await readCpt(r.cptPath) });
+  if (r.deadRun) {
+    await healUnfinishedRun(r, state.domain, state.offline, r.deadRun);
+    r = { ...r, deadRun: null, dirState: await inspectTargetDir(r.outDir) };
+  }
+  const copyOnly = copyOnlyGeneration(r);
+  const decision = decideLevel(state.givenLevel, copyOnly ? { ...r.dirState, hasFull: true } : r.dirState, r.outDir, r.stdoutMode || args.startonly || args.killonly);
   if (decision.message) log.info(decision.message);
   const { disks, level } = await chooseDisks(r, state.domXml, decision.level);
   if (disks.length === 0) {
@@ -168,8 +213,31 @@ async function runConnected(r: RunContext): Promise<number> {
   log.info(`Concurrent backup processes: [${workers}]`);
   if (args.killonly) return killJob(state.domain, log);
   const cpt = await readCpt(r.cptPath);
-  if ((level === "inc" || level === "diff") && !r.stdoutMode) await refuseMissingData(r, cpt, disks);
-  return markedRun(r, { ...state, disks, level, cpt, workers });
+  const checked = { ...state, disks, level, cpt, workers, firstIndex: 0 };
+  if (copyOnly) return markedRun(...(await startNewGeneration(r, checked, copyOnly)));
+  if ((level === "inc" || level === "diff") && !r.stdoutMode) {
+    await refuseMissingData(r, cpt, disks);
+    const problem = await continuationProblem(r, checked);
+    if (problem !== null) return markedRun(...(await startNewGeneration(r, checked, problem)));
+  }
+  return markedRun(r, checked);
+}
+
+/** `auto` in a generation that holds only a copy (made offline): the next run starts a chain with a full. */
+function copyOnlyGeneration(r: RunContext): string | null {
+  if (r.args.level !== "auto" || r.generation < 2 || r.dirState.empty || r.dirState.hasFull) return null;
+  return `generation [${r.outDir}] holds a copy backup only (made while the domain was offline)`;
+}
+
+/** Why the chain cannot continue (`auto` heals it); inc/diff refuse with the command that fixes it. */
+async function continuationProblem(r: RunContext, m: Preflight): Promise<string | null> {
+  const mismatch = chainNameMismatch(r, m.cpt);
+  if (mismatch) throw new BackupRefusal(mismatch);
+  const problem = await chainProblem(r, m);
+  if (problem === null || r.args.level === "auto") return problem;
+  throw new BackupRefusal(
+    `Unable to continue the chain of [${r.outDir}]: ${problem}: run [-l auto] to start a new chain in this target, or [-l full] into a new directory.`,
+  );
 }
 
 async function killJob(domain: Domain, log: Logger): Promise<number> {

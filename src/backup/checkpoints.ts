@@ -5,13 +5,14 @@
  */
 import { readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { checkpointName, checkpointXmlName, CHECKPOINT_PREFIX, isCheckpointXmlName } from "../backupset/layout.js";
+import { checkpointIndex, checkpointName, checkpointXmlName, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import { formatCpt, readCpt } from "../backupset/cpt.js";
 import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { isLibvirtError } from "../libvirt/errors.js";
 import { parseXml, elementAt, textOf } from "../libvirt/domain-xml.js";
 import { writeFileDurably, fsyncDirectory } from "../storage/durable.js";
+import { oneLine } from "../util/one-line.js";
 
 export interface CheckpointLog {
   info(m: string): void;
@@ -22,14 +23,13 @@ export interface CheckpointLog {
 
 export class CheckpointError extends Error {}
 
-export const isOurs = (name: string): boolean => name.includes(CHECKPOINT_PREFIX);
 
 /** Checkpoints not made by us: full/inc/diff refuse to run while one exists. */
 export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
   const all = await domain.listAllCheckpoints();
   const names = all.map((c) => c.name);
   for (const c of all) c.free();
-  return names.filter((n) => !isOurs(n));
+  return names.filter((n) => !isOwnCheckpointName(n));
 }
 
 async function xmlFilesByMtime(dir: string): Promise<string[]> {
@@ -67,29 +67,30 @@ export async function redefineMissing(domain: Domain, dir: string, log: Checkpoi
   }
 }
 
-/** True when libvirt accepts the checkpoint's own XML again (its bitmaps exist and are sound). */
-export async function validateCheckpoint(domain: Domain, name: string): Promise<boolean> {
+/** null when libvirt accepts the checkpoint's own XML again (its bitmaps exist and are sound), else libvirt's reason. */
+export async function checkpointProblem(domain: Domain, name: string): Promise<string | null> {
   try {
     const cp = await domain.checkpointLookupByName(name);
     try {
       const xml = await cp.xmlDesc();
       (await domain.checkpointCreateXML(xml, C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE)).free();
-      return true;
+      return null;
     } finally {
       cp.free();
     }
-  } catch {
-    return false;
+  } catch (e) {
+    return oneLine((e as Error).message);
   }
 }
 
-async function deleteCheckpoint(domain: Domain, name: string, log: CheckpointLog): Promise<void> {
+async function deleteCheckpoint(domain: Domain, name: string, startingOver: boolean, log: CheckpointLog): Promise<void> {
   const cp = await domain.checkpointLookupByName(name);
   try {
-    if (await validateCheckpoint(domain, name)) {
+    if ((await checkpointProblem(domain, name)) === null) {
       await cp.delete(0);
     } else {
-      log.warning("Checkpoint inconsistency detected, removing metadata for checkpoint.");
+      // Starting a new generation, the broken chain was the WARNING already.
+      (startingOver ? log.info : log.warning).call(log, "Checkpoint inconsistency detected, removing metadata for checkpoint.");
       await cp.delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
     }
   } finally {
@@ -97,8 +98,20 @@ async function deleteCheckpoint(domain: Domain, name: string, log: CheckpointLog
   }
 }
 
-/** Before a full backup: forget the old chain in libvirt, the checkpoint dir and the .cpt. */
-export async function removeAllForFull(domain: Domain, cptPath: string, dir: string, log: CheckpointLog): Promise<void> {
+/** The names of `chain`'s checkpoints libvirt knows for the domain, oldest index first. */
+export async function chainCheckpoints(domain: Domain, chain: string): Promise<string[]> {
+  const all = await domain.listAllCheckpoints();
+  const names = all.map((c) => c.name);
+  for (const c of all) c.free();
+  return names.filter((n) => checkpointIndex(n, chain) !== null).sort((a, b) => checkpointIndex(a, chain)! - checkpointIndex(b, chain)!);
+}
+
+/**
+ * Before a full backup: forget the old chain in libvirt, the checkpoint dir and the .cpt. Only
+ * this chain's checkpoints (docs/behaviour.md, "Independent chains"): other chains and foreign
+ * checkpoints stay.
+ */
+export async function removeAllForFull(domain: Domain, cptPath: string, dir: string, chain: string, startingOver: boolean, log: CheckpointLog): Promise<void> {
   log.info("Removing all existent checkpoints before full backup.");
   for (const file of await xmlFilesByMtime(dir)) await unlink(file);
   const listed = await readCpt(cptPath);
@@ -106,14 +119,12 @@ export async function removeAllForFull(domain: Domain, cptPath: string, dir: str
   if (listed.length > 0) {
     names = listed;
   } else {
-    const all = await domain.listAllCheckpoints();
-    names = all.map((c) => c.name).filter(isOurs);
-    for (const c of all) c.free();
+    names = await chainCheckpoints(domain, chain);
   }
   // Children first: deleting a parent merges its bitmap into the child otherwise.
   for (const name of [...names].reverse()) {
     try {
-      await deleteCheckpoint(domain, name, log);
+      await deleteCheckpoint(domain, name, startingOver, log);
     } catch (e) {
       if (listed.length > 0 && isLibvirtError(e, C.VIR_ERR_NO_DOMAIN_CHECKPOINT)) {
         log.warning(`Checkpoint [${name}] listed in [${cptPath}] is unknown to libvirt.`);
@@ -134,35 +145,32 @@ export interface CheckpointPlan {
   /** Parent for inc/diff, "" otherwise. */
   parent: string;
   level: "copy" | "full" | "inc" | "diff";
-  /** The inc/diff fell back to full because the parent checkpoint is broken. */
-  fellBack: boolean;
 }
 
-/** Name and parent for this run (docs/behaviour.md, "Checkpoint name and parent"). */
-export async function planCheckpoint(
-  level: "copy" | "full" | "inc" | "diff",
-  cpt: string[],
-  offline: boolean,
-  domain: Domain | null,
-  log: CheckpointLog,
-): Promise<CheckpointPlan> {
-  if (level === "copy") return { name: checkpointName(0), parent: "", level, fellBack: false };
-  if (level === "full") return { name: checkpointName(0), parent: "", level, fellBack: false };
+/** The highest index among `names` of `chain`, -1 when none. */
+export function highestIndex(names: readonly string[], chain: string): number {
+  return Math.max(-1, ...names.map((n) => checkpointIndex(n, chain) ?? -1));
+}
+
+/**
+ * Name and parent for this run (docs/behaviour.md, "Checkpoint name and parent"). A full starts
+ * at `firstIndex` (0, or where a previous generation of the target ended + 1); an inc takes the
+ * next index after the set's highest (the original's `len(cpt)` for sets it made).
+ */
+export function planCheckpoint(level: "copy" | "full" | "inc" | "diff", cpt: string[], offline: boolean, chain: string, firstIndex: number, log: CheckpointLog): CheckpointPlan {
+  if (level === "copy" || level === "full") return { name: checkpointName(firstIndex, chain), parent: "", level };
   if (cpt.length === 0) throw new CheckpointError("No existing checkpoints found, execute full backup first.");
   const parent = cpt.at(-1)!;
-  const next = checkpointName(cpt.length);
-  log.info(`Next checkpoint id: [${cpt.length}].`);
+  const nextIndex = highestIndex(cpt, chain) + 1;
+  const next = checkpointName(nextIndex, chain);
+  log.info(`Next checkpoint id: [${nextIndex}].`);
   log.info(`Parent checkpoint name [${parent}].`);
   if (offline) {
     log.info("Offline backup, using latest checkpoint, saving only delta.");
-    return { name: parent, parent, level, fellBack: false };
+    return { name: parent, parent, level };
   }
   if (level === "diff") log.info(`Diff backup: saving delta since checkpoint: [${parent}].`);
-  if (domain && !(await validateCheckpoint(domain, parent))) {
-    log.warning(`Checkpoint [${parent}] is invalid, switching backup to full.`);
-    return { name: next, parent: "", level: "full", fellBack: true };
-  }
-  return { name: level === "diff" ? next : next, parent, level, fellBack: false };
+  return { name: next, parent, level };
 }
 
 /** After the job started: append to `.cpt` and save the checkpoint's XML (SIZE flag, else plain). */

@@ -42,8 +42,6 @@ export interface DiskLog {
 export interface DiskBackupOptions {
   disk: SelectedDisk;
   level: Level;
-  /** Level in the file name (an inc that fell back to full keeps the inc name). */
-  fileLevel: Level;
   /** File name ident (checkpoint name, unix time, or "copy"). */
   ident: string;
   checkpointName: string;
@@ -81,7 +79,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
     client = await connectSource(o, source);
     const extents = await queryExtents(o, client, source);
-    const name = dataFileName(disk.target, disk.raw ? "copy" : o.fileLevel, o.ident);
+    const name = dataFileName(disk.target, disk.raw ? "copy" : o.level, o.ident);
     const reader = nbdReader(client);
     const started = performance.now();
     if (o.raw) await writeRawImage(o, name, reader, extents, client.size);

@@ -78,7 +78,6 @@ function diskJob(r: RunContext, m: Preflight, c: RunCheckpoint, d: SelectedDisk)
   return {
     disk: d,
     level,
-    fileLevel: c.fileLevel,
     ident: c.ident,
     checkpointName: plan.name,
     parentCheckpoint: incremental ? plan.parent : "",

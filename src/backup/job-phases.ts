@@ -1,9 +1,10 @@
 /** The checkpoint a run builds on and creates, `-p`/`-T`, and the libvirt backup job. */
 import { formatNbdUri } from "../nbd/index.js";
-import { unixIdent, type Level } from "../backupset/layout.js";
+import { unixIdent } from "../backupset/layout.js";
 import { oneLine } from "../util/one-line.js";
 import { checkpointSize, CheckpointError, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
 import { startBackupJob } from "./job.js";
+import { indexAfterLeftovers, removeStaleBitmaps } from "./stale-bitmaps.js";
 import { writeRunMarker } from "./run-marker.js";
 import type { Preflight, RunCheckpoint, RunContext, SetChanges } from "./run-context.js";
 
@@ -13,20 +14,21 @@ import type { Preflight, RunCheckpoint, RunContext, SetChanges } from "./run-con
  */
 export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetChanges): Promise<RunCheckpoint & { done?: number }> {
   const { args, log } = r;
-  let level = m.level;
+  const level = m.level;
   log.info("Checkpoint handling.");
   if (!m.offline) await redefineMissing(m.domain, r.checkpointDir, log);
   if (level === "full" && !m.offline) {
     changes.setChanged = true;
-    await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, log);
+    await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, r.chain, m.firstIndex > 0, log);
   }
-  const plan = await planCheckpoint(level, level === "full" ? [] : m.cpt, m.offline, m.offline ? null : m.domain, log);
-  // An inc that fell back to full writes a full stream under the inc file name (as the original).
-  const fileLevel: Level = plan.fellBack ? "inc" : level;
-  if (plan.fellBack) level = "full";
+  // A full never fails on bitmaps of this chain's names that no checkpoint claims any more.
+  if (level === "full" || level === "inc") await removeStaleBitmaps(r, m);
+  // What could not be removed keeps its name: the new chain's first index comes after it.
+  const firstIndex = level === "full" ? Math.max(m.firstIndex, await indexAfterLeftovers(r, m)) : m.firstIndex;
+  const plan = planCheckpoint(level, level === "full" ? [] : m.cpt, m.offline, r.chain, firstIndex, log);
   if ((level === "full" || level === "inc") && !m.offline) log.info(`Using checkpoint name: [${plan.name}].`);
   const ident = level === "copy" ? "copy" : level === "diff" ? unixIdent() : m.offline ? `${plan.name}.${unixIdent()}` : plan.name;
-  const checkpoint = { plan, level, fileLevel, ident };
+  const checkpoint = { plan, level, ident };
   if ((args.printonly || args.threshold !== null) && (level === "inc" || level === "diff") && !m.offline && plan.parent) {
     const size = await checkpointSize(m.domain, plan.parent);
     if (args.printonly) {

@@ -14,6 +14,10 @@ export interface BackupArgs extends RemoteOptions, LibvirtLogin {
   /** a directory, or `-` for a zip archive on stdout */
   output: string;
   checkpointdir: string | null;
+  /** `--chain`: this target's own checkpoint names `virtnbdbackup.<chain>.N`; "" for the default `virtnbdbackup.N` */
+  chain: string;
+  /** `--check`: report the chain's health, change nothing */
+  check: boolean;
   scratchdir: string;
   startDomain: boolean;
   pause: boolean;

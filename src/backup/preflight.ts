@@ -4,7 +4,7 @@
  */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { checkpointName, dataFileName, unixIdent, type Level } from "../backupset/layout.js";
+import { dataFileName, unixIdent, type Level } from "../backupset/layout.js";
 import { openLibvirt } from "../connect/session.js";
 import type { Connection } from "../libvirt/connection.js";
 import * as C from "../libvirt/constants.js";
@@ -120,7 +120,8 @@ export async function refuseMissingData(r: RunContext, cpt: string[], disks: Sel
   const last = cpt.at(-1);
   if (last === undefined) return;
   for (const d of disks.filter((x) => !x.raw)) {
-    const expected = last === checkpointName(0) ? dataFileName(d.target, "full", last) : dataFileName(d.target, "inc", last);
+    // The set's first checkpoint is its full's (virtnbdbackup.0, or where a generation or chain starts).
+    const expected = last === cpt[0] ? dataFileName(d.target, "full", last) : dataFileName(d.target, "inc", last);
     if ((await stat(join(r.outDir, expected)).catch(() => null)) === null) {
       throw new BackupRefusal(
         `Checkpoint [${last}] is listed in [${r.cptPath}] but its data file [${expected}] is missing: the run that created it did not finish.`,

@@ -9,6 +9,7 @@ import type { Logger } from "../report/log.js";
 import type { CheckpointPlan } from "./checkpoints.js";
 import type { Cleanup } from "./interruption.js";
 import type { BackupArgs } from "./options.js";
+import type { RunMarker } from "./run-marker.js";
 import type { GivenLevel, TargetDirState } from "./target-dir.js";
 
 export interface BackupIO {
@@ -28,9 +29,16 @@ export class BackupRefusal extends Error {
 export interface RunPlace {
   /** `-o -`: a zip archive on stdout; checkpoints and the log stay in the working directory. */
   stdoutMode: boolean;
+  /** The target directory as given (`-o`). */
+  target: string;
+  /** The generation of the target written into: 1 is the target itself, N ≥ 2 `generation.<N>` (docs/backup-set.md, "Generations"). */
+  generation: number;
+  /** Where this run's set lives: the target or its generation folder. */
   outDir: string;
   checkpointDir: string;
   cptPath: string;
+  /** `--chain`: "" for the default checkpoint names. */
+  chain: string;
 }
 
 /** What the phases after connecting share. */
@@ -43,6 +51,8 @@ export interface RunContext extends RunPlace, Hypervisor {
   noprogress: boolean;
   compressLevel: number | null;
   dirState: TargetDirState;
+  /** The run marker of a run that died (auto heals it: src/backup/unfinished-run.ts). */
+  deadRun: RunMarker | null;
 }
 
 /** The domain as the run found it (and started it, with -S). */
@@ -65,15 +75,15 @@ export interface Preflight extends DomainState {
   level: Level;
   /** the checkpoint names in `<domain>.cpt` */
   cpt: string[];
+  /** The index a full's checkpoint gets: 0, or after every index this chain used before in the target (a new generation). */
+  firstIndex: number;
   workers: number;
 }
 
 /** The checkpoint a run creates or builds on, and the names its files get. */
 export interface RunCheckpoint {
   plan: CheckpointPlan;
-  /** `full` for an inc that fell back to a full (a full stream under the inc file name) */
   level: Level;
-  fileLevel: Level;
   ident: string;
 }
 

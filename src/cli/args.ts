@@ -173,6 +173,18 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
     strOption("-C, --checkpointdir <dir>", "Persistent libvirt checkpoint storage directory").default(null),
   );
   cmd.addOption(
+    strOption(
+      "--chain <name>",
+      "Name of this target's own checkpoint chain (checkpoints virtnbdbackup.<name>.N), independent of the domain's other targets (default: virtnbdbackup.N)",
+    ).default(null),
+  );
+  cmd.addOption(
+    flagOption(
+      "--check",
+      "Report the health of the domain's checkpoints and bitmaps against the target's chain, one line per finding; change nothing (exit 0: healthy)",
+    ),
+  );
+  cmd.addOption(
     strOption("--scratchdir <dir>", "Target dir for temporary scratch file. (default: %(default)s)").default(
       "/var/tmp",
     ),
@@ -421,6 +433,8 @@ export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsC
     raw: b(v, "raw"),
     output: s(v, "output"),
     checkpointdir: sn(v, "checkpointdir"),
+    chain: sn(v, "chain") ?? "",
+    check: b(v, "check"),
     scratchdir: s(v, "scratchdir"),
     startDomain: b(v, "start_domain"),
     pause: b(v, "pause"),

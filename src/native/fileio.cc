@@ -2,6 +2,7 @@
 // waits for) writeback of a file range, so the fsync that makes a backup file durable at the
 // end finds little left to do and disk writes overlap the transfer. Runs on libuv's pool.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -78,9 +79,29 @@ Napi::Value AddressModulo(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(address & static_cast<uintptr_t>(modulus - 1)));
 }
 
+// tryLockExclusive(fd): flock(2) LOCK_EX|LOCK_NB on an open file. true: the lock is ours until
+// the descriptor closes or the process ends (also by SIGKILL: the kernel releases it); false:
+// another open file description holds it. Other errors throw.
+Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "tryLockExclusive(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int rc;
+  do rc = flock(fd, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  Napi::Error::New(env, std::string("flock: ") + strerror(errno)).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitFileIo(Napi::Env env, Napi::Object exports) {
   exports.Set("syncFileRange", Napi::Function::New(env, SyncFileRange, "syncFileRange"));
   exports.Set("addressModulo", Napi::Function::New(env, AddressModulo, "addressModulo"));
+  exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
 }

@@ -162,6 +162,8 @@ export interface NativeAddon extends LibvirtNative {
   copyAsync(dst: Uint8Array, dstOffset: number, src: Uint8Array, withAdler?: boolean): Promise<number>;
   /** The address of the buffer's first byte modulo `modulus`, a power of two (O_DIRECT alignment). */
   addressModulo(buf: Uint8Array, modulus: number): number;
+  /** flock(2) LOCK_EX|LOCK_NB: true when taken, false when another holds it. */
+  tryLockExclusive(fd: number): boolean;
 }
 
 const start = dirname(fileURLToPath(import.meta.url));

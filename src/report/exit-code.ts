@@ -7,3 +7,6 @@ export function exitCodeFromCounts(counts: LogCounts, strict = false): 0 | 1 | 2
   if (strict && counts.warnings > 0) return 2;
   return 0;
 }
+
+/** sysexits.h EX_TEMPFAIL: another backup of the domain holds its lock; try again later. */
+export const EXIT_TEMPFAIL = 75;

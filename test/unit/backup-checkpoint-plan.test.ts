@@ -1,13 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { recordingLog } from "../helpers/recording-log.js";
-import {
-  CheckpointError,
-  foreignCheckpoints,
-  isOurs,
-  planCheckpoint,
-  validateCheckpoint,
-} from "../../src/backup/checkpoints.js";
+import { chainCheckpoints, CheckpointError, checkpointProblem, foreignCheckpoints, highestIndex, planCheckpoint } from "../../src/backup/checkpoints.js";
+import { checkpointIndex, checkpointName, isOwnCheckpointName } from "../../src/backupset/layout.js";
 import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
 import { LibvirtError } from "../../src/libvirt/errors.js";
@@ -75,135 +70,58 @@ class FakeDomain {
   }
 }
 
-/** A domain that must not be touched (offline runs, copy, full). */
-const untouchable = new Proxy(
-  {},
-  {
-    get(_t, prop) {
-      if (prop === "then") return undefined;
-      throw new Error(`domain.${String(prop)} used`);
-    },
-  },
-) as unknown as Domain;
-
 const CPT = ["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2"];
 
-test("copy and full: virtnbdbackup.0 without parent, whatever the .cpt says, the domain untouched", async () => {
+test("copy and full: the first index without parent, whatever the .cpt says", () => {
   for (const level of ["copy", "full"] as const) {
     for (const cpt of [[], CPT]) {
       for (const offline of [false, true]) {
         const log = fakeLog();
-        assert.deepEqual(await planCheckpoint(level, cpt, offline, untouchable, log), {
-          name: "virtnbdbackup.0",
-          parent: "",
-          level,
-          fellBack: false,
-        });
+        assert.deepEqual(planCheckpoint(level, cpt, offline, "", 0, log), { name: "virtnbdbackup.0", parent: "", level });
+        assert.deepEqual(planCheckpoint(level, cpt, offline, "offsite", 7, log), { name: "virtnbdbackup.offsite.7", parent: "", level });
         assert.deepEqual(log.lines, []);
       }
     }
   }
 });
 
-test("inc online: the next name after the .cpt, the last one as parent, validated by redefining its own XML", async () => {
-  const dom = new FakeDomain(CPT);
+test("inc online: the index after the set's highest, the last one as parent", () => {
   const log = fakeLog();
-  assert.deepEqual(await planCheckpoint("inc", CPT, false, dom.asDomain, log), {
-    name: "virtnbdbackup.3",
-    parent: "virtnbdbackup.2",
-    level: "inc",
-    fellBack: false,
-  });
+  assert.deepEqual(planCheckpoint("inc", CPT, false, "", 0, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "inc" });
   assert.deepEqual(log.lines, ["INFO Next checkpoint id: [3].", "INFO Parent checkpoint name [virtnbdbackup.2]."]);
-  assert.deepEqual(dom.calls, ["lookup virtnbdbackup.2", "xmlDesc virtnbdbackup.2 0", `create virtnbdbackup.2 ${REDEFINE_VALIDATE}`]);
-  assert.equal(dom.open, 0, "every checkpoint handle freed");
+  assert.deepEqual(planCheckpoint("inc", ["virtnbdbackup.0"], false, "", 0, fakeLog()), { name: "virtnbdbackup.1", parent: "virtnbdbackup.0", level: "inc" });
 });
 
-test("inc after a lone full: virtnbdbackup.1 with parent virtnbdbackup.0", async () => {
-  const dom = new FakeDomain(["virtnbdbackup.0"]);
-  const plan = await planCheckpoint("inc", ["virtnbdbackup.0"], false, dom.asDomain, fakeLog());
-  assert.deepEqual(plan, { name: "virtnbdbackup.1", parent: "virtnbdbackup.0", level: "inc", fellBack: false });
+test("inc in a later generation: numbering goes on from the set's names, not its length", () => {
+  const gen2 = ["virtnbdbackup.5", "virtnbdbackup.6"];
+  assert.deepEqual(planCheckpoint("inc", gen2, false, "", 0, fakeLog()), { name: "virtnbdbackup.7", parent: "virtnbdbackup.6", level: "inc" });
+  const chain = ["virtnbdbackup.weekly.0", "virtnbdbackup.weekly.1"];
+  assert.deepEqual(planCheckpoint("inc", chain, false, "weekly", 0, fakeLog()), { name: "virtnbdbackup.weekly.2", parent: "virtnbdbackup.weekly.1", level: "inc" });
 });
 
-test("diff online: the next (not created) name, the last checkpoint as parent, and the diff line", async () => {
-  const dom = new FakeDomain(CPT);
+test("diff online: the next (not created) name, the last checkpoint as parent, and the diff line", () => {
   const log = fakeLog();
-  assert.deepEqual(await planCheckpoint("diff", CPT, false, dom.asDomain, log), {
-    name: "virtnbdbackup.3",
-    parent: "virtnbdbackup.2",
-    level: "diff",
-    fellBack: false,
-  });
+  assert.deepEqual(planCheckpoint("diff", CPT, false, "", 0, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "diff" });
   assert.ok(log.lines.includes("INFO Diff backup: saving delta since checkpoint: [virtnbdbackup.2]."), log.lines.join("\n"));
-  assert.ok(!log.lines.some((l) => l.startsWith("WARNING")));
-  assert.equal(dom.open, 0);
 });
 
-test("inc/diff online, parent unknown to libvirt: falls back to full, keeping the next name", async () => {
+test("inc/diff offline: the newest checkpoint is both name and parent", () => {
   for (const level of ["inc", "diff"] as const) {
-    const dom = new FakeDomain(["virtnbdbackup.0", "virtnbdbackup.1"]);
     const log = fakeLog();
-    assert.deepEqual(await planCheckpoint(level, CPT, false, dom.asDomain, log), {
-      name: "virtnbdbackup.3",
-      parent: "",
-      level: "full",
-      fellBack: true,
-    });
-    assert.ok(log.lines.includes("WARNING Checkpoint [virtnbdbackup.2] is invalid, switching backup to full."), log.lines.join("\n"));
-    assert.deepEqual(dom.calls, ["lookup virtnbdbackup.2"]);
-    assert.equal(dom.open, 0);
+    assert.deepEqual(planCheckpoint(level, CPT, true, "", 0, log), { name: "virtnbdbackup.2", parent: "virtnbdbackup.2", level });
+    assert.deepEqual(log.lines.slice(0, 3), [
+      "INFO Next checkpoint id: [3].",
+      "INFO Parent checkpoint name [virtnbdbackup.2].",
+      "INFO Offline backup, using latest checkpoint, saving only delta.",
+    ]);
   }
 });
 
-test("inc online, parent's bitmap broken (redefine-validate refused): falls back to full", async () => {
-  const dom = new FakeDomain(CPT, new Set(["virtnbdbackup.2"]));
-  const log = fakeLog();
-  assert.deepEqual(await planCheckpoint("inc", CPT, false, dom.asDomain, log), {
-    name: "virtnbdbackup.3",
-    parent: "",
-    level: "full",
-    fellBack: true,
-  });
-  assert.deepEqual(log.lines, [
-    "INFO Next checkpoint id: [3].",
-    "INFO Parent checkpoint name [virtnbdbackup.2].",
-    "WARNING Checkpoint [virtnbdbackup.2] is invalid, switching backup to full.",
-  ]);
-  assert.equal(dom.open, 0, "the looked-up parent is freed although validation failed");
-});
-
-test("a broken older checkpoint does not matter: only the parent is validated", async () => {
-  const dom = new FakeDomain(CPT, new Set(["virtnbdbackup.0", "virtnbdbackup.1"]));
-  const plan = await planCheckpoint("inc", CPT, false, dom.asDomain, fakeLog());
-  assert.equal(plan.fellBack, false);
-  assert.ok(dom.calls.every((c) => c.includes("virtnbdbackup.2")), dom.calls.join(", "));
-});
-
-test("inc/diff offline: the newest checkpoint is both name and parent, nothing validated", async () => {
-  for (const level of ["inc", "diff"] as const) {
-    for (const domain of [null, untouchable]) {
-      const log = fakeLog();
-      assert.deepEqual(await planCheckpoint(level, CPT, true, domain, log), {
-        name: "virtnbdbackup.2",
-        parent: "virtnbdbackup.2",
-        level,
-        fellBack: false,
-      });
-      assert.deepEqual(log.lines.slice(0, 3), [
-        "INFO Next checkpoint id: [3].",
-        "INFO Parent checkpoint name [virtnbdbackup.2].",
-        "INFO Offline backup, using latest checkpoint, saving only delta.",
-      ]);
-      assert.ok(!log.lines.some((l) => l.startsWith("WARNING")));
-    }
-  }
-});
-
-test("inc/diff with an empty .cpt: refused, online and offline", async () => {
+test("inc/diff with an empty .cpt: refused, online and offline", () => {
   for (const level of ["inc", "diff"] as const) {
     for (const offline of [false, true]) {
       const log = fakeLog();
-      await assert.rejects(planCheckpoint(level, [], offline, untouchable, log), (e: unknown) => {
+      assert.throws(() => planCheckpoint(level, [], offline, "", 0, log), (e: unknown) => {
         assert.ok(e instanceof CheckpointError);
         assert.equal(e.message, "No existing checkpoints found, execute full backup first.");
         return true;
@@ -213,11 +131,11 @@ test("inc/diff with an empty .cpt: refused, online and offline", async () => {
   }
 });
 
-test("validateCheckpoint: true for a sound checkpoint, false when missing, broken, or its XML cannot be read", async () => {
+test("checkpointProblem: null for a sound checkpoint, libvirt's reason when missing, broken, or its XML cannot be read", async () => {
   const dom = new FakeDomain(["virtnbdbackup.0", "virtnbdbackup.1"], new Set(["virtnbdbackup.1"]));
-  assert.equal(await validateCheckpoint(dom.asDomain, "virtnbdbackup.0"), true);
-  assert.equal(await validateCheckpoint(dom.asDomain, "virtnbdbackup.1"), false);
-  assert.equal(await validateCheckpoint(dom.asDomain, "virtnbdbackup.7"), false);
+  assert.equal(await checkpointProblem(dom.asDomain, "virtnbdbackup.0"), null);
+  assert.match((await checkpointProblem(dom.asDomain, "virtnbdbackup.1")) ?? "", /missing or broken bitmap 'virtnbdbackup.1'/);
+  assert.match((await checkpointProblem(dom.asDomain, "virtnbdbackup.7")) ?? "", /no domain checkpoint with matching name/);
   const unreadable = new FakeDomain(["virtnbdbackup.0"]);
   const lookup = unreadable.checkpointLookupByName.bind(unreadable);
   unreadable.checkpointLookupByName = async (name: string) => ({
@@ -226,7 +144,7 @@ test("validateCheckpoint: true for a sound checkpoint, false when missing, broke
       throw new LibvirtError("internal error", C.VIR_ERR_INVALID_ARG);
     },
   });
-  assert.equal(await validateCheckpoint(unreadable.asDomain, "virtnbdbackup.0"), false);
+  assert.equal(await checkpointProblem(unreadable.asDomain, "virtnbdbackup.0"), "internal error");
   assert.equal(dom.open, 0);
   assert.equal(unreadable.open, 0);
 });
@@ -234,7 +152,7 @@ test("validateCheckpoint: true for a sound checkpoint, false when missing, broke
 test("foreignCheckpoints: names without 'virtnbdbackup', in libvirt's order; every handle freed", async () => {
   const none = new FakeDomain([]);
   assert.deepEqual(await foreignCheckpoints(none.asDomain), []);
-  const ours = new FakeDomain(["virtnbdbackup.0", "virtnbdbackup.1", "old-virtnbdbackup.5"]);
+  const ours = new FakeDomain(["virtnbdbackup.0", "virtnbdbackup.1", "old-virtnbdbackup.5", "virtnbdbackup.weekly.3"]);
   assert.deepEqual(await foreignCheckpoints(ours.asDomain), []);
   assert.equal(ours.open, 0);
   const mixed = new FakeDomain(["virtnbdbackup.0", "before-upgrade", "virtnbdbackup.1", "VirtNBDBackup.2", "virtnbd.3"]);
@@ -243,9 +161,24 @@ test("foreignCheckpoints: names without 'virtnbdbackup', in libvirt's order; eve
   assert.deepEqual(mixed.calls, ["list"]);
 });
 
-test("isOurs: the original's substring test", () => {
-  assert.equal(isOurs("virtnbdbackup.0"), true);
-  assert.equal(isOurs("x-virtnbdbackup"), true);
-  assert.equal(isOurs("virtnbdback"), false);
-  assert.equal(isOurs(""), false);
+test("chainCheckpoints: one chain's names by index; other chains, other names and foreign ones left out", async () => {
+  const dom = new FakeDomain(["virtnbdbackup.10", "virtnbdbackup.weekly.0", "virtnbdbackup.2", "old-virtnbdbackup.5", "ext", "virtnbdbackup.weekly.x"]);
+  assert.deepEqual(await chainCheckpoints(dom.asDomain, ""), ["virtnbdbackup.2", "virtnbdbackup.10"]);
+  assert.deepEqual(await chainCheckpoints(dom.asDomain, "weekly"), ["virtnbdbackup.weekly.0"]);
+  assert.equal(dom.open, 0);
+});
+
+test("names: the original's substring test for ours; a chain's index; the highest index", () => {
+  assert.equal(isOwnCheckpointName("virtnbdbackup.0"), true);
+  assert.equal(isOwnCheckpointName("x-virtnbdbackup"), true);
+  assert.equal(isOwnCheckpointName("virtnbdback"), false);
+  assert.equal(checkpointName(3), "virtnbdbackup.3");
+  assert.equal(checkpointName(3, "weekly"), "virtnbdbackup.weekly.3");
+  assert.equal(checkpointIndex("virtnbdbackup.3"), 3);
+  assert.equal(checkpointIndex("virtnbdbackup.weekly.3"), null, "another chain's name");
+  assert.equal(checkpointIndex("virtnbdbackup.weekly.3", "weekly"), 3);
+  assert.equal(checkpointIndex("virtnbdbackup.3", "weekly"), null);
+  assert.equal(checkpointIndex("virtnbdbackup.3x"), null);
+  assert.equal(highestIndex([], ""), -1);
+  assert.equal(highestIndex(["virtnbdbackup.2", "virtnbdbackup.11", "virtnbdbackup.weekly.40"], ""), 11);
 });

@@ -68,3 +68,10 @@ test("only exactly `-` is stdout", () => {
     assert.equal(optionConflict({ ...DIR, output, raw: true }), null, output);
   }
 });
+
+test("--chain takes a name of letters, digits, _ and -, not only digits; --check needs a directory", () => {
+  const DIR = { output: "/b", type: "stream" as const, raw: false, level: "auto" as const, compress: false as const };
+  assert.equal(optionConflict({ ...DIR, chain: "offsite-1" }), null);
+  for (const bad of ["a.b", "a/b", "12", " x", "x".repeat(65)]) assert.match(optionConflict({ ...DIR, chain: bad }) ?? "", /^Invalid chain name/, bad);
+  assert.match(optionConflict({ ...DIR, output: "-", check: true }) ?? "", /--check needs a target directory/);
+});

@@ -27,6 +27,7 @@ function context(outDir: string, args: Partial<BackupArgs> = {}): RunContext & {
     cptPath: join(outDir, "vm.cpt"),
     stdoutMode: false,
     checkpointDir: join(outDir, "checkpoints"),
+    chain: "",
   } as unknown as RunContext & { lines: string[] };
 }
 
@@ -71,7 +72,8 @@ test("refuseMissingData: the last checkpoint of the .cpt needs its data file (fu
 test("planCheckpoints: offline inc builds on the last checkpoint, names its files <name>.<unix time>; copy is 'copy'", async (t) => {
   const dir = await tempDir(t);
   const r = context(dir);
-  const base = { offline: true, cpt: ["virtnbdbackup.0", "virtnbdbackup.1"], disks: [], workers: 1 } as unknown as Preflight;
+  const domain = { listAllCheckpoints: async () => [] };
+  const base = { domain, offline: true, cpt: ["virtnbdbackup.0", "virtnbdbackup.1"], disks: [], workers: 1, firstIndex: 0 } as unknown as Preflight;
   const inc = await planCheckpoints(r, { ...base, level: "inc" }, { setChanged: false });
   assert.equal(inc.plan.name, "virtnbdbackup.1");
   assert.equal(inc.level, "inc");

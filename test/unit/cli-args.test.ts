@@ -57,6 +57,8 @@ describe("virtnbdbackup options", () => {
       raw: false,
       output: "/b",
       checkpointdir: null,
+      chain: "",
+      check: false,
       scratchdir: "/var/tmp",
       startDomain: false,
       pause: false,
@@ -118,7 +120,7 @@ describe("virtnbdbackup options", () => {
     assert.equal(given.size, 37, [...given].join(","));
     assert.ok(given.has("ssh_port") && given.has("tls_cert") && given.has("verbose"));
     assert.deepEqual(values, {
-      domain: "vm", level: "inc", type: "raw", raw: true, output: "/b", checkpointdir: "/cp",
+      domain: "vm", level: "inc", type: "raw", raw: true, output: "/b", checkpointdir: "/cp", chain: "", check: false,
       scratchdir: "/s", startDomain: true, pause: true, include: "sda", exclude: "sdb,sdc",
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
       strict: true, noSparseDetection: true, threshold: 100, uri: "qemu+ssh://h/system", user: "u",

@@ -1,0 +1,124 @@
+/**
+ * Can the target's chain go on from its last checkpoint (docs/behaviour.md, "Checkpoint
+ * drift")? The disks must be those of the set at their sizes, and the last checkpoint's bitmaps
+ * sound: online libvirt vouches for them (redefined from the set when it lost them) and for
+ * every checkpoint made after it; offline the image bitmap must exist and not be flagged
+ * in-use. Read-only apart from redefining lost checkpoints from the set.
+ */
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { checkpointIndex, parseDataFileName } from "../backupset/layout.js";
+import { StreamReader } from "../format/reader.js";
+import type { Domain } from "../libvirt/domain.js";
+import { listImageBitmaps } from "../qemu/img-bitmaps.js";
+import { DirectorySource } from "../storage/directory-source.js";
+import { oneLine } from "../util/one-line.js";
+import { humanize } from "../report/humanize.js";
+import { checkpointProblem, redefineMissing } from "./checkpoints.js";
+import type { Preflight, RunContext } from "./run-context.js";
+
+type Facts = Pick<Preflight, "domain" | "offline" | "disks" | "cpt">;
+
+/** Why the chain cannot continue (a phrase naming disk or checkpoint), or null when it can. */
+export async function chainProblem(r: RunContext, m: Facts): Promise<string | null> {
+  const last = m.cpt.at(-1);
+  if (last === undefined) return `the checkpoint list [${r.cptPath}] is empty`;
+  const diskProblem = await diskDrift(r, m, last);
+  if (diskProblem) return diskProblem;
+  return m.offline ? offlineBitmapProblem(r, m, last) : onlineCheckpointProblem(r, m.domain, last);
+}
+
+/** The set's chain names another chain (`--chain`): a refusal, not something to heal. */
+export function chainNameMismatch(r: RunContext, cpt: readonly string[]): string | null {
+  const other = cpt.find((n) => checkpointIndex(n, r.chain) === null);
+  if (other === undefined) return null;
+  const want = r.chain ? `--chain ${r.chain} (virtnbdbackup.${r.chain}.N)` : "the default chain (virtnbdbackup.N)";
+  return `Checkpoint [${other}] listed in [${r.cptPath}] is not of ${want}: back up this target with the option it was made with.`;
+}
+
+export async function diskDrift(r: RunContext, m: Facts, last: string): Promise<string | null> {
+  const sizes = await setDiskSizes(r.outDir);
+  for (const d of m.disks.filter((x) => !x.raw)) {
+    const before = sizes.get(d.target);
+    if (before === undefined) return `disk [${d.target}] was added after checkpoint [${last}]`;
+    const now = (await m.domain.blockInfo(d.target)).capacity;
+    if (now !== before) return `disk [${d.target}] changed size from [${humanize(before)}] to [${humanize(now)}] after checkpoint [${last}]`;
+  }
+  return null;
+}
+
+/** Per disk of the set: the virtual size its newest stream file records. */
+export async function setDiskSizes(dir: string): Promise<Map<string, number>> {
+  const names = await readdir(dir);
+  const newest = new Map<string, { name: string; mtime: number }>();
+  for (const name of names) {
+    const parsed = parseDataFileName(name);
+    if (!parsed || parsed.level === "copy") continue;
+    const mtime = (await stat(join(dir, name))).mtimeMs;
+    const seen = newest.get(parsed.disk);
+    if (!seen || mtime > seen.mtime) newest.set(parsed.disk, { name, mtime });
+  }
+  const source = new DirectorySource(dir);
+  const sizes = new Map<string, number>();
+  for (const [disk, { name }] of newest) {
+    const file = await source.open(name);
+    try {
+      sizes.set(disk, (await StreamReader.open(file, { trailer: false })).meta.virtualSize);
+    } catch {
+      /* not a stream (a raw image): no size to compare */
+    } finally {
+      await file.close();
+    }
+  }
+  return sizes;
+}
+
+async function onlineCheckpointProblem(r: RunContext, domain: Domain, last: string): Promise<string | null> {
+  try {
+    await redefineMissing(domain, r.checkpointDir, r.log);
+  } catch (e) {
+    return `libvirt lost the set's checkpoints and they cannot be redefined: ${oneLine((e as Error).message)}`;
+  }
+  return libvirtChainProblem(domain, last);
+}
+
+/** Read-only: libvirt vouches for `last` and every checkpoint made after it, or the first reason it does not. */
+export async function libvirtChainProblem(domain: Domain, last: string): Promise<string | null> {
+  const problem = await checkpointProblem(domain, last);
+  if (problem !== null) return `checkpoint [${last}] is unusable: ${problem}`;
+  for (const later of await descendantsOf(domain, last)) {
+    const p = await checkpointProblem(domain, later);
+    if (p !== null) return `checkpoint [${later}] made after [${last}] is unusable: ${p}`;
+  }
+  return null;
+}
+
+/** The checkpoints libvirt made after `name` (its children, theirs, …): an inc merges their bitmaps. */
+async function descendantsOf(domain: Domain, name: string): Promise<string[]> {
+  const all = await domain.listAllCheckpoints();
+  const parentOf = new Map<string, string | null>();
+  for (const cp of all) {
+    try {
+      const p = await cp.parent();
+      parentOf.set(cp.name, p.name);
+      p.free();
+    } catch {
+      parentOf.set(cp.name, null);
+    }
+    cp.free();
+  }
+  const isBelow = (n: string): boolean => {
+    for (let p = parentOf.get(n) ?? null, hops = 0; p !== null && hops < 10000; p = parentOf.get(p) ?? null, hops++) if (p === name) return true;
+    return false;
+  };
+  return [...parentOf.keys()].filter(isBelow);
+}
+
+async function offlineBitmapProblem(r: RunContext, m: Facts, last: string): Promise<string | null> {
+  for (const d of m.disks.filter((x) => !x.raw && x.format.startsWith("qcow"))) {
+    const bitmap = (await listImageBitmaps(r.host, d.path)).find((b) => b.name === last);
+    if (!bitmap) return `bitmap [${last}] of disk [${d.target}] is missing from [${d.path}]`;
+    if (bitmap.inUse) return `bitmap [${last}] of disk [${d.target}] is flagged in-use in [${d.path}] (the image was not closed cleanly)`;
+  }
+  return null;
+}

@@ -1,0 +1,279 @@
+/**
+ * Checkpoints that heal themselves (docs/behaviour.md, "Checkpoint drift"), on real libvirt +
+ * qemu: each drift class made for real, then `-l auto` with no manual step: the chain goes on,
+ * or a new generation starts with one WARNING naming the cause; then every point restores
+ * bit-exact. Also: the strict refusals of `-l inc`, `--check`, the per-domain lock, a SIGKILLed
+ * run, independent chains, and the Python tool restoring the healed generations.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DomainLock, lockDirectory } from "../../src/backup/domain-lock.js";
+import { testDomain, MiB, type TestDomain } from "../helpers/domains.js";
+import { assertOk, captureTruth, imageHash, logLines, ourBackup, ourRestore, sh, startOurBackup, type ToolResult } from "../helpers/our-tool.js";
+import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const URI = "qemu:///system";
+const virsh = (...args: string[]) => sh("virsh", ["-c", URI, ...args]);
+
+interface Point {
+  checkpoint: string;
+  truth: Record<string, string>;
+}
+
+function backup(d: TestDomain, set: string, level: string, extra: string[] = []): Promise<ToolResult> {
+  return ourBackup(["-d", d.name, "-l", level, "-o", set, "-n", ...extra]);
+}
+
+/** The checkpoint an online full/inc created (its log line). */
+function createdCheckpoint(r: ToolResult): string {
+  const m = /Using checkpoint name: \[([^\]]+)\]/.exec(r.stderr);
+  assert.ok(m, `no checkpoint created:\n${r.stderr}`);
+  return m[1]!;
+}
+
+/** An online auto run that must work; returns the point it made. */
+async function autoPoint(d: TestDomain, set: string, what: string, extra: string[] = []): Promise<Point & { run: ToolResult }> {
+  const run = assertOk(await backup(d, set, "auto", extra), what);
+  return { checkpoint: createdCheckpoint(run), truth: await captureTruth(d), run };
+}
+
+/** WARNING lines besides the one every run of these agent-less test domains logs. */
+function warnings(r: ToolResult): string[] {
+  return logLines(r, "WARNING").filter((l) => !/Guest agent is not responding/.test(l));
+}
+
+/** Every point with --until, and the latest without, restored bit-exact by our virtnbdrestore. */
+async function restoresEveryPoint(work: string, set: string, points: Point[], extra: string[] = []): Promise<void> {
+  const runs = [...points.map((p, i) => ({ p, args: ["--until", p.checkpoint], out: join(work, `until-${i}`) })), { p: points.at(-1)!, args: [], out: join(work, "latest") }];
+  for (const { p, args, out } of runs) {
+    assertOk(await ourRestore(["-i", set, "-o", out, "-n", ...args, ...extra]), `restore ${args.join(" ") || "latest"}`);
+    for (const [disk, hash] of Object.entries(p.truth)) {
+      assert.equal(await imageHash(join(out, `${disk}.qcow2`), "qcow2"), hash, `${disk} at ${args.join(" ") || "latest"} (${p.checkpoint})`);
+    }
+  }
+}
+
+async function check(d: TestDomain, set: string, extra: string[] = []): Promise<ToolResult> {
+  return ourBackup(["-d", d.name, "-o", set, "--check", "-n", ...extra]);
+}
+
+async function removeBitmap(d: TestDomain, target: string, name: string): Promise<void> {
+  const { node } = await d.blockNode(target);
+  await d.domain.qemuMonitorCommand(JSON.stringify({ execute: "block-dirty-bitmap-remove", arguments: { node, name } }));
+}
+
+test("metadata lost, a foreign checkpoint, a lost bitmap: auto continues twice, then starts generation 2; inc refuses; every point restores", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-heal-a-");
+  const set = join(work, "set");
+  const points: Point[] = [];
+  points.push(await autoPoint(d, set, "first auto (full)"));
+  const healthy = await check(d, set);
+  assert.equal(healthy.exitCode, 0, healthy.stderr);
+  assert.match(healthy.stderr, /Healthy: .*continues from \[virtnbdbackup\.0\]/);
+  assert.ok(!existsSync(join(set, "backup.copy.log")) && (await readdir(set)).every((n) => !n.startsWith("backup.copy")), "--check writes no log file");
+
+  // 3: libvirt loses the checkpoint metadata, the bitmaps stay: redefined from the set.
+  await d.writeRandom("sda", 3 * MiB, MiB, 1);
+  await virsh("checkpoint-delete", d.name, "virtnbdbackup.0", "--metadata");
+  const lost = await check(d, set);
+  assert.equal(lost.exitCode, 1);
+  assert.match(lost.stderr, /Checkpoint \[virtnbdbackup\.0\] of the set is unknown to libvirt/);
+  const redefined = await autoPoint(d, set, "auto after metadata loss");
+  assert.match(redefined.run.stderr, /Redefine missing checkpoint: \[virtnbdbackup\.0\]/);
+  assert.deepEqual(warnings(redefined.run), []);
+  assert.equal(redefined.checkpoint, "virtnbdbackup.1");
+  points.push(redefined);
+
+  // 8: another tool's checkpoint after ours: auto keeps it and goes on (libvirt vouches for it).
+  await d.writePattern("sda", 8 * MiB, MiB, 0x5a);
+  await virsh("checkpoint-create-as", d.name, "--name", "external-tool", "--diskspec", "sda");
+  const strictInc = await backup(d, set, "inc");
+  assert.equal(strictInc.exitCode, 1, "the original's refusal of a foreign checkpoint stays for -l inc");
+  assert.match(strictInc.stderr, /Foreign checkpoint found: \[external-tool\]/);
+  await d.writePattern("sda", 9 * MiB, MiB, 0x5b);
+  const afterForeign = await autoPoint(d, set, "auto after a foreign checkpoint");
+  assert.deepEqual(warnings(afterForeign.run), []);
+  points.push(afterForeign);
+  await virsh("checkpoint-info", d.name, "external-tool");
+
+  // 2: the bitmap of our newest checkpoint is removed through QMP.
+  await d.writeRandom("sda", 12 * MiB, 2 * MiB, 2);
+  await removeBitmap(d, "sda", afterForeign.checkpoint);
+  await virsh("checkpoint-delete", d.name, "external-tool"); // (merged into ours: the chain itself is what is broken)
+  const refused = await backup(d, set, "inc");
+  assert.equal(refused.exitCode, 1, "-l inc never falls back to a silent full");
+  const errors = logLines(refused, "ERROR");
+  assert.equal(errors.length, 1, refused.stderr);
+  assert.match(errors[0]!, /Unable to continue the chain of .*checkpoint \[virtnbdbackup\.2\] is unusable.*run \[-l auto\].*or \[-l full\] into a new directory/);
+  const broken = await check(d, set);
+  assert.equal(broken.exitCode, 1);
+  assert.match(broken.stderr, /Disk \[sda\] has no bitmap \[virtnbdbackup\.2\]/);
+  const healed = await autoPoint(d, set, "auto after a lost bitmap");
+  const w = warnings(healed.run);
+  assert.equal(w.length, 1, healed.run.stderr);
+  assert.match(w[0]!, /Chain of \[.*\/set\] cannot continue: checkpoint \[virtnbdbackup\.2\] is unusable: .*Starting a new chain in \[.*\/set\/generation\.2\] with a full backup\./);
+  assert.equal(healed.checkpoint, "virtnbdbackup.3", "numbering goes on across generations");
+  assert.ok(existsSync(join(set, "generation.2", "sda.full.data")));
+  assert.deepEqual(JSON.parse(await readFile(join(set, `${d.name}.cpt`), "utf8")), ["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2"], "generation 1 untouched");
+  points.push(healed);
+
+  await d.writeRandom("sda", 20 * MiB, MiB, 3);
+  const next = await autoPoint(d, set, "inc in generation 2");
+  assert.equal(next.checkpoint, "virtnbdbackup.4");
+  assert.ok(existsSync(join(set, "generation.2", "sda.inc.virtnbdbackup.4.data")));
+  points.push(next);
+  const cps = (await virsh("checkpoint-list", d.name, "--name")).split("\n").filter(Boolean).sort();
+  assert.deepEqual(cps, ["virtnbdbackup.3", "virtnbdbackup.4"], "a chain that starts over drops its own old checkpoints");
+  assert.equal((await check(d, set)).exitCode, 0);
+
+  await restoresEveryPoint(work, set, points);
+  // The Python tool restores generation 1 from the top level, generation 2 from its folder.
+  const py1 = await runPython(PY_RESTORE, ["-i", set, "-o", join(work, "py1"), "-n"]);
+  assert.equal(py1.exitCode, 0, py1.stderr);
+  assert.equal(await imageHash(join(work, "py1", "sda.qcow2"), "qcow2"), points[2]!.truth["sda"]);
+  const py2 = await runPython(PY_RESTORE, ["-i", join(set, "generation.2"), "-o", join(work, "py2"), "-n"]);
+  assert.equal(py2.exitCode, 0, py2.stderr);
+  assert.equal(await imageHash(join(work, "py2", "sda.qcow2"), "qcow2"), points[4]!.truth["sda"]);
+});
+
+test("domain undefined and defined again, an offline inc between online ones, bitmaps left in-use by a crashed qemu-nbd: auto heals each", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-heal-b-");
+  const set = join(work, "set");
+  const points: Point[] = [await autoPoint(d, set, "full")];
+
+  // 4: undefined (shut off: libvirt forgets its checkpoints) and defined again from its XML.
+  await d.writeRandom("sda", 2 * MiB, MiB, 11);
+  await d.destroy();
+  await d.redefine();
+  assert.equal((await virsh("checkpoint-list", d.name, "--name")).trim(), "", "libvirt forgot the checkpoints");
+  await d.start();
+  const redefined = await autoPoint(d, set, "auto after undefine/define");
+  assert.match(redefined.run.stderr, /Redefine missing checkpoint: \[virtnbdbackup\.0\]/);
+  assert.deepEqual(warnings(redefined.run), []);
+  points.push(redefined);
+
+  // 10: shut off for one backup (offline inc of the newest bitmap), running for the next.
+  await d.writePattern("sda", 5 * MiB, MiB, 0x21);
+  await d.destroy();
+  await d.writePattern("sda", 6 * MiB, MiB, 0x22);
+  const offline = assertOk(await backup(d, set, "auto"), "offline auto");
+  assert.deepEqual(warnings(offline), []);
+  assert.match(offline.stderr, /Offline backup, using latest checkpoint/);
+  await d.start();
+  await d.writePattern("sda", 7 * MiB, MiB, 0x23);
+  const online = await autoPoint(d, set, "online auto after the offline one");
+  assert.deepEqual(warnings(online.run), []);
+  points.push(online);
+
+  // 1: a qemu-nbd that had the image open read-write is killed: bitmaps flagged in-use.
+  await d.destroy();
+  await d.writePattern("sda", 9 * MiB, MiB, 0x24);
+  await d.crashQemuNbdOn("sda");
+  const inUse = await check(d, set);
+  assert.equal(inUse.exitCode, 1);
+  assert.match(inUse.stderr, /Bitmap \[virtnbdbackup\.\d\] of disk \[sda\] is flagged in-use/);
+  await d.start();
+  const healed = await autoPoint(d, set, "auto after a crashed qemu-nbd");
+  const w = warnings(healed.run);
+  assert.equal(w.length, 1, healed.run.stderr);
+  assert.match(w[0]!, /cannot continue: .*Starting a new chain in \[.*generation\.2\]/);
+  assert.match(healed.run.stderr, /Removed stale bitmap \[virtnbdbackup\.\d\] of disk \[sda\]/);
+  assert.doesNotMatch(healed.run.stderr, /already exists/);
+  points.push(healed);
+  await d.writeRandom("sda", 15 * MiB, MiB, 12);
+  points.push(await autoPoint(d, set, "inc after healing"));
+  assert.equal((await check(d, set)).exitCode, 0);
+  await restoresEveryPoint(work, set, points);
+});
+
+test("a SIGKILLed run: while its owner lives the next exits 75 and changes nothing; after, auto aborts its job and continues safely", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-heal-lock-");
+  const set = join(work, "set");
+  const points: Point[] = [await autoPoint(d, set, "full")];
+
+  // The lock held by another process: exit 75, nothing written.
+  const before = (await readdir(set)).sort();
+  const holder = await DomainLock.acquire(lockDirectory(), URI, d.name, { pid: 4242, started: "then", output: "/elsewhere" });
+  assert.ok(holder instanceof DomainLock);
+  try {
+    const busy = await backup(d, set, "auto");
+    assert.equal(busy.exitCode, 75, busy.stderr);
+    assert.match(busy.stderr, new RegExp(`Another backup of domain \\[${d.name}\\] is running \\(pid 4242`));
+    assert.deepEqual((await readdir(set)).sort(), before, "a refused run changes nothing");
+  } finally {
+    await holder.release();
+  }
+
+  // 9: SIGKILL once the checkpoint exists (the job and the run marker are left).
+  await d.writeRandom("sda", 4 * MiB, 4 * MiB, 21);
+  const victim = startOurBackup(["-d", d.name, "-l", "auto", "-o", set, "-v"]);
+  await waitForOutput(victim, /Started backup job with checkpoint, saving information|Saving checkpoint config/);
+  process.kill(victim.pid, "SIGKILL");
+  await victim.result;
+  assert.ok(existsSync(join(set, `${d.name}.run.partial`)), "the run marker is left");
+  await d.writeRandom("sda", 10 * MiB, MiB, 22);
+  const healed = await autoPoint(d, set, "auto after a SIGKILLed run");
+  const w = warnings(healed.run);
+  assert.equal(w.length, 1, healed.run.stderr);
+  assert.match(w[0]!, /Previous backup run into .* did not finish \(pid \d+, level inc/);
+  assert.equal(healed.checkpoint, "virtnbdbackup.1", "the dead run's checkpoint is dropped and made again");
+  points.push(healed);
+  await d.writeRandom("sda", 20 * MiB, MiB, 23);
+  points.push(await autoPoint(d, set, "next inc"));
+  await restoresEveryPoint(work, set, points);
+});
+
+async function waitForOutput(run: ReturnType<typeof startOurBackup>, re: RegExp): Promise<void> {
+  let seen = "";
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${re}:\n${seen}`)), 60_000);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (re.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    run.child.stderr!.on("data", onData);
+    run.result.then(() => reject(new Error(`ended before ${re}:\n${seen}`)), reject);
+  });
+}
+
+test("independent chains: a daily and a weekly target alternate fulls and incs; a new monthly folder; every point of each restores", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-heal-chains-");
+  const daily = join(work, "daily");
+  const weekly = join(work, "weekly");
+  const pointsDaily: Point[] = [];
+  const pointsWeekly: Point[] = [];
+  pointsDaily.push(await autoPoint(d, daily, "daily full"));
+  await d.writeRandom("sda", MiB, MiB, 31);
+  pointsWeekly.push(await autoPoint(d, weekly, "weekly full", ["--chain", "weekly"]));
+  assert.equal(pointsWeekly[0]!.checkpoint, "virtnbdbackup.weekly.0");
+  await d.writeRandom("sda", 4 * MiB, MiB, 32);
+  pointsDaily.push(await autoPoint(d, daily, "daily inc"));
+  await d.writeRandom("sda", 6 * MiB, MiB, 33);
+  pointsWeekly.push(await autoPoint(d, weekly, "weekly inc", ["--chain", "weekly"]));
+  await d.writeRandom("sda", 8 * MiB, MiB, 34);
+  // A full of the daily chain (a new folder: monthly rotation) leaves the weekly checkpoints alone.
+  const monthly = join(work, "daily-next-month");
+  const full = await autoPoint(d, monthly, "daily full into a new folder");
+  assert.match(full.run.stderr, /target folder is empty: executing full backup/);
+  const cps = (await virsh("checkpoint-list", d.name, "--name")).split("\n").filter(Boolean).sort();
+  assert.deepEqual(cps, ["virtnbdbackup.0", "virtnbdbackup.weekly.0", "virtnbdbackup.weekly.1"]);
+  await d.writeRandom("sda", 10 * MiB, MiB, 35);
+  pointsWeekly.push(await autoPoint(d, weekly, "weekly inc after the daily full", ["--chain", "weekly"]));
+  const mismatch = await backup(d, weekly, "auto");
+  assert.equal(mismatch.exitCode, 1);
+  assert.match(logLines(mismatch, "ERROR")[0]!, /not of the default chain.*back up this target with the option it was made with/);
+  await restoresEveryPoint(join(work, "r-daily"), daily, pointsDaily);
+  await restoresEveryPoint(join(work, "r-weekly"), weekly, pointsWeekly);
+  await restoresEveryPoint(join(work, "r-monthly"), monthly, [full]);
+});
