@@ -14,6 +14,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
+import { freshLibvirtd } from "./fresh-libvirtd.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const [mode = "all", ...rest] = process.argv.slice(2);
@@ -38,6 +39,7 @@ const FRESH_LIBVIRTD = new Set([
   "crash-diskfull.test.ts",
   "backup-interrupt.test.ts",
   "remote-backup.test.ts",
+  "checkpoint-heal-kill.test.ts",
 ]);
 
 /**
@@ -115,19 +117,6 @@ async function pool(files, width) {
 }
 
 const sh = (cmd, args) => spawnSync(cmd, args, { stdio: "ignore", timeout: 20_000 }).status === 0;
-const sleepMs = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-
-/** A new libvirtd (see FRESH_LIBVIRTD). Only when we are root and libvirtd runs as a plain daemon. */
-function freshLibvirtd() {
-  if (process.getuid?.() !== 0 || process.env["VNBT_KEEP_LIBVIRTD"] || !sh("pgrep", ["-x", "libvirtd"])) return;
-  sh("pkill", ["-x", "libvirtd"]);
-  for (let i = 0; i < 20 && sh("pgrep", ["-x", "libvirtd"]); i++) sleepMs(250);
-  if (sh("pgrep", ["-x", "libvirtd"])) sh("pkill", ["-9", "-x", "libvirtd"]);
-  for (let i = 0; i < 20 && sh("pgrep", ["-x", "libvirtd"]); i++) sleepMs(250);
-  sh("rm", ["-f", "/var/run/libvirtd.pid", "/run/libvirtd.pid"]);
-  sh("libvirtd", ["-d"]);
-  for (let i = 0; i < 60 && !sh("virsh", ["-c", "qemu:///system", "version"]); i++) sleepMs(250);
-}
 
 /**
  * libvirtd was seen (once in many runs) to lose its listening socket mid-file while the daemon

@@ -119,10 +119,15 @@ export async function saveConfigWithoutDisks(r: RunContext, level: Level, d: Dom
 export async function refuseMissingData(r: RunContext, cpt: string[], disks: SelectedDisk[]): Promise<void> {
   const last = cpt.at(-1);
   if (last === undefined) return;
+  const exists = async (name: string) => (await stat(join(r.outDir, name)).catch(() => null)) !== null;
+  const withFull = new Set<string>();
+  for (const d of disks) if (await exists(dataFileName(d.target, "full", ""))) withFull.add(d.target);
   for (const d of disks.filter((x) => !x.raw)) {
+    // A disk without a full in a set that has others' was added since: the chain check names that (chain-continuation.ts).
+    if (withFull.size > 0 && !withFull.has(d.target)) continue;
     // The set's first checkpoint is its full's (virtnbdbackup.0, or where a generation or chain starts).
     const expected = last === cpt[0] ? dataFileName(d.target, "full", last) : dataFileName(d.target, "inc", last);
-    if ((await stat(join(r.outDir, expected)).catch(() => null)) === null) {
+    if (!(await exists(expected))) {
       throw new BackupRefusal(
         `Checkpoint [${last}] is listed in [${r.cptPath}] but its data file [${expected}] is missing: the run that created it did not finish.`,
         "An incremental backup now would miss the changes made before that checkpoint. Execute a full backup.",

@@ -653,6 +653,15 @@ export class TestDomain {
     (await this.connection.defineXML(xml)).free();
   }
 
+  /** After a libvirtd restart (its connection died): a new connection, the domain looked up again. */
+  async reconnect(): Promise<void> {
+    const old = this.connection;
+    const connection = await Connection.open(old.uri ?? DEFAULT_URI);
+    const domain = await connection.lookupDomain(this.name);
+    Object.assign(this, { connection, domain, ownsConnection: true });
+    await old.close().catch(() => undefined);
+  }
+
   /** Destroys and undefines the domain, closes its own connection, deletes the files. Idempotent. */
   async cleanup(): Promise<void> {
     if (this.#cleaned) return;

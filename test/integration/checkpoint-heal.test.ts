@@ -2,69 +2,21 @@
  * Checkpoints that heal themselves (docs/behaviour.md, "Checkpoint drift"), on real libvirt +
  * qemu: each drift class made for real, then `-l auto` with no manual step: the chain goes on,
  * or a new generation starts with one WARNING naming the cause; then every point restores
- * bit-exact. Also: the strict refusals of `-l inc`, `--check`, the per-domain lock, a SIGKILLed
- * run, independent chains, and the Python tool restoring the healed generations.
+ * bit-exact. Also: the strict refusals of `-l inc`, `--check`, independent chains, and the
+ * Python tool restoring the healed generations. A SIGKILLed run, the lock and a libvirtd
+ * restart: checkpoint-heal-kill.test.ts (it runs alone, after a fresh libvirtd).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DomainLock, lockDirectory } from "../../src/backup/domain-lock.js";
-import { testDomain, MiB, type TestDomain } from "../helpers/domains.js";
-import { assertOk, captureTruth, imageHash, logLines, ourBackup, ourRestore, sh, startOurBackup, type ToolResult } from "../helpers/our-tool.js";
+import { testDomain, MiB } from "../helpers/domains.js";
+import { assertOk, imageHash, logLines } from "../helpers/our-tool.js";
 import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const URI = "qemu:///system";
-const virsh = (...args: string[]) => sh("virsh", ["-c", URI, ...args]);
-
-interface Point {
-  checkpoint: string;
-  truth: Record<string, string>;
-}
-
-function backup(d: TestDomain, set: string, level: string, extra: string[] = []): Promise<ToolResult> {
-  return ourBackup(["-d", d.name, "-l", level, "-o", set, "-n", ...extra]);
-}
-
-/** The checkpoint an online full/inc created (its log line). */
-function createdCheckpoint(r: ToolResult): string {
-  const m = /Using checkpoint name: \[([^\]]+)\]/.exec(r.stderr);
-  assert.ok(m, `no checkpoint created:\n${r.stderr}`);
-  return m[1]!;
-}
-
-/** An online auto run that must work; returns the point it made. */
-async function autoPoint(d: TestDomain, set: string, what: string, extra: string[] = []): Promise<Point & { run: ToolResult }> {
-  const run = assertOk(await backup(d, set, "auto", extra), what);
-  return { checkpoint: createdCheckpoint(run), truth: await captureTruth(d), run };
-}
-
-/** WARNING lines besides the one every run of these agent-less test domains logs. */
-function warnings(r: ToolResult): string[] {
-  return logLines(r, "WARNING").filter((l) => !/Guest agent is not responding/.test(l));
-}
-
-/** Every point with --until, and the latest without, restored bit-exact by our virtnbdrestore. */
-async function restoresEveryPoint(work: string, set: string, points: Point[], extra: string[] = []): Promise<void> {
-  const runs = [...points.map((p, i) => ({ p, args: ["--until", p.checkpoint], out: join(work, `until-${i}`) })), { p: points.at(-1)!, args: [], out: join(work, "latest") }];
-  for (const { p, args, out } of runs) {
-    assertOk(await ourRestore(["-i", set, "-o", out, "-n", ...args, ...extra]), `restore ${args.join(" ") || "latest"}`);
-    for (const [disk, hash] of Object.entries(p.truth)) {
-      assert.equal(await imageHash(join(out, `${disk}.qcow2`), "qcow2"), hash, `${disk} at ${args.join(" ") || "latest"} (${p.checkpoint})`);
-    }
-  }
-}
-
-async function check(d: TestDomain, set: string, extra: string[] = []): Promise<ToolResult> {
-  return ourBackup(["-d", d.name, "-o", set, "--check", "-n", ...extra]);
-}
-
-async function removeBitmap(d: TestDomain, target: string, name: string): Promise<void> {
-  const { node } = await d.blockNode(target);
-  await d.domain.qemuMonitorCommand(JSON.stringify({ execute: "block-dirty-bitmap-remove", arguments: { node, name } }));
-}
+import { autoPoint, backup, check, removeBitmap, restoresEveryPoint, virsh, warnings, type Point } from "../helpers/heal.js";
 
 test("metadata lost, a foreign checkpoint, a lost bitmap: auto continues twice, then starts generation 2; inc refuses; every point restores", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
@@ -192,60 +144,6 @@ test("domain undefined and defined again, an offline inc between online ones, bi
   await restoresEveryPoint(work, set, points);
 });
 
-test("a SIGKILLed run: while its owner lives the next exits 75 and changes nothing; after, auto aborts its job and continues safely", async (t) => {
-  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
-  const work = await tempDir(t, "vnbt-heal-lock-");
-  const set = join(work, "set");
-  const points: Point[] = [await autoPoint(d, set, "full")];
-
-  // The lock held by another process: exit 75, nothing written.
-  const before = (await readdir(set)).sort();
-  const holder = await DomainLock.acquire(lockDirectory(), URI, d.name, { pid: 4242, started: "then", output: "/elsewhere" });
-  assert.ok(holder instanceof DomainLock);
-  try {
-    const busy = await backup(d, set, "auto");
-    assert.equal(busy.exitCode, 75, busy.stderr);
-    assert.match(busy.stderr, new RegExp(`Another backup of domain \\[${d.name}\\] is running \\(pid 4242`));
-    assert.deepEqual((await readdir(set)).sort(), before, "a refused run changes nothing");
-  } finally {
-    await holder.release();
-  }
-
-  // 9: SIGKILL once the checkpoint exists (the job and the run marker are left).
-  await d.writeRandom("sda", 4 * MiB, 4 * MiB, 21);
-  const victim = startOurBackup(["-d", d.name, "-l", "auto", "-o", set, "-v"]);
-  await waitForOutput(victim, /Started backup job with checkpoint, saving information|Saving checkpoint config/);
-  process.kill(victim.pid, "SIGKILL");
-  await victim.result;
-  assert.ok(existsSync(join(set, `${d.name}.run.partial`)), "the run marker is left");
-  await d.writeRandom("sda", 10 * MiB, MiB, 22);
-  const healed = await autoPoint(d, set, "auto after a SIGKILLed run");
-  const w = warnings(healed.run);
-  assert.equal(w.length, 1, healed.run.stderr);
-  assert.match(w[0]!, /Previous backup run into .* did not finish \(pid \d+, level inc/);
-  assert.equal(healed.checkpoint, "virtnbdbackup.1", "the dead run's checkpoint is dropped and made again");
-  points.push(healed);
-  await d.writeRandom("sda", 20 * MiB, MiB, 23);
-  points.push(await autoPoint(d, set, "next inc"));
-  await restoresEveryPoint(work, set, points);
-});
-
-async function waitForOutput(run: ReturnType<typeof startOurBackup>, re: RegExp): Promise<void> {
-  let seen = "";
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${re}:\n${seen}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (re.test(seen)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    run.child.stderr!.on("data", onData);
-    run.result.then(() => reject(new Error(`ended before ${re}:\n${seen}`)), reject);
-  });
-}
-
 test("independent chains: a daily and a weekly target alternate fulls and incs; a new monthly folder; every point of each restores", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
   const work = await tempDir(t, "vnbt-heal-chains-");
@@ -276,4 +174,48 @@ test("independent chains: a daily and a weekly target alternate fulls and incs; 
   await restoresEveryPoint(join(work, "r-daily"), daily, pointsDaily);
   await restoresEveryPoint(join(work, "r-weekly"), weekly, pointsWeekly);
   await restoresEveryPoint(join(work, "r-monthly"), monthly, [full]);
+});
+
+test("a disk added, a disk grown and written in the new area, a disk removed: auto starts a generation or goes on; every point restores", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true, scsiController: true });
+  const work = await tempDir(t, "vnbt-heal-disks-");
+  const set = join(work, "set");
+  const points: Point[] = [await autoPoint(d, set, "full")];
+
+  // 5: a disk added (hot-plugged), written.
+  await d.attachDisk("sdb", 16 * MiB);
+  await d.writeRandom("sdb", MiB, 2 * MiB, 51);
+  await d.writeRandom("sda", 2 * MiB, MiB, 52);
+  const found = await check(d, set);
+  assert.equal(found.exitCode, 1);
+  assert.match(found.stderr, /The chain cannot continue: disk \[sdb\] was added after checkpoint \[virtnbdbackup\.0\]/);
+  const incRefused = await backup(d, set, "inc");
+  assert.equal(incRefused.exitCode, 1);
+  assert.match(logLines(incRefused, "ERROR")[0]!, /disk \[sdb\] was added after checkpoint \[virtnbdbackup\.0\]: run \[-l auto\]/);
+  const added = await autoPoint(d, set, "auto after a disk was added");
+  assert.equal(warnings(added.run).length, 1, added.run.stderr);
+  assert.match(warnings(added.run)[0]!, /disk \[sdb\] was added after checkpoint \[virtnbdbackup\.0\]\. Starting a new chain in \[.*generation\.2\]/);
+  points.push(added);
+  await d.writeRandom("sdb", 8 * MiB, MiB, 53);
+  points.push(await autoPoint(d, set, "inc of both disks"));
+
+  // 7: a disk grown (blockresize) and written in the new area.
+  await d.blockResize("sda", 48 * MiB);
+  await d.writeRandom("sda", 40 * MiB, 2 * MiB, 54);
+  const grown = await autoPoint(d, set, "auto after blockresize");
+  assert.equal(warnings(grown.run).length, 1, grown.run.stderr);
+  assert.match(warnings(grown.run)[0]!, /disk \[sda\] changed size from \[32\.0 ?MiB\] to \[48\.0 ?MiB\].*generation\.3/);
+  points.push(grown);
+
+  // 6: a disk removed: the others go on (or start over, with the one warning naming why).
+  await d.detachDisk("sdb");
+  await d.writeRandom("sda", 44 * MiB, MiB, 55);
+  const removed = await autoPoint(d, set, "auto after a disk was removed");
+  assert.ok(warnings(removed.run).length <= 1, removed.run.stderr);
+  t.diagnostic(`after detach: ${warnings(removed.run)[0] ?? "the chain went on"}`);
+  points.push(removed);
+  await d.writeRandom("sda", 46 * MiB, MiB, 56);
+  points.push(await autoPoint(d, set, "inc after the removal"));
+  assert.equal((await check(d, set)).exitCode, 0);
+  await restoresEveryPoint(work, set, points);
 });

@@ -67,6 +67,8 @@ test("refuseMissingData: the last checkpoint of the .cpt needs its data file (fu
   await assert.rejects(refuseMissingData(r, ["virtnbdbackup.0", "virtnbdbackup.1"], disks), /vda\.inc\.virtnbdbackup\.1\.data\] is missing/);
   await writeFile(join(dir, "vda.inc.virtnbdbackup.1.data"), "");
   await refuseMissingData(r, ["virtnbdbackup.0", "virtnbdbackup.1"], disks); // the raw disk needs none
+  // A disk added since the full: not this check's business (the chain check refuses or heals it).
+  await refuseMissingData(r, ["virtnbdbackup.0", "virtnbdbackup.1"], [...disks, { target: "vdc", raw: false } as SelectedDisk]);
 });
 
 test("planCheckpoints: offline inc builds on the last checkpoint, names its files <name>.<unix time>; copy is 'copy'", async (t) => {
