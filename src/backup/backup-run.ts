@@ -213,7 +213,7 @@ async function runConnected(r: RunContext): Promise<number> {
   log.info(`Concurrent backup processes: [${workers}]`);
   if (args.killonly) return killJob(state.domain, log);
   const cpt = await readCpt(r.cptPath);
-  const checked = { ...state, disks, level, cpt, workers, firstIndex: 0 };
+  const checked = { ...state, disks, level, cpt, workers, firstIndex: 0, startsNewGeneration: false };
   if (copyOnly) return markedRun(...(await startNewGeneration(r, checked, copyOnly)));
   if ((level === "inc" || level === "diff") && !r.stdoutMode) {
     await refuseMissingData(r, cpt, disks);

@@ -139,6 +139,22 @@ export async function removeAllForFull(domain: Domain, cptPath: string, dir: str
   }
 }
 
+/**
+ * Offline, starting a new generation: libvirt forgets this chain's checkpoints (metadata only:
+ * their bitmaps go as stale ones, through qemu-img), so the next online run starts clean.
+ */
+export async function forgetChainCheckpoints(domain: Domain, chain: string, log: CheckpointLog): Promise<void> {
+  for (const name of (await chainCheckpoints(domain, chain)).reverse()) {
+    const cp = await domain.checkpointLookupByName(name);
+    try {
+      await cp.delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+      log.info(`Removed checkpoint metadata [${name}] of the chain that cannot continue.`);
+    } finally {
+      cp.free();
+    }
+  }
+}
+
 export interface CheckpointPlan {
   /** Checkpoint created by this run (full/inc), or recorded in the metadata only. */
   name: string;

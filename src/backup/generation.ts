@@ -8,6 +8,7 @@ import { basename, join, resolve } from "node:path";
 import { nextGenerationDir } from "../backupset/generations.js";
 import { CHECKPOINT_DIR, cptFileName, generationDirName, parseGenerationDirName } from "../backupset/layout.js";
 import type { BackupArgs } from "./options.js";
+import { readCpt } from "../backupset/cpt.js";
 import { highestIndex } from "./checkpoints.js";
 import type { Preflight, RunContext, RunPlace } from "./run-context.js";
 
@@ -55,5 +56,14 @@ export async function startNewGeneration(r: RunContext, m: Preflight, cause: str
   const place = placeIn(r.args, r.stdoutMode, r.target, next);
   await mkdir(place.checkpointDir, { recursive: true });
   const run: RunContext = { ...r, ...place, dirState: { empty: true, hasFull: false, partials: [] } };
-  return [run, { ...m, level, cpt: [], firstIndex: highestIndex(m.cpt, r.chain) + 1 }];
+  const firstIndex = (await highestIndexInTarget(r.target, r.args.domain, r.chain)) + 1;
+  return [run, { ...m, level, cpt: [], firstIndex, startsNewGeneration: true }];
+}
+
+/** The highest checkpoint index of `chain` that any generation of the target lists (-1: none). */
+async function highestIndexInTarget(target: string, domain: string, chain: string): Promise<number> {
+  const dirs = [target, ...(await generationNumbers(target)).map((n) => join(target, generationDirName(n)))];
+  let highest = -1;
+  for (const dir of dirs) highest = Math.max(highest, highestIndex(await readCpt(join(dir, cptFileName(domain))), chain));
+  return highest;
 }

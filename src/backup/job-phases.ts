@@ -2,7 +2,7 @@
 import { formatNbdUri } from "../nbd/index.js";
 import { unixIdent } from "../backupset/layout.js";
 import { oneLine } from "../util/one-line.js";
-import { checkpointSize, CheckpointError, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
+import { checkpointSize, CheckpointError, forgetChainCheckpoints, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
 import { startBackupJob } from "./job.js";
 import { indexAfterLeftovers, removeStaleBitmaps } from "./stale-bitmaps.js";
 import { writeRunMarker } from "./run-marker.js";
@@ -19,10 +19,11 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
   if (!m.offline) await redefineMissing(m.domain, r.checkpointDir, log);
   if (level === "full" && !m.offline) {
     changes.setChanged = true;
-    await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, r.chain, m.firstIndex > 0, log);
+    await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, r.chain, m.startsNewGeneration, log);
   }
+  if (m.offline && m.startsNewGeneration) await forgetChainCheckpoints(m.domain, r.chain, log);
   // A full never fails on bitmaps of this chain's names that no checkpoint claims any more.
-  if (level === "full" || level === "inc") await removeStaleBitmaps(r, m);
+  if (level === "full" || level === "inc" || m.startsNewGeneration) await removeStaleBitmaps(r, m);
   // What could not be removed keeps its name: the new chain's first index comes after it.
   const firstIndex = level === "full" ? Math.max(m.firstIndex, await indexAfterLeftovers(r, m)) : m.firstIndex;
   const plan = planCheckpoint(level, level === "full" ? [] : m.cpt, m.offline, r.chain, firstIndex, log);

@@ -77,6 +77,8 @@ export interface Preflight extends DomainState {
   cpt: string[];
   /** The index a full's checkpoint gets: 0, or after every index this chain used before in the target (a new generation). */
   firstIndex: number;
+  /** This run starts a new generation of the target: the old chain's checkpoints go (src/backup/generation.ts). */
+  startsNewGeneration: boolean;
   workers: number;
 }
 

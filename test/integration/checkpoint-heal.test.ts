@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { testDomain, MiB } from "../helpers/domains.js";
-import { assertOk, imageHash, logLines } from "../helpers/our-tool.js";
+import { assertOk, imageHash, logLines, ourRestore } from "../helpers/our-tool.js";
 import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -217,5 +217,36 @@ test("a disk added, a disk grown and written in the new area, a disk removed: au
   await d.writeRandom("sda", 46 * MiB, MiB, 56);
   points.push(await autoPoint(d, set, "inc after the removal"));
   assert.equal((await check(d, set)).exitCode, 0);
+  await restoresEveryPoint(work, set, points);
+});
+
+test("offline with bitmaps in-use: the new generation is a copy; the next online auto starts one with a full", async (t) => {
+  const d = await testDomain(t, { disks: [{ size: 32 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-heal-offline-");
+  const set = join(work, "set");
+  const points: Point[] = [await autoPoint(d, set, "full")];
+  await d.destroy();
+  await d.writeRandom("sda", 4 * MiB, MiB, 61);
+  await d.crashQemuNbdOn("sda");
+  const refused = await backup(d, set, "inc");
+  assert.equal(refused.exitCode, 1);
+  assert.match(logLines(refused, "ERROR")[0]!, /bitmap \[virtnbdbackup\.0\] of disk \[sda\] is flagged in-use .*run \[-l auto\]/);
+  const copy = assertOk(await backup(d, set, "auto"), "offline auto");
+  assert.equal(warnings(copy).length, 1, copy.stderr);
+  assert.match(warnings(copy)[0]!, /flagged in-use.*Starting a new chain in \[.*generation\.2\] with a copy backup/);
+  assert.match(copy.stderr, /Removed stale bitmap \[virtnbdbackup\.0\] of disk \[sda\]/);
+  const offTruth = await d.diskHash("sda");
+  assertOk(await ourRestore(["-i", join(set, "generation.2"), "-o", join(work, "r-copy"), "-n"]), "restore the copy");
+  assert.equal(await imageHash(join(work, "r-copy", "sda.qcow2"), "qcow2"), offTruth);
+
+  await d.start();
+  await d.writeRandom("sda", 8 * MiB, MiB, 62);
+  const full = await autoPoint(d, set, "online auto after the offline copy");
+  assert.equal(warnings(full.run).length, 1, full.run.stderr);
+  assert.match(warnings(full.run)[0]!, /holds a copy backup only.*Starting a new chain in \[.*generation\.3\] with a full backup/);
+  assert.equal(full.checkpoint, "virtnbdbackup.1");
+  points.push(full);
+  await d.writeRandom("sda", 12 * MiB, MiB, 63);
+  points.push(await autoPoint(d, set, "inc in generation 3"));
   await restoresEveryPoint(work, set, points);
 });
