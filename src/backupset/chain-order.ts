@@ -5,7 +5,7 @@
  * duplicates and strays are refused with a message naming the missing link.
  */
 import type { StreamMetadata } from "../format/metadata.js";
-import { CHECKPOINT_DIR, CHECKPOINT_PREFIX, checkpointOfXmlPath, checkpointXmlName, parseDataFileName } from "./layout.js";
+import { CHECKPOINT_DIR, checkpointIndex, checkpointName, checkpointOfXmlPath, checkpointXmlName, parseDataFileName } from "./layout.js";
 
 export interface ChainFile {
   name: string;
@@ -16,11 +16,6 @@ export interface ChainFile {
 export class ChainError extends Error {}
 
 type Role = "base" | "step" | "leaf";
-
-function checkpointIndex(name: string): number | null {
-  const m = new RegExp(`^${CHECKPOINT_PREFIX}\\.(\\d+)$`).exec(name);
-  return m ? Number(m[1]) : null;
-}
 
 function roleOf(f: ChainFile): Role {
   const level = parseDataFileName(f.name)?.level;
@@ -62,7 +57,7 @@ export function buildChain(disk: string, files: ChainFile[], until?: string): Ch
       f.meta.incremental
         ? f.meta.parentCheckpoint === cp
         : // an inc that fell back to full: no parent, but the next checkpoint's name
-          index !== null && f.meta.checkpointName === `${CHECKPOINT_PREFIX}.${index + 1}`,
+          index !== null && f.meta.checkpointName === checkpointName(index + 1),
     );
     if (next.length === 0) break;
     if (next.length > 1) throw new ChainError(`Files ${next.map((f) => `[${f.name}]`).join(" and ")} both continue checkpoint [${cp}] of disk [${disk}].`);
