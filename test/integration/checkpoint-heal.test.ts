@@ -145,6 +145,17 @@ test("domain undefined and defined again, an offline inc between online ones, bi
   points.push(await autoPoint(d, set, "inc after healing"));
   assert.equal((await check(d, set)).exitCode, 0);
   await restoresEveryPoint(work, set, points);
+
+  // The issue's trap: in-use bitmaps again, then -l full into a new folder: it removes the
+  // checkpoint metadata and the stale bitmaps, and never fails with "Bitmap already exists".
+  await d.destroy();
+  await d.crashQemuNbdOn("sda");
+  await d.start();
+  const fresh = join(work, "fresh");
+  for (const round of [1, 2]) {
+    const full = assertOk(await backup(d, join(fresh, String(round)), "full"), `full ${round} after in-use bitmaps`);
+    assert.doesNotMatch(full.stderr, /already exists/);
+  }
 });
 
 test("independent chains: a daily and a weekly target alternate fulls and incs; a new monthly folder; every point of each restores", async (t) => {
