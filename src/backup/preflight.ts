@@ -40,7 +40,8 @@ export async function domainState(r: RunContext, domain: Domain): Promise<Domain
   if ((await r.conn.libVersion()) < C.LIBVIRT_VERSION_INCREMENTAL_BACKUP_DEFAULT && !domXml.hasQemuCapability("incremental-backup")) {
     throw new BackupRefusal("Virtual machine does not support required backup features, please adjust virtual machine configuration.");
   }
-  await refuseForeignCheckpoints(args.level, domain, log);
+  // `--check` reports a foreign checkpoint as a finding instead.
+  if (!args.check) await refuseForeignCheckpoints(args.level, domain, log);
   let offline = !(await domain.isActive());
   let startedPaused = false;
   if (offline && args.startDomain) {

@@ -70,7 +70,10 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
         "backup (`-l inc`) saves what changed since the last checkpoint and creates the next one; a " +
         "differential backup (`-l diff`) saves what changed since the last full or incremental backup " +
         "without creating one; a copy (`-l copy`) saves every disk without a checkpoint. " +
-        "`-l auto` is a full backup into an empty directory and an incremental otherwise.",
+        "`-l auto` is a full backup into an empty directory and an incremental otherwise; where the " +
+        "checkpoint chain cannot continue (a bitmap lost or in use, a disk added or resized) it " +
+        "starts a new chain in `<dir>/generation.<N>` with one warning naming the cause, and after " +
+        "a run that died it continues from the last complete checkpoint.",
       "Each disk becomes one data file in the output directory: a stream in virtnbdbackup's format " +
         "holding only the allocated data (optionally lz4-compressed with `-z`), or a raw image with " +
         "`-t raw`. The domain's configuration, its boot files (loader, nvram, kernel, initrd) and " +
@@ -90,16 +93,23 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       "--worker": "Values below 1 count as 1, above the number of disks as that number; `-o -` uses 1.",
       "--threshold": "Only for incremental and differential backups of a running domain; exit status 0 when the threshold is not reached.",
       "--strict": "The exit status is then 2 when a warning was logged (see EXIT STATUS).",
+      "--chain":
+        "A target made with `--chain` must always be backed up with the same name; a full backup " +
+        "removes only the checkpoints of its own chain.",
+      "--check":
+        "Reads the target's latest generation; takes no lock, writes no log file. Leave out `-l`: " +
+        "with `-l full`, `inc` or `diff` a foreign checkpoint is refused first.",
       "--quiet": "Also turns off the progress bars.",
     },
     exitStatus: [
-      ["0", "Success; also `-s`, `-k`, `-p`, and a `-T` threshold that was not reached."],
+      ["0", "Success; also `-s`, `-k`, `-p`, a `-T` threshold that was not reached, and `--check` finding nothing."],
       [
         "1",
         "An error: a refused option combination or set, a failed disk, any ERROR or CRITICAL message " +
-          "logged, or the run was stopped by a signal.",
+          "logged, or the run was stopped by a signal; `--check` found a problem.",
       ],
       ["2", "A usage error; or `--strict` and at least one WARNING was logged (and no error)."],
+      ["75", "Another backup of the domain is running (it holds the domain's lock); nothing was changed. Try again later."],
     ],
     files: [
       ["`<disk>.full.data`, `<disk>.copy.data`", "A full or copy backup of one disk (`<disk>` is the target dev, such as `sda`)."],
@@ -115,13 +125,24 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       ["`backup.<level>.<MMDDYYYYHHMMSS>.log`", "The log of each run."],
       [
         "`<domain>.run.partial`",
-        "Present while a run is unfinished: left behind by an interrupted or failed run, it makes the next incremental or differential backup refuse.",
+        "Present while a run is unfinished: left behind by an interrupted or failed run, it makes the next incremental or differential backup refuse; `-l auto` continues from the last complete checkpoint.",
       ],
       ["`*.partial`", "Files being written; moved to their names when complete."],
+      ["`generation.<N>/`", "A new chain `-l auto` started in the target when the old one could not continue; a complete set of its own."],
+      ["`unfinished.<pid>/`", "Complete files of a checkpoint that `-l auto` dropped after the run that made it died."],
+      [
+        "`/run/lock/virtnbdbackup/<domain>.<hash>.lock`",
+        "The lock of a domain's backups (root; others: under XDG_RUNTIME_DIR or the temporary directory).",
+      ],
       ["`/var/tmp/virtnbdbackup.<pid>`", "The NBD socket of a local backup (`-f`)."],
       ["`/var/tmp`", "libvirt's scratch files during a backup of a running domain (`--scratchdir`)."],
     ],
-    environment: [...USER_ENV, ...OUTPUT_ENV],
+    environment: [
+      ...USER_ENV,
+      ["VIRTNBDBACKUP_LOCK_DIR", "The directory of the per-domain lock files (see FILES)."],
+      ["XDG_RUNTIME_DIR", "Where a user other than root keeps the lock files (`virtnbdbackup-<uid>` in it)."],
+      ...OUTPUT_ENV,
+    ],
     differences: [
       "A run marker `<domain>.run.partial` is written before any checkpoint or file of the set " +
         "changes and removed when everything is on disk; after an interrupted or failed run the " +
@@ -134,6 +155,10 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       "SIGTERM, SIGHUP and SIGPIPE (also the reader of `-o -` going away) end a run like SIGINT: " +
         "the libvirt job is aborted and the exit status is 1.",
       "A failure to save the configuration, checksums or boot files is an error (exit status 1), not a warning.",
+      "An incremental backup whose chain cannot continue is refused with the cause and the fix " +
+        "instead of falling back to a full-style stream; `-l auto` starts a new generation instead.",
+      "Only one backup of a domain runs at a time (exit status 75 for the second); `--chain` and " +
+        "`--check` are options of virtnbdbackup-ts.",
       "`-o -` to a terminal is refused.",
       "`-V` and the first log line also name this package's version.",
     ],
