@@ -56,7 +56,13 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   }
   // One run per domain: a refused run changes nothing, not even a log file in the target.
   // `-k` stops a job whoever started it; `--check` only reads.
-  const lock = args.killonly || args.check ? null : await takeDomainLock(args, place.outDir);
+  let lock: DomainLock | { refusal: string } | null;
+  try {
+    lock = args.killonly || args.check ? null : await takeDomainLock(args, place.outDir);
+  } catch (e) {
+    logging.configure({ ...loggingOptions, syslog: args.syslog });
+    return fail(log, `Unable to take the backup lock of domain [${args.domain}] in [${lockDirectory()}]: ${oneLine((e as Error).message)}`);
+  }
   if (lock !== null && !(lock instanceof DomainLock)) {
     logging.configure({ ...loggingOptions, syslog: args.syslog });
     log.error(lock.refusal);

@@ -89,10 +89,10 @@ test("metadata lost, a foreign checkpoint, a lost bitmap: auto continues twice, 
   await restoresEveryPoint(work, set, points);
   // The Python tool restores generation 1 from the top level, generation 2 from its folder.
   const py1 = await runPython(PY_RESTORE, ["-i", set, "-o", join(work, "py1"), "-n"]);
-  assert.equal(py1.exitCode, 0, py1.stderr);
+  assert.equal(py1.exitCode, 0, String(py1.stderr));
   assert.equal(await imageHash(join(work, "py1", "sda.qcow2"), "qcow2"), points[2]!.truth["sda"]);
   const py2 = await runPython(PY_RESTORE, ["-i", join(set, "generation.2"), "-o", join(work, "py2"), "-n"]);
-  assert.equal(py2.exitCode, 0, py2.stderr);
+  assert.equal(py2.exitCode, 0, String(py2.stderr));
   assert.equal(await imageHash(join(work, "py2", "sda.qcow2"), "qcow2"), points[4]!.truth["sda"]);
 });
 

@@ -7,7 +7,6 @@ import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
 import { LibvirtError } from "../../src/libvirt/errors.js";
 
-const REDEFINE_VALIDATE = C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
 
 const fakeLog = recordingLog;
 
