@@ -22,7 +22,8 @@ type Facts = Pick<Preflight, "domain" | "offline" | "disks" | "cpt">;
 /** Why the chain cannot continue (a phrase naming disk or checkpoint), or null when it can. */
 export async function chainProblem(r: RunContext, m: Facts): Promise<string | null> {
   const last = m.cpt.at(-1);
-  if (last === undefined) return `the checkpoint list [${r.cptPath}] is empty`;
+  // inc/diff: the original's "No existing checkpoints found" follows (planCheckpoint).
+  if (last === undefined) return r.args.level === "auto" ? `the checkpoint list [${r.cptPath}] is missing or empty` : null;
   const diskProblem = await diskDrift(r, m, last);
   if (diskProblem) return diskProblem;
   return m.offline ? offlineBitmapProblem(r, m, last) : onlineCheckpointProblem(r, m.domain, last);
@@ -41,14 +42,15 @@ export async function diskDrift(r: RunContext, m: Facts, last: string): Promise<
   for (const d of m.disks.filter((x) => !x.raw)) {
     const before = sizes.get(d.target);
     if (before === undefined) return `disk [${d.target}] was added after checkpoint [${last}]`;
+    if (before === null) continue;
     const now = (await m.domain.blockInfo(d.target)).capacity;
     if (now !== before) return `disk [${d.target}] changed size from [${humanize(before)}] to [${humanize(now)}] after checkpoint [${last}]`;
   }
   return null;
 }
 
-/** Per disk of the set: the virtual size its newest stream file records. */
-export async function setDiskSizes(dir: string): Promise<Map<string, number>> {
+/** Per disk of the set: the virtual size its newest stream file records (null: not a readable stream). */
+export async function setDiskSizes(dir: string): Promise<Map<string, number | null>> {
   const names = await readdir(dir);
   const newest = new Map<string, { name: string; mtime: number }>();
   for (const name of names) {
@@ -59,13 +61,13 @@ export async function setDiskSizes(dir: string): Promise<Map<string, number>> {
     if (!seen || mtime > seen.mtime) newest.set(parsed.disk, { name, mtime });
   }
   const source = new DirectorySource(dir);
-  const sizes = new Map<string, number>();
+  const sizes = new Map<string, number | null>();
   for (const [disk, { name }] of newest) {
     const file = await source.open(name);
     try {
       sizes.set(disk, (await StreamReader.open(file, { trailer: false })).meta.virtualSize);
     } catch {
-      /* not a stream (a raw image): no size to compare */
+      sizes.set(disk, null); // not a stream (a raw image): no size to compare
     } finally {
       await file.close();
     }
@@ -116,7 +118,13 @@ async function descendantsOf(domain: Domain, name: string): Promise<string[]> {
 
 async function offlineBitmapProblem(r: RunContext, m: Facts, last: string): Promise<string | null> {
   for (const d of m.disks.filter((x) => !x.raw && x.format.startsWith("qcow"))) {
-    const bitmap = (await listImageBitmaps(r.host, d.path)).find((b) => b.name === last);
+    let bitmaps;
+    try {
+      bitmaps = await listImageBitmaps(r.host, d.path);
+    } catch (e) {
+      return `the bitmaps of disk [${d.target}] cannot be read from [${d.path}]: ${oneLine((e as Error).message)}`;
+    }
+    const bitmap = bitmaps.find((b) => b.name === last);
     if (!bitmap) return `bitmap [${last}] of disk [${d.target}] is missing from [${d.path}]`;
     if (bitmap.inUse) return `bitmap [${last}] of disk [${d.target}] is flagged in-use in [${d.path}] (the image was not closed cleanly)`;
   }
