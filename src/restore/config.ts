@@ -50,9 +50,14 @@ export function adjustRestoredDisk(domain: DomainXml, target: string, imagePath:
   if (disk.source?.dev) disk.setSourceDev(imagePath);
 }
 
-/** New name (`--name`, else `restore_<name>`) and no uuid, so the copy can live next to the original. */
+/** The name of the restored copy: `--name`, else `restore_<name>` (kept when it already starts with `restore`). */
+export function restoredName(original: string, name: string | null): string {
+  if (name) return name;
+  return original.startsWith("restore") ? original : `restore_${original}`;
+}
+
+/** New name (`restoredName`) and no uuid, so the copy can live next to the original. */
 export function adjustIdentity(domain: DomainXml, name: string | null): void {
   domain.removeUuid();
-  if (name) domain.name = name;
-  else if (!domain.name.startsWith("restore")) domain.name = `restore_${domain.name}`;
+  domain.name = restoredName(domain.name, name);
 }

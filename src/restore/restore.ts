@@ -24,7 +24,9 @@ import { selectDisks } from "../libvirt/disk-selection.js";
 import type { RemoteNbd } from "../connect/remote.js";
 import { clientTls, isRemoteUri, serverTlsDir } from "../connect/remote.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
-import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig } from "./config.js";
+import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig, restoredName } from "./config.js";
+import { checkDefineName, checkRequestedDisk } from "./preflight.js";
+import { prepareOutputDir, removeIfUnused, type OutputDir } from "./target-dir.js";
 import { restoreBootFiles } from "./boot-files.js";
 import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
 import { partialPath, writeFileDurably } from "../storage/durable.js";
@@ -50,9 +52,14 @@ async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<C
 }
 
 /** libvirt is needed for `-D` only; without it a local restore goes on (as the original). */
-async function openLibvirtForRestore(args: RestoreArgs, define: boolean, log: Logger): Promise<Connection | null> {
+async function openLibvirtForRestore(
+  args: RestoreArgs,
+  define: boolean,
+  log: Logger,
+  open: (args: RestoreArgs) => Promise<Connection>,
+): Promise<Connection | null> {
   try {
-    return await openLibvirt(args);
+    return await open(args);
   } catch (e) {
     if (define) log.error(`Unable to connect libvirt: [${(e as Error).message}]: cannot define VM`);
     else log.warning(`Unable to connect libvirt: [${(e as Error).message}]`);
@@ -79,51 +86,76 @@ async function refreshPool(libvirt: Connection, dir: string, log: Logger): Promi
   }
 }
 
-export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequence: string[] | undefined, log: Logger, stdout: Out): Promise<number> {
+/** What a run opens and must close (or, after a failure, clean up) whatever happens. */
+interface RestoreResources {
+  host: Host;
+  libvirt: Connection | null;
+  /** Set once the output directory is there (created or found). */
+  output: OutputDir | null;
+}
+
+/** Injected by unit tests (a fake libvirt connection). */
+export interface RestoreDeps {
+  openLibvirt?: (args: RestoreArgs) => Promise<Connection>;
+}
+
+export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequence: string[] | undefined, log: Logger, stdout: Out, deps: RestoreDeps = {}): Promise<number> {
+  if (sequence) log.info("Disabling redefine and config adjust options.");
+  const listing = await set.list();
+  if (!sequence && !checkRequestedDisk(args.disk, listing, log)) return 1;
+  const progress = new Progress({ noprogress: args.noprogress });
+  logging.setConsole(progress);
+  const run: RestoreResources = { host: new LocalHost(), libvirt: null, output: null };
+  let code = 1;
+  try {
+    code = await restoreInto(run, { args, set, listing, log, stdout, progress }, sequence, deps);
+  } catch (e) {
+    log.error(`Disk restore failed: [${oneLine((e as Error).message)}]`);
+    code = 1;
+  } finally {
+    if (code !== 0) await removeIfUnused(run.host, run.output);
+    progress.stop();
+    logging.setConsole(null);
+    await run.host.close().catch(() => undefined);
+    await run.libvirt?.close();
+  }
+  return code;
+}
+
+/**
+ * The phases: libvirt, the target host, the checks that need them (config, `-D` name), then the
+ * output directory and what goes into it. Returns the exit code; throws on a failed disk.
+ */
+async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "host" | "remote">, sequence: string[] | undefined, deps: RestoreDeps): Promise<number> {
+  const { args, set, listing, log } = base;
   // A `--sequence` restores files, not a VM: no config adjustment, no define.
   const adjust = !sequence && (args.adjustConfig || args.define);
   const define = !sequence && args.define;
-  if (sequence) log.info("Disabling redefine and config adjust options.");
-  let host: Host = new LocalHost();
-  const listing = await set.list();
-  const progress = new Progress({ noprogress: args.noprogress });
-  logging.setConsole(progress);
-  let libvirt: Connection | null = null;
-  try {
-    libvirt = await openLibvirtForRestore(args, define, log);
-    if (!libvirt && define) return 1;
-    const target = await openRestoreTarget(args, libvirt, log);
-    if (!target) return 1;
-    host = target.host;
-    await host.mkdir(args.output);
-    const configFile = chooseVmConfig(listing, args.until);
-    if (!configFile) {
-      log.error("No domain config file found");
-      return 1;
-    }
-    const ctx: RestoreContext = { args, set, listing, host, remote: target.remote, log, stdout, progress };
-    if (sequence) {
-      const code = await restoreSequence(ctx, sequence);
-      if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
-      return code;
-    }
-    const originalXml = await set.readFile(configFile.name);
-    const domain = DomainXml.parse(originalXml.toString("utf8"));
-    await restoreDisks(ctx, domain, adjust);
-    await restoreBootFiles(domain, set, listing, host, log);
-    await writeConfig(ctx, domain, originalXml, adjust, define);
-    if (libvirt) await refreshPool(libvirt, resolve(args.output), log);
-    if (define && libvirt) await defineDomain(libvirt, domain, listing, log);
-    return exitCodeFromCounts(log.tally);
-  } catch (e) {
-    log.error(`Disk restore failed: [${oneLine((e as Error).message)}]`);
+  run.libvirt = await openLibvirtForRestore(args, define, log, deps.openLibvirt ?? openLibvirt);
+  if (!run.libvirt && define) return 1;
+  const target = await openRestoreTarget(args, run.libvirt, log);
+  if (!target) return 1;
+  run.host = target.host;
+  const configFile = chooseVmConfig(listing, args.until);
+  if (!configFile) {
+    log.error("No domain config file found");
     return 1;
-  } finally {
-    progress.stop();
-    logging.setConsole(null);
-    await host.close().catch(() => undefined);
-    await libvirt?.close();
   }
+  const ctx: RestoreContext = { ...base, host: target.host, remote: target.remote };
+  const originalXml = sequence ? null : await set.readFile(configFile.name);
+  const domain = originalXml ? DomainXml.parse(originalXml.toString("utf8")) : null;
+  if (domain && define && run.libvirt && !(await checkDefineName(run.libvirt, restoredName(domain.name, args.name), log))) return 1;
+  run.output = await prepareOutputDir(run.host, args.output, log);
+  if (!run.output) return 1;
+  if (!domain || !originalXml) await restoreSequence(ctx, sequence!);
+  else {
+    await restoreDisks(ctx, domain, adjust);
+    await restoreBootFiles(domain, set, listing, run.host, log);
+    await writeConfig(ctx, domain, originalXml, adjust, define);
+  }
+  if (run.libvirt) await refreshPool(run.libvirt, resolve(args.output), log);
+  if (domain && define && run.libvirt) await defineDomain(run.libvirt, domain, listing, log);
+  return exitCodeFromCounts(log.tally);
 }
 
 /** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port`. Null: refused (logged). */
@@ -280,7 +312,7 @@ async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[
   }
 }
 
-async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise<number> {
+async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise<void> {
   const byName = new Map(ctx.listing.map((f) => [f.name, f]));
   const files = await readChainFiles(ctx.set, sequence.map((n) => byName.get(n)!));
   const disk = files[0]!.meta.diskName;
@@ -291,7 +323,6 @@ async function restoreSequence(ctx: RestoreContext, sequence: string[]): Promise
   }
   const target = join(ctx.args.output, disk);
   await restoreChain(ctx, disk, files, target, await settingsFor(ctx, disk, files));
-  return exitCodeFromCounts(ctx.log.tally);
 }
 
 async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: string): Promise<void> {

@@ -1,0 +1,60 @@
+/**
+ * virtnbdrestore's refusals and failures on the Python tool's fixture sets (no libvirt domain):
+ * each is one clear ERROR line with the documented exit code, and a failed restore leaves no
+ * output directory it created (one it found stays, with whatever was in it).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { logLines, ourRestore, ROOT, type ToolResult } from "../helpers/our-tool.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const PLAIN = join(ROOT, "fixtures/upstream-2.47/plain");
+
+/** exit 1, exactly one ERROR line matching `message`. */
+function expectOneError(r: ToolResult, message: RegExp, label: string): void {
+  assert.equal(r.exitCode, 1, `${label}: exit code\n${r.all}`);
+  const errors = logLines(r, "ERROR");
+  assert.equal(errors.length, 1, `${label}: one ERROR line\n${r.stderr}`);
+  assert.match(errors[0]!, message, label);
+}
+
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+test("-d naming a disk the set does not have: one ERROR line naming it and the set's disks, exit 1, no output directory", async (t) => {
+  const work = await tempDir(t, "vnbt-rlines-");
+  const out = join(work, "out");
+  const r = await ourRestore(["-i", PLAIN, "-o", out, "-n", "-d", "vdz"]);
+  expectOneError(r, /Unable to parse disks from config: .*\[vdz\].*\[sda\]/, "-d vdz");
+  assert.equal(await exists(out), false, "no output directory left");
+});
+
+test("-o naming an existing regular file: one ERROR line, exit 1, the file untouched", async (t) => {
+  const work = await tempDir(t, "vnbt-rlines-");
+  const file = join(work, "a-file");
+  await writeFile(file, "keep me\n");
+  const r = await ourRestore(["-i", PLAIN, "-o", file, "-n"]);
+  expectOneError(r, new RegExp(`Specified target \\[${file}\\] is a file, not a directory$`), "-o file");
+  assert.doesNotMatch(r.stderr, /EEXIST/);
+  assert.equal(await readFile(file, "utf8"), "keep me\n");
+});
+
+test("a failed restore removes the output directory it created, never one it found", async (t) => {
+  const work = await tempDir(t, "vnbt-rlines-");
+  const failing = ["-i", PLAIN, "-n", "--until", "virtnbdbackup.7"];
+  const created = join(work, "created");
+  expectOneError(await ourRestore([...failing, "-o", created]), /virtnbdbackup\.7/, "new directory");
+  assert.equal(await exists(created), false, "the directory this run created is gone");
+
+  const found = join(work, "found");
+  await mkdir(found);
+  expectOneError(await ourRestore([...failing, "-o", found]), /virtnbdbackup\.7/, "existing empty directory");
+  assert.deepEqual(await readdir(found), [], "an existing directory stays");
+
+  const used = join(work, "used");
+  await mkdir(used);
+  await writeFile(join(used, "other.txt"), "x");
+  expectOneError(await ourRestore([...failing, "-o", used]), /virtnbdbackup\.7/, "existing directory with a file");
+  assert.deepEqual(await readdir(used), ["other.txt"], "its file stays");
+});
