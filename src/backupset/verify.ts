@@ -5,10 +5,10 @@
  */
 import { adler32Range } from "../format/checksum.js";
 import { StreamReader } from "../format/reader.js";
-import { readExactly } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import { loadIntegrity } from "./integrity.js";
+import { isRawImage } from "./raw-image.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain-order.js";
 import { parseCpt } from "./cpt.js";
 import { checksumFileName, isCptFileName } from "./layout.js";
@@ -44,18 +44,23 @@ async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number
  * every byte of the file against its `.chksum` in the same run (one read of the data instead
  * of two).
  */
-export async function checkStream(set: BackupSetSource, name: string, pool: BufferPool, options: { payloads?: boolean } = {}): Promise<"stream" | "raw"> {
+/** What `checkStream` found and checked: `integrity` says how far the `.integrity` record was compared. */
+export type StreamCheck =
+  | { kind: "raw" }
+  | { kind: "stream"; frames: number; integrity: "none" | "frames" | "frames and data"; lz4Checksums: boolean };
+
+export async function checkStream(set: BackupSetSource, name: string, pool: BufferPool, options: { payloads?: boolean } = {}): Promise<StreamCheck> {
   const payloads = options.payloads ?? true;
   const source = await set.open(name);
   try {
-    const magic = Buffer.alloc(5);
-    if (source.size >= 5) await readExactly(source, magic, 0, 5, 0);
-    // Raw images (-t raw, --raw disks) are plain disk images: whole sectors, no frames.
-    if (magic.toString("latin1") !== "meta " && source.size % 512 === 0) return "raw";
+    if (await isRawImage(source)) return { kind: "raw" };
     const reader = await StreamReader.open(source);
-    const check = await loadIntegrity(set, name, reader.compressed || !payloads);
+    const integrityData = !reader.compressed && payloads;
+    const check = await loadIntegrity(set, name, !integrityData);
     check?.meta(reader.metaBytes);
+    let frames = 0;
     for await (const frame of reader.frames()) {
+      frames++;
       check?.frame(frame.kind, frame.start, frame.length);
       // Without a record, raw payload bytes carry no checksum: only headers are checked.
       if (frame.kind !== "data" || !payloads || (!reader.compressed && !check)) continue;
@@ -66,10 +71,20 @@ export async function checkStream(set: BackupSetSource, name: string, pool: Buff
       check?.endData();
     }
     check?.end();
-    return "stream";
+    const integrity = !check ? "none" : integrityData ? "frames and data" : "frames";
+    return { kind: "stream", frames, integrity, lz4Checksums: reader.compressed && payloads };
   } finally {
     await source.close();
   }
+}
+
+/** What the stream check of one file looked at, as one INFO line (it passed). */
+export function streamCheckLine(shown: string, result: StreamCheck): string {
+  if (result.kind === "raw") return `Raw image, no stream to check: [${shown}]`;
+  const checked = ["frame headers and bounds"];
+  if (result.integrity !== "none") checked.push(`integrity record (metadata, ${result.integrity})`);
+  if (result.lz4Checksums) checked.push("lz4 checksums");
+  return `Stream check passed: [${shown}]: ${result.frames} frames; checked: ${checked.join(", ")}`;
 }
 
 /** Returns true when every file is sound; each problem is logged as one ERROR line. */
@@ -95,14 +110,14 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
     } else {
       const text = (await set.readFile(chksumName)).toString("latin1").trim();
       if (text !== String(computed)) {
-        log.error(`Stored sums do not match: [${text}]!=[${computed}]`);
+        log.error(`Stored sums do not match for [${shown}]: [${text}]!=[${computed}]`);
         ok = false;
         continue;
       }
       log.info("OK");
     }
     try {
-      if ((await checkStream(set, file.name, pool)) === "raw") log.info(`Raw image, no stream to check: [${shown}]`);
+      log.info(streamCheckLine(shown, await checkStream(set, file.name, pool)));
     } catch (e) {
       log.error(`Stream check failed: ${(e as Error).message}`);
       ok = false;

@@ -83,8 +83,9 @@ async function runOnSet(args: RestoreArgs, set: BackupSetSource, log: Logger, st
     return 1;
   }
   if (action === "dump") {
-    stdout.write((await dumpMetadata(set, files, log)) + "\n");
-    return 0;
+    const dump = await dumpMetadata(set, files, log);
+    stdout.write(dump.text + "\n");
+    return dump.failed ? 1 : 0;
   }
   if (action === "verify") return (await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log)) ? 0 : 1;
   return restoreSet(args, set, sequence, log, stdout);

@@ -1,16 +1,19 @@
 /**
  * virtnbdrestore's refusals and failures on the Python tool's fixture sets (no libvirt domain):
  * each is one clear ERROR line with the documented exit code, and a failed restore leaves no
- * output directory it created (one it found stays, with whatever was in it).
+ * output directory it created (one it found stays, with whatever was in it). Dump and verify
+ * say what they found and checked.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { logLines, ourRestore, ROOT, type ToolResult } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const PLAIN = join(ROOT, "fixtures/upstream-2.47/plain");
+const ZIP = join(ROOT, "fixtures/upstream-2.47/zip");
+const INC1 = "sda.inc.virtnbdbackup.1.data";
 
 /** exit 1, exactly one ERROR line matching `message`. */
 function expectOneError(r: ToolResult, message: RegExp, label: string): void {
@@ -57,4 +60,39 @@ test("a failed restore removes the output directory it created, never one it fou
   await writeFile(join(used, "other.txt"), "x");
   expectOneError(await ourRestore([...failing, "-o", used]), /virtnbdbackup\.7/, "existing directory with a file");
   assert.deepEqual(await readdir(used), ["other.txt"], "its file stays");
+});
+
+test("verify of a truncated data file names the file in the checksum line, exit 1", async (t) => {
+  const set = join(await tempDir(t, "vnbt-rlines-"), "set");
+  await cp(PLAIN, set, { recursive: true, preserveTimestamps: true });
+  await truncate(join(set, INC1), (await stat(join(set, INC1))).size - 1000);
+  const r = await ourRestore(["-i", set, "-o", "verify"]);
+  expectOneError(r, new RegExp(`Stored sums do not match for \\[${join(set, INC1)}\\]: \\[\\d+\\]!=\\[\\d+\\]`), "truncated inc");
+});
+
+test("verify of zip sets says what was checked in each entry and that it passed", async () => {
+  const r = await ourRestore(["-i", ZIP, "-o", "verify"]);
+  assert.equal(r.exitCode, 0, r.all);
+  assert.deepEqual(logLines(r, "ERROR"), []);
+  for (const entry of ["sda.full.data", INC1]) {
+    assert.match(r.stderr, new RegExp(`No checksum found, skipping: \\[.*${entry}\\]`), entry);
+    assert.match(r.stderr, new RegExp(`INFO .*Stream check passed: \\[.*${entry}\\]: \\d+ frames; checked: frame headers and bounds`), entry);
+  }
+});
+
+test("dump of a set with a raw image: INFO for the raw file, exit 0; an unreadable file: ERROR, exit 1", async (t) => {
+  const set = join(await tempDir(t, "vnbt-rlines-"), "set");
+  await cp(PLAIN, set, { recursive: true, preserveTimestamps: true });
+  // A raw `--raw` disk copy: a plain image, whole sectors, no stream metadata.
+  await writeFile(join(set, "sdb.copy.data"), Buffer.alloc(1 << 20, 0x5a));
+  const r = await ourRestore(["-i", set, "-o", "dump"]);
+  assert.equal(r.exitCode, 0, r.all);
+  assert.deepEqual(logLines(r, "ERROR"), []);
+  assert.match(r.stderr, /INFO .*Raw image, no stream metadata: \[sdb\.copy\.data\]/);
+  assert.equal((JSON.parse(r.stdout) as unknown[]).length, 2, "the two streams' metadata");
+
+  await writeFile(join(set, "sdc.full.data"), "not a stream");
+  const bad = await ourRestore(["-i", set, "-o", "dump"]);
+  expectOneError(bad, /Reading metadata from \[sdc\.full\.data\] failed/, "unreadable file");
+  assert.equal((JSON.parse(bad.stdout) as unknown[]).length, 2, "the readable streams are still dumped");
 });

@@ -108,7 +108,7 @@ for (const s of sets) {
       );
 
       const logged: string[] = [];
-      const dumped = JSON.parse(await dumpMetadata(set, files, { info: (m) => logged.push(m), error: (m) => assert.fail(m) })) as Record<string, unknown>[];
+      const dumped = JSON.parse((await dumpMetadata(set, files, { info: (m) => logged.push(m), error: (m) => assert.fail(m) })).text) as Record<string, unknown>[];
       assert.deepEqual(
         dumped.map((m) => [m["diskName"], m["checkpointName"], m["incremental"], m["compressed"] !== false, m["compressionMethod"]]).sort(),
         s.checkpoints.map((c) => [s.disk, c.checkpoint, c.level === "inc", s.compressed, "lz4"]).sort(),
