@@ -10,6 +10,6 @@ import type { BackupSetSource } from "../storage/set-source.js";
 export async function loadIntegrity(set: BackupSetSource, dataFile: string, skipPayloadSums: boolean): Promise<IntegrityChecker | null> {
   const name = integrityFileName(dataFile);
   if (!(await set.list()).some((f) => f.name === name)) return null;
-  const shown = set.pathOf(name) ?? `${set.location}:${name}`;
-  return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.pathOf(dataFile) ?? `${set.location}:${dataFile}`, !skipPayloadSums);
+  const shown = set.shownName(name);
+  return new IntegrityChecker(parseIntegrity((await set.readFile(name)).toString("latin1"), shown), set.shownName(dataFile), !skipPayloadSums);
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { DirectorySource } from "../storage/directory-source.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { ZipSource } from "../storage/zip-source.js";
-import { isDataFileName } from "./layout.js";
+import { isDataFileName, mentionsDataFile } from "./layout.js";
 
 export class SetNotFoundError extends Error {}
 
@@ -22,6 +22,7 @@ export async function openBackupSet(input: string): Promise<BackupSetSource> {
   const names = await readdir(input);
   const hasData = names.some(isDataFileName);
   const zips = names.filter((n) => n.endsWith(".zip")).sort();
-  if (!hasData && zips.length > 0) return ZipSource.open(zips.map((z) => join(input, z)));
+  // Two archives with the same data file (two fulls of one disk): refused, naming both.
+  if (!hasData && zips.length > 0) return ZipSource.open(zips.map((z) => join(input, z)), { unique: mentionsDataFile });
   return new DirectorySource(input);
 }

@@ -26,7 +26,7 @@ export interface VerifyOptions {
 }
 
 function displayName(set: BackupSetSource, file: SetFile): string {
-  return set.pathOf(file.name) ?? `${set.location}:${file.name}`;
+  return set.shownName(file.name);
 }
 
 async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number): Promise<number> {

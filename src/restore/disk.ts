@@ -93,7 +93,7 @@ export async function restoreDiskChain(job: DiskRestoreJob): Promise<void> {
 async function convertLocally(job: DiskRestoreJob, partial: string): Promise<void> {
   const { log, set } = job;
   for (const [i, file] of job.chain.entries()) {
-    const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
+    const shown = set.shownName(file.name);
     if (nothingToApply(file, i === 0)) {
       log.info(`File [${shown}] contains no dirty blocks, skipping.`);
       continue;
@@ -174,7 +174,7 @@ function nothingToApply(file: ChainFile, fresh: boolean): boolean {
 
 async function applyFile(job: DiskRestoreJob, file: ChainFile, writer: BlockWriter, pool: BufferPool, fresh: boolean): Promise<void> {
   const { log, set } = job;
-  const shown = set.pathOf(file.name) ?? `${set.location}:${file.name}`;
+  const shown = set.shownName(file.name);
   if (nothingToApply(file, fresh)) {
     log.info(`File [${shown}] contains no dirty blocks, skipping.`);
     return;

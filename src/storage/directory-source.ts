@@ -36,5 +36,9 @@ export class DirectorySource implements BackupSetSource {
     return join(this.location, name);
   }
 
+  shownName(name: string): string {
+    return this.pathOf(name);
+  }
+
   async close(): Promise<void> {}
 }

@@ -14,6 +14,8 @@ export interface BackupSetSource {
   list(): Promise<SetFile[]>;
   open(name: string): Promise<RandomAccessSource>;
   readFile(name: string): Promise<Buffer>;
+  /** Where a file is, for messages: its path, or `<archive>:<entry>` naming the one archive it is in. */
+  shownName(name: string): string;
   /** A real file path for tools that need one (directory sets only). */
   pathOf(name: string): string | null;
   close(): Promise<void>;

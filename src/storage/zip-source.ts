@@ -8,6 +8,11 @@ import yauzl from "yauzl";
 import { FileRangeSource, type RandomAccessSource } from "../format/source.js";
 import type { BackupSetSource, SetFile } from "./set-source.js";
 
+export interface ZipOpenOptions {
+  /** Entries that must not be in two archives (the set's data files and their side files). */
+  unique?: (name: string) => boolean;
+}
+
 interface ZipEntryRef {
   archive: string;
   zip: yauzl.ZipFile;
@@ -45,8 +50,11 @@ export class ZipSource implements BackupSetSource {
     private readonly handles: Map<string, FileHandle>,
   ) {}
 
-  /** One or more archives; later archives' entries win on a name clash (a chain's side files repeat). */
-  static async open(archives: string[]): Promise<ZipSource> {
+  /**
+   * One or more archives; later archives' entries win on a name clash (a chain's side files
+   * repeat), except `unique` ones: one of those in two archives is refused, naming both.
+   */
+  static async open(archives: string[], options: ZipOpenOptions = {}): Promise<ZipSource> {
     const entries = new Map<string, ZipEntryRef>();
     const zips: yauzl.ZipFile[] = [];
     const handles = new Map<string, FileHandle>();
@@ -57,6 +65,10 @@ export class ZipSource implements BackupSetSource {
         handles.set(archive, await open(archive, "r"));
         for (const entry of await readEntries(zip)) {
           if (entry.fileName.endsWith("/")) continue;
+          const earlier = entries.get(entry.fileName);
+          if (earlier && options.unique?.(entry.fileName)) {
+            throw new ZipSourceError(`[${entry.fileName}] is in both [${basename(earlier.archive)}] and [${basename(archive)}]`);
+          }
           entries.set(entry.fileName, { archive, zip, entry });
         }
       }
@@ -102,6 +114,11 @@ export class ZipSource implements BackupSetSource {
     const chunks: Buffer[] = [];
     for await (const c of stream) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
+  }
+
+  shownName(name: string): string {
+    const ref = this.entries.get(name);
+    return ref ? `${ref.archive}:${name}` : `${this.location}:${name}`;
   }
 
   pathOf(): null {

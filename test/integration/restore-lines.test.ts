@@ -70,11 +70,13 @@ test("verify of a truncated data file names the file in the checksum line, exit 
   expectOneError(r, new RegExp(`Stored sums do not match for \\[${join(set, INC1)}\\]: \\[\\d+\\]!=\\[\\d+\\]`), "truncated inc");
 });
 
-test("verify of zip sets says what was checked in each entry and that it passed", async () => {
+test("verify of zip sets says what was checked in each entry and that it passed, naming each entry's archive", async () => {
   const r = await ourRestore(["-i", ZIP, "-o", "verify"]);
   assert.equal(r.exitCode, 0, r.all);
   assert.deepEqual(logLines(r, "ERROR"), []);
-  for (const entry of ["sda.full.data", INC1]) {
+  for (const [archive, entry] of [["0-full.zip", "sda.full.data"], ["1-inc.zip", INC1]] as const) {
+    // Each label names the one archive the entry is in (not the list of all of them).
+    assert.ok(r.stderr.includes(`Computing checksum for: ${join(ZIP, archive)}:${entry}\n`), `${entry} is in ${archive}\n${r.stderr}`);
     assert.match(r.stderr, new RegExp(`No checksum found, skipping: \\[.*${entry}\\]`), entry);
     assert.match(r.stderr, new RegExp(`INFO .*Stream check passed: \\[.*${entry}\\]: \\d+ frames; checked: frame headers and bounds`), entry);
   }
@@ -95,4 +97,15 @@ test("dump of a set with a raw image: INFO for the raw file, exit 0; an unreadab
   const bad = await ourRestore(["-i", set, "-o", "dump"]);
   expectOneError(bad, /Reading metadata from \[sdc\.full\.data\] failed/, "unreadable file");
   assert.equal((JSON.parse(bad.stdout) as unknown[]).length, 2, "the readable streams are still dumped");
+});
+
+test("a folder of zip sets with the same data file in two archives: one ERROR line naming both, exit 1", async (t) => {
+  const dir = await tempDir(t, "vnbt-rlines-");
+  await cp(join(ZIP, "0-full.zip"), join(dir, "a.zip"));
+  await cp(join(ZIP, "0-full.zip"), join(dir, "b.zip"));
+  for (const action of [["-o", "verify"], ["-o", "dump"], ["-o", join(dir, "out"), "-n"]]) {
+    const r = await ourRestore(["-i", dir, ...action]);
+    expectOneError(r, /\[sda\.full\.data\] is in both \[a\.zip\] and \[b\.zip\]$/, action.join(" "));
+  }
+  assert.equal(await exists(join(dir, "out")), false);
 });
