@@ -7,7 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
 import * as C from "../../src/libvirt/constants.js";
@@ -81,6 +81,16 @@ test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -
   } finally {
     await conn.close();
   }
+
+  // -D under the name that exists now: refused before any disk is restored, no directory left.
+  const again = join(work, "again");
+  const taken = await ourRestore(["-i", set, "-o", again, "-n", "-c", "-D", "-N", restoredName]);
+  assert.equal(taken.exitCode, 1, taken.all);
+  const takenErrors = logLines(taken, "ERROR");
+  assert.equal(takenErrors.length, 1, taken.stderr);
+  assert.match(takenErrors[0]!, new RegExp(`a domain named \\[${restoredName}\\] already exists`));
+  assert.doesNotMatch(taken.stderr, /Create virtual disk/, "no disk restored");
+  await assert.rejects(stat(again), { code: "ENOENT" }, "no output directory");
 
   // -d: one disk only.
   const one = join(work, "one");
