@@ -147,8 +147,8 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   if (domain && define && run.libvirt && !(await checkDefineName(run.libvirt, restoredName(domain.name, args.name), log))) return 1;
   run.output = await prepareOutputDir(run.host, args.output, log);
   if (!run.output) return 1;
-  if (!domain || !originalXml) await restoreSequence(ctx, sequence!);
-  else {
+  if (sequence) await restoreSequence(ctx, sequence);
+  else if (domain && originalXml) {
     await restoreDisks(ctx, domain, adjust);
     await restoreBootFiles(domain, set, listing, run.host, log);
     await writeConfig(ctx, domain, originalXml, adjust, define);
