@@ -9,7 +9,7 @@
 import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { backupLogFileName, runMarkerFileName } from "../backupset/layout.js";
-import { readCpt } from "../backupset/cpt.js";
+import { CptError, readCpt } from "../backupset/cpt.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
 import { SshHost } from "../host/ssh.js";
 import { formatVersion, localLibVersion, type Connection } from "../libvirt/connection.js";
@@ -185,7 +185,7 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
   } catch (e) {
     await cleanup.run(log);
     if (e instanceof BackupRefusal) return fail(log, ...e.lines);
-    if (e instanceof CheckpointError || e instanceof JobStartError || e instanceof TargetDirError) return fail(log, e.message);
+    if (e instanceof CheckpointError || e instanceof JobStartError || e instanceof TargetDirError || e instanceof CptError) return fail(log, e.message);
     throw e;
   } finally {
     stopSignals();

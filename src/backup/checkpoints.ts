@@ -173,9 +173,20 @@ export function highestIndex(names: readonly string[], chain: string): number {
  * at `firstIndex` (0, or where a previous generation of the target ended + 1); an inc takes the
  * next index after the set's highest (the original's `len(cpt)` for sets it made).
  */
-export function planCheckpoint(level: "copy" | "full" | "inc" | "diff", cpt: string[], offline: boolean, chain: string, firstIndex: number, log: CheckpointLog): CheckpointPlan {
+export interface PlanInput {
+  level: "copy" | "full" | "inc" | "diff";
+  /** The set's `.cpt` names (and where that file is, for the message when it has none). */
+  cpt: string[];
+  cptPath: string;
+  offline: boolean;
+  chain: string;
+  firstIndex: number;
+}
+
+export function planCheckpoint(p: PlanInput, log: CheckpointLog): CheckpointPlan {
+  const { level, cpt, offline, chain, firstIndex } = p;
   if (level === "copy" || level === "full") return { name: checkpointName(firstIndex, chain), parent: "", level };
-  if (cpt.length === 0) throw new CheckpointError("No existing checkpoints found, execute full backup first.");
+  if (cpt.length === 0) throw new CheckpointError(`No existing checkpoints found, execute full backup first: the checkpoint list [${p.cptPath}] is missing or empty.`);
   const parent = cpt.at(-1)!;
   const nextIndex = highestIndex(cpt, chain) + 1;
   const next = checkpointName(nextIndex, chain);

@@ -26,7 +26,7 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
   if (level === "full" || level === "inc" || m.startsNewGeneration) await removeStaleBitmaps(r, m);
   // What could not be removed keeps its name: the new chain's first index comes after it.
   const firstIndex = level === "full" ? Math.max(m.firstIndex, await indexAfterLeftovers(r, m)) : m.firstIndex;
-  const plan = planCheckpoint(level, level === "full" ? [] : m.cpt, m.offline, r.chain, firstIndex, log);
+  const plan = planCheckpoint({ level, cpt: level === "full" ? [] : m.cpt, cptPath: r.cptPath, offline: m.offline, chain: r.chain, firstIndex }, log);
   if ((level === "full" || level === "inc") && !m.offline) log.info(`Using checkpoint name: [${plan.name}].`);
   const ident = level === "copy" ? "copy" : level === "diff" ? unixIdent() : m.offline ? `${plan.name}.${unixIdent()}` : plan.name;
   const checkpoint = { plan, level, ident };

@@ -41,7 +41,7 @@ const USER_ENV: Array<[string, string]> = [
 const OUTPUT_ENV: Array<[string, string]> = [
   ["COLUMNS", "Width of the `--help` and usage text (else the terminal's, else 80)."],
   ["NO_COLOR", "Log lines on standard error without colours (as `--nocolor`)."],
-  ["FORCE_COLOR", "Colours on standard error even when NO_COLOR is set."],
+  ["FORCE_COLOR", "Colours on standard error even when NO_COLOR is set or standard error is not a terminal (without it, colours only on a terminal)."],
 ];
 
 const HOME_ENV: Array<[string, string]> = [

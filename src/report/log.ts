@@ -105,14 +105,15 @@ export type StderrStyle = "plain" | "color" | "nocolor-env";
 /**
  * How stderr lines look: `--nocolor` → plain format; otherwise colorlog's
  * rules: `FORCE_COLOR` set (any value) → colours, else `NO_COLOR` set → the
- * coloured layout without escapes, else colours — also when stderr is not a
- * TTY, as upstream's formatter is not given the stream to check.
+ * coloured layout without escapes; else colours on a terminal only: a file, a
+ * pipe or journald gets the same layout without escapes (upstream writes
+ * escapes there too, its formatter is not given the stream to check).
  */
-export function stderrStyle(nocolor: boolean, env: NodeJS.ProcessEnv = process.env): StderrStyle {
+export function stderrStyle(nocolor: boolean, env: NodeJS.ProcessEnv = process.env, isTTY = true): StderrStyle {
   if (nocolor) return "plain";
   if ("FORCE_COLOR" in env) return "color";
   if ("NO_COLOR" in env) return "nocolor-env";
-  return "color";
+  return isTTY ? "color" : "nocolor-env";
 }
 
 function messageText(msg: unknown): string {
@@ -240,8 +241,8 @@ export class LogManager {
     this.prog = opts.prog;
     this.level = opts.verbose ? LEVELS.DEBUG : LEVELS.INFO;
     this.quiet = opts.quiet ?? false;
-    this.style = stderrStyle(opts.nocolor ?? false, opts.env ?? process.env);
     if (opts.stderr) this.stderr = opts.stderr;
+    this.style = stderrStyle(opts.nocolor ?? false, opts.env ?? process.env, (this.stderr as { isTTY?: boolean }).isTTY === true);
     if (opts.clock) this.clock = opts.clock;
     if (opts.syslogTransport) this.syslog = opts.syslogTransport;
     else if (opts.syslog) {

@@ -66,7 +66,14 @@ test("docs/cli.md: rejected and adjusted combinations, with the original's messa
   o = await dir({ "sda.inc.virtnbdbackup.1.data": "x" });
   expectError(await backup(["-l", "auto", "-o", o]), `Can't execute switch to auto incremental backup: specified target folder [${o}] does not contain full backup.`);
   o = await dir({ "sda.full.data": "x" });
-  expectError(await backup(["-l", "inc", "-o", o]), "No existing checkpoints found, execute full backup first.");
+  expectError(await backup(["-l", "inc", "-o", o]), `No existing checkpoints found, execute full backup first: the checkpoint list [${join(o, `${d.name}.cpt`)}] is missing or empty.`);
+  o = await dir({ "sda.full.data": "x", [`${d.name}.cpt`]: '["virtnbdbackup.0"' });
+  for (const level of ["inc", "auto", "full"]) {
+    const broken = await backup(["-l", level, "-o", o]);
+    assert.equal(broken.exitCode, 1, broken.all);
+    assert.doesNotMatch(broken.stderr, /Unexpected error|at parseCpt/);
+    if (level !== "full") assert.ok(logLines(broken, "ERROR").some((l) => l.includes(`Checkpoint list [${join(o, `${d.name}.cpt`)}] is not valid JSON: `)), broken.stderr);
+  }
   await noJob("refusals");
 
   // No disk left: the config is still saved.

@@ -76,8 +76,8 @@ test("copy and full: the first index without parent, whatever the .cpt says", ()
     for (const cpt of [[], CPT]) {
       for (const offline of [false, true]) {
         const log = fakeLog();
-        assert.deepEqual(planCheckpoint(level, cpt, offline, "", 0, log), { name: "virtnbdbackup.0", parent: "", level });
-        assert.deepEqual(planCheckpoint(level, cpt, offline, "offsite", 7, log), { name: "virtnbdbackup.offsite.7", parent: "", level });
+        assert.deepEqual(planCheckpoint({ level, cpt, cptPath: "/b/vm.cpt", offline, chain: "", firstIndex: 0 }, log), { name: "virtnbdbackup.0", parent: "", level });
+        assert.deepEqual(planCheckpoint({ level, cpt, cptPath: "/b/vm.cpt", offline, chain: "offsite", firstIndex: 7 }, log), { name: "virtnbdbackup.offsite.7", parent: "", level });
         assert.deepEqual(log.lines, []);
       }
     }
@@ -86,28 +86,28 @@ test("copy and full: the first index without parent, whatever the .cpt says", ()
 
 test("inc online: the index after the set's highest, the last one as parent", () => {
   const log = fakeLog();
-  assert.deepEqual(planCheckpoint("inc", CPT, false, "", 0, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "inc" });
+  assert.deepEqual(planCheckpoint({ level: "inc", cpt: CPT, cptPath: "/b/vm.cpt", offline: false, chain: "", firstIndex: 0 }, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "inc" });
   assert.deepEqual(log.lines, ["INFO Next checkpoint id: [3].", "INFO Parent checkpoint name [virtnbdbackup.2]."]);
-  assert.deepEqual(planCheckpoint("inc", ["virtnbdbackup.0"], false, "", 0, fakeLog()), { name: "virtnbdbackup.1", parent: "virtnbdbackup.0", level: "inc" });
+  assert.deepEqual(planCheckpoint({ level: "inc", cpt: ["virtnbdbackup.0"], cptPath: "/b/vm.cpt", offline: false, chain: "", firstIndex: 0 }, fakeLog()), { name: "virtnbdbackup.1", parent: "virtnbdbackup.0", level: "inc" });
 });
 
 test("inc in a later generation: numbering goes on from the set's names, not its length", () => {
   const gen2 = ["virtnbdbackup.5", "virtnbdbackup.6"];
-  assert.deepEqual(planCheckpoint("inc", gen2, false, "", 0, fakeLog()), { name: "virtnbdbackup.7", parent: "virtnbdbackup.6", level: "inc" });
+  assert.deepEqual(planCheckpoint({ level: "inc", cpt: gen2, cptPath: "/b/vm.cpt", offline: false, chain: "", firstIndex: 0 }, fakeLog()), { name: "virtnbdbackup.7", parent: "virtnbdbackup.6", level: "inc" });
   const chain = ["virtnbdbackup.weekly.0", "virtnbdbackup.weekly.1"];
-  assert.deepEqual(planCheckpoint("inc", chain, false, "weekly", 0, fakeLog()), { name: "virtnbdbackup.weekly.2", parent: "virtnbdbackup.weekly.1", level: "inc" });
+  assert.deepEqual(planCheckpoint({ level: "inc", cpt: chain, cptPath: "/b/vm.cpt", offline: false, chain: "weekly", firstIndex: 0 }, fakeLog()), { name: "virtnbdbackup.weekly.2", parent: "virtnbdbackup.weekly.1", level: "inc" });
 });
 
 test("diff online: the next (not created) name, the last checkpoint as parent, and the diff line", () => {
   const log = fakeLog();
-  assert.deepEqual(planCheckpoint("diff", CPT, false, "", 0, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "diff" });
+  assert.deepEqual(planCheckpoint({ level: "diff", cpt: CPT, cptPath: "/b/vm.cpt", offline: false, chain: "", firstIndex: 0 }, log), { name: "virtnbdbackup.3", parent: "virtnbdbackup.2", level: "diff" });
   assert.ok(log.lines.includes("INFO Diff backup: saving delta since checkpoint: [virtnbdbackup.2]."), log.lines.join("\n"));
 });
 
 test("inc/diff offline: the newest checkpoint is both name and parent", () => {
   for (const level of ["inc", "diff"] as const) {
     const log = fakeLog();
-    assert.deepEqual(planCheckpoint(level, CPT, true, "", 0, log), { name: "virtnbdbackup.2", parent: "virtnbdbackup.2", level });
+    assert.deepEqual(planCheckpoint({ level, cpt: CPT, cptPath: "/b/vm.cpt", offline: true, chain: "", firstIndex: 0 }, log), { name: "virtnbdbackup.2", parent: "virtnbdbackup.2", level });
     assert.deepEqual(log.lines.slice(0, 3), [
       "INFO Next checkpoint id: [3].",
       "INFO Parent checkpoint name [virtnbdbackup.2].",
@@ -120,9 +120,9 @@ test("inc/diff with an empty .cpt: refused, online and offline", () => {
   for (const level of ["inc", "diff"] as const) {
     for (const offline of [false, true]) {
       const log = fakeLog();
-      assert.throws(() => planCheckpoint(level, [], offline, "", 0, log), (e: unknown) => {
+      assert.throws(() => planCheckpoint({ level, cpt: [], cptPath: "/b/vm.cpt", offline, chain: "", firstIndex: 0 }, log), (e: unknown) => {
         assert.ok(e instanceof CheckpointError);
-        assert.equal(e.message, "No existing checkpoints found, execute full backup first.");
+        assert.equal(e.message, "No existing checkpoints found, execute full backup first: the checkpoint list [/b/vm.cpt] is missing or empty.");
         return true;
       });
       assert.deepEqual(log.lines, []);

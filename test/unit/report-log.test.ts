@@ -78,7 +78,10 @@ describe("line format", () => {
   });
 
   test("stderr style: --nocolor, NO_COLOR, FORCE_COLOR (colorlog rules)", () => {
-    assert.equal(stderrStyle(false, {}), "color"); // also when stderr is no TTY
+    assert.equal(stderrStyle(false, {}), "color");
+    assert.equal(stderrStyle(false, {}, false), "nocolor-env", "a file, pipe or journald: no escapes");
+    assert.equal(stderrStyle(false, { FORCE_COLOR: "1" }, false), "color", "FORCE_COLOR forces them");
+    assert.equal(stderrStyle(true, {}, true), "plain");
     assert.equal(stderrStyle(true, {}), "plain");
     assert.equal(stderrStyle(true, { FORCE_COLOR: "1" }), "plain");
     assert.equal(stderrStyle(false, { NO_COLOR: "1" }), "nocolor-env");
@@ -132,7 +135,7 @@ describe("LogManager", () => {
     try {
       const file = join(dir, "backup.log");
       writeFileSync(file, "earlier line\n");
-      const err = sink();
+      const err = Object.assign(sink(), { isTTY: true }); // a terminal: colours
       const m = new LogManager();
       m.configure({ prog: "virtnbdbackup", logFile: file, stderr: err, clock, env: {} });
       const log = m.getLogger();
