@@ -378,6 +378,15 @@ export class DomainXml {
     return out;
   }
 
+  /** Points `os/<kind>` at another file (its attributes stay); false when the domain has none. */
+  setOsPath(kind: "loader" | "nvram" | "kernel" | "initrd", path: string): boolean {
+    const os = childElement(this.root, "os");
+    const el = os ? childElement(os, kind) : null;
+    if (!el) return false;
+    el.textContent = path;
+    return true;
+  }
+
   /** Every `devices/tpm`. */
   tpms(): TpmInfo[] {
     const devices = childElement(this.root, "devices");

@@ -150,7 +150,7 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   if (sequence) await restoreSequence(ctx, sequence);
   else if (domain && originalXml) {
     await restoreDisks(ctx, domain, adjust);
-    await restoreBootFiles(domain, set, listing, run.host, log);
+    await restoreBootFiles(domain, set, listing, run.host, log, adjust ? resolve(args.output) : null);
     await writeConfig(ctx, domain, originalXml, adjust, define);
   }
   if (run.libvirt) await refreshPool(run.libvirt, resolve(args.output), log);

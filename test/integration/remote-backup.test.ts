@@ -11,7 +11,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, rm, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
@@ -155,13 +155,12 @@ test("offline copy of three disks (one raw) over qemu+ssh: qemu-nbd on --nbd-por
   assert.equal(JSON.parse(await readFile(join(set, "sda.copy.qcow.json"), "utf8"))["virtual-size"], 16 * MiB);
   assert.deepEqual(await remoteLeftovers(hv, [d.dir]), []);
 
-  // The nvram is gone on the hypervisor: the remote restore uploads the saved copy.
+  // The restored copy (-c) gets its own nvram, uploaded next to its disks on the hypervisor.
   const saved = await fileHash(nvram);
-  await rm(nvram);
   const out = join(work, "restored");
   const rr = await remoteRestore(hv, ["-i", set, "-o", out, "-P", String(port), ...tls, "-c", "--raw"], "remote restore of the offline copy");
-  assert.match(rr.stderr, /already exists, skipping/, "the loader is still there");
-  assert.equal(await fileHash(nvram), saved, "nvram uploaded over ssh");
+  assert.match(rr.stderr, new RegExp(`Restoring configured nvram file .* to \\[${join(out, `restore_${d.name}_VARS.fd`)}\\]`));
+  assert.equal(await fileHash(join(out, `restore_${d.name}_VARS.fd`)), saved, "nvram uploaded over ssh");
   const { sdc: rawTruth, ...qcowTruth } = truth;
   await checkRestored(out, qcowTruth, "offline copy");
   // The raw image went up through ssh into dd (sparse): same bytes.

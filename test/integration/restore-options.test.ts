@@ -1,13 +1,13 @@
 /**
  * virtnbdrestore options on a set made by our virtnbdbackup from a real UEFI domain (OVMF loader +
  * nvram, two qcow2 disks and a raw disk; libvirtd, qemu-nbd, qemu-img): `-c -D -N -C` defines a
- * domain that starts, the nvram file comes back to its path, `-d` one disk, `--raw`, `-A`,
+ * domain that starts with its own nvram and loader (the original's untouched), `-d` one disk, `--raw`, `-A`,
  * `--compress`, and restoring without a reachable libvirtd. Images are compared bit-exact with the
  * true disk content read through NBD at backup time.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Connection } from "../../src/libvirt/connection.js";
 import * as C from "../../src/libvirt/constants.js";
@@ -20,7 +20,7 @@ import { tempDir } from "../helpers/tmp.js";
 test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -A, --compress, no libvirtd", async (t) => {
   const d = await testDomain(t, { disks: [{ size: 32 * MiB }, { size: 16 * MiB }, { format: "raw", size: 8 * MiB }], cdrom: true });
   // UEFI: a read-only pflash loader and an nvram file (both get saved with every backup).
-  const { nvram } = await d.addUefi();
+  const { loader, nvram } = await d.addUefi();
   await d.start();
 
   const work = await tempDir(t, "vnbt-ropt-");
@@ -36,9 +36,12 @@ test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -
   assert.ok(names.includes("OVMF_CODE_4M.fd.virtnbdbackup.0") && names.includes(`${d.name}_VARS.fd.virtnbdbackup.1`), names.join(" "));
   const savedNvram = await fileHash(join(set, `${d.name}_VARS.fd.virtnbdbackup.1`));
 
-  // The original is gone from this host (its nvram file too); -c -D brings a copy back.
+  // The original stays defined with its nvram; -c -D brings a copy with its own nvram and loader.
   await d.destroy();
-  await rm(nvram);
+  const originalNvram = await fileHash(nvram);
+  await writeFile(nvram, Buffer.alloc(4096, 0x11), { flag: "r+" }); // the original's NVRAM moved on
+  const changedNvram = await fileHash(nvram);
+  assert.notEqual(changedNvram, originalNvram);
   const restoredName = `${d.name}-restored`;
   t.after(async () => {
     const conn = await Connection.open("qemu:///system");
@@ -56,13 +59,17 @@ test("restore options: -c -D -N -C (domain starts, nvram restored), -d, --raw, -
   const out = join(work, "defined");
   const r = assertOk(await ourRestore(["-i", set, "-o", out, "-n", "-c", "-D", "-N", restoredName, "-C", "restored.xml"]), "-c -D");
   assert.ok(logLines(r, "WARNING").every((l) => !/nvram/i.test(l)), r.stderr);
-  assert.equal(await fileHash(nvram), savedNvram, "nvram restored to its path from the newest copy");
-  assert.match(r.stderr, /already exists, skipping/, "the loader is still there: left alone");
+  const ownNvram = join(out, `${restoredName}_VARS.fd`);
+  const ownLoader = join(out, `${restoredName}_OVMF_CODE_4M.fd`);
+  assert.equal(await fileHash(ownNvram), savedNvram, "the copy's own nvram, from the newest saved one");
+  assert.equal(await fileHash(nvram), changedNvram, "the original's nvram untouched");
+  assert.equal(await fileHash(ownLoader), await fileHash(loader), "a loader that is no system file: the copy's own");
   assert.equal(await imageHash(join(out, "sda.qcow2"), "qcow2"), truth["sda"]);
   assert.equal(await imageHash(join(out, "sdb.qcow2"), "qcow2"), truth["sdb"]);
   assert.ok(!(await readdir(out)).includes("sdc.raw"), "raw disk not restored without --raw");
   const config = DomainXml.parse(await readFile(join(out, "restored.xml"), "utf8"));
   assert.equal(config.name, restoredName);
+  assert.deepEqual([config.osPaths().nvram, config.osPaths().loader], [ownNvram, ownLoader], "the copy's config points at its own files");
   assert.equal(config.uuid, null);
   assert.deepEqual(
     config.disks().map((x) => [x.target, x.sourcePath]),
