@@ -1,6 +1,6 @@
 /**
- * Per-disk progress bars on stderr, stacked, like upstream's tqdm bars
- * (one per disk, removed when the disk is done). Shown only when stderr is a
+ * Per-disk progress bars on stderr, stacked, like upstream's tqdm bars (one
+ * per disk; a finished one leaves its final line with the average rate). Shown only when stderr is a
  * TTY and neither `--noprogress` nor `--quiet` is given; otherwise every bar
  * is a no-op.
  *
@@ -175,12 +175,22 @@ export class Progress implements ProgressStream {
     this.maybeRedraw();
   }
 
+  /** A finished bar leaves its final line (average rate over the whole transfer) above the others. */
   private remove(state: BarState): void {
     const i = this.bars.indexOf(state);
     if (i < 0) return;
+    const t = this.now();
+    const elapsed = t - state.start;
+    const average = elapsed > 0 ? state.done / (elapsed / 1000) : null;
+    const final = renderBar(state, elapsed, average, this.width()) + "\n";
     this.bars.splice(i, 1);
-    if (this.bars.length === 0) this.stop();
-    else this.redraw();
+    if (this.bars.length === 0) this.stopTimer();
+    this.stream.write(this.clearSeq() + final + this.barsText());
+    this.lastDraw = t;
+  }
+
+  private width(): number {
+    return Math.max(20, (this.stream.columns ?? 80) - 1);
   }
 
   private maybeRedraw(): void {
@@ -209,7 +219,7 @@ export class Progress implements ProgressStream {
   /** The bar lines (no trailing newline; the cursor stays at the end of the last line). */
   private barsText(): string {
     const t = this.now();
-    const width = Math.max(20, (this.stream.columns ?? 80) - 1);
+    const width = this.width();
     const lines = this.bars.map((b) => renderBar(b, t - b.start, this.rate(b, t), width));
     this.drawn = lines.length;
     return lines.join("\n");

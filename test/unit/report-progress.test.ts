@@ -110,15 +110,19 @@ test("log lines are printed above the bars, bars stay intact", () => {
   assert.equal(shown.length, 5);
   assert.match(shown[3]!, /^sda:  50%\|/);
   assert.match(shown[4]!, /^sdb: 100%\|█+\|/);
-  // a finished disk's bar disappears; the last one leaves a clean screen
+  // a finished disk leaves its final line (average rate, no "?") above the bars still running
   b.done();
-  assert.equal(screen(s.text()).length, 4);
+  const afterB = screen(s.text());
+  assert.equal(afterB.length, 5);
+  assert.match(afterB[3]!, /^sdb: 100%\|█+\| 1000\.0B\/1000\.0B \[00:01<00:00, 1000\.0B\/s\]$/);
+  assert.match(afterB[4]!, /^sda:  50%\|/);
   a.done();
   assert.equal(p.active, false);
   const final = screen(s.text());
-  assert.deepEqual(final.slice(3), [""]);
+  assert.match(final[4]!, /^sda:  50%\|█+[▏▎▍▌▋▊▉]? +\| 500\.0B\/1000\.0B \[00:01<00:01, 500\.0B\/s\]$/);
+  assert.deepEqual(final.slice(5), [""]);
   log.info("after");
-  assert.equal(screen(s.text())[3], "[2026-11-26 04:36:38] INFO root virtnbdbackup - main [main]: after");
+  assert.equal(screen(s.text())[5], "[2026-11-26 04:36:38] INFO root virtnbdbackup - main [main]: after");
 });
 
 test("updates are throttled", () => {
