@@ -8,7 +8,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   nbdkit nbdkit-plugin-python libnbd-bin
   python3-lz4 python3-libnbd python3-libvirt python3-colorlog virtnbdbackup
-  openssh-server openssh-client ovmf e2fsprogs util-linux bsdutils iproute2 openssl man-db groff-base
+  openssh-server openssh-client ovmf swtpm swtpm-tools e2fsprogs util-linux bsdutils iproute2 openssl man-db groff-base
 )
 
 missing=()

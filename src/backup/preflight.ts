@@ -15,7 +15,7 @@ import type { Logger } from "../report/log.js";
 import { foreignCheckpoints } from "./checkpoints.js";
 import type { BackupArgs } from "./options.js";
 import { BackupRefusal, type DomainState, type RunContext } from "./run-context.js";
-import { saveBootFiles, saveVmConfig } from "./side-files.js";
+import { saveBootFiles, saveTpmState, saveVmConfig } from "./side-files.js";
 
 export async function lookupDomain(r: RunContext): Promise<Domain> {
   try {
@@ -92,12 +92,6 @@ export async function chooseDisks(r: RunContext, domXml: DomainXml, decided: Lev
     log.warning("Excluding raw disks.");
     disks = disks.filter((d) => !d.raw);
   }
-  for (const tpm of domXml.tpms()) {
-    if (tpm.backendType === "emulator") {
-      log.warning("Emulated TPM device attached: its state is not part of the backup.");
-      log.warning("Copy /var/lib/libvirt/swtpm/<uuid>/ manually if you need it.");
-    }
-  }
   if (level !== "copy" && disks.length > 0 && !disks.some((d) => d.format.startsWith("qcow"))) {
     log.info("Only raw disks attached, switching to backup mode copy.");
     level = "copy";
@@ -114,6 +108,7 @@ export async function saveConfigWithoutDisks(r: RunContext, level: Level, d: Dom
   const ctx = { dir: r.outDir, archive: null, host: r.host, level, ident: level === "copy" ? "copy" : unixIdent(), log: r.log };
   await saveVmConfig(ctx, d.xml);
   await saveBootFiles(ctx, d.domXml.osPaths());
+  await saveTpmState(ctx, d.domXml);
 }
 
 /** An inc/diff whose last checkpoint has no saved data (a run that died early) would miss changes. */

@@ -1,6 +1,7 @@
 /**
  * The files saved with every run besides the disk data (docs/backup-set.md, "Side files"):
- * vmconfig, qcow.json per qcow disk, loader/nvram/kernel/initrd copies, autostart, osinfo.
+ * vmconfig, qcow.json per qcow disk, loader/nvram/kernel/initrd copies, an emulated TPM's
+ * state, autostart, osinfo.
  * In stdout mode they stay in the working directory and are added to the zip as well.
  */
 import { join } from "node:path";
@@ -11,6 +12,8 @@ import { writeFileDurably } from "../storage/durable.js";
 import type { BackupTarget } from "../storage/target.js";
 import { pythonJsonDumps } from "../util/python-json.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
+import type { DomainXml } from "../libvirt/domain-xml.js";
+import { tpmStateDir, tpmStateFile } from "../libvirt/tpm-state.js";
 
 export interface SideFileLog {
   info(m: string): void;
@@ -67,6 +70,32 @@ export async function saveBootFiles(ctx: SideFileContext, paths: { loader?: stri
     } catch (e) {
       if (e instanceof SideFileWriteError) ctx.log.error(`Failed to save boot file [${path}]: ${e.message}`);
       else ctx.log.warning(`Failed to save boot file [${path}]: ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
+ * An emulated TPM's state (docs/behaviour.md, "TPM state"), read in the same run as the disks:
+ * saved as `<state file>.<ident>` (`tpm2-00.permall.virtnbdbackup.0`), like a boot file.
+ */
+export async function saveTpmState(ctx: SideFileContext, domXml: DomainXml): Promise<void> {
+  const uuid = domXml.uuid;
+  for (const tpm of domXml.tpms()) {
+    const file = tpmStateFile(tpm);
+    if (!file || !uuid) continue;
+    const path = `${tpmStateDir(uuid, file)}/${file.name}`;
+    let data: Buffer;
+    try {
+      data = await ctx.host.readFile(path);
+    } catch (e) {
+      ctx.log.warning(`Unable to read the TPM state [${path}]: ${(e as Error).message}: it is not part of this backup.`);
+      continue;
+    }
+    try {
+      const saved = await save(ctx, bootFileName(file.name, ctx.level, ctx.ident), data);
+      ctx.log.info(`Saved TPM state [${path}] to: [${saved}]`);
+    } catch (e) {
+      ctx.log.error(`Failed to save TPM state [${path}]: ${(e as Error).message}`);
     }
   }
 }

@@ -28,6 +28,7 @@ import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig, 
 import { checkDefineName, checkRequestedDisk } from "./preflight.js";
 import { prepareOutputDir, removeIfUnused, type OutputDir } from "./target-dir.js";
 import { restoreBootFiles } from "./boot-files.js";
+import { restoreTpmState } from "./tpm-state.js";
 import { restoreDiskChain, RestoreError, type DiskRestoreJob } from "./disk.js";
 import { partialPath, writeFileDurably } from "../storage/durable.js";
 import { copySparse } from "./sparse-copy.js";
@@ -152,9 +153,15 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
     await restoreDisks(ctx, domain, adjust);
     await restoreBootFiles(domain, set, listing, run.host, log, adjust ? resolve(args.output) : null);
     await writeConfig(ctx, domain, originalXml, adjust, define);
+    // In place: the original's uuid; a copy: its output directory (with -D: its new uuid, below).
+    const tpmTarget = !adjust ? (domain.uuid ? { uuid: domain.uuid } : null) : define ? null : { copyDir: resolve(args.output) };
+    if (tpmTarget) await restoreTpmState(domain, set, listing, run.host, log, tpmTarget);
   }
   if (run.libvirt) await refreshPool(run.libvirt, resolve(args.output), log);
-  if (domain && define && run.libvirt) await defineDomain(run.libvirt, domain, listing, log);
+  if (domain && define && run.libvirt) {
+    const uuid = await defineDomain(run.libvirt, domain, listing, log);
+    if (uuid) await restoreTpmState(domain, set, listing, run.host, log, { uuid });
+  }
   return exitCodeFromCounts(log.tally);
 }
 
@@ -237,8 +244,8 @@ async function writeConfig(ctx: RestoreContext, domain: DomainXml, originalXml: 
   if (!define) log.info(`Use 'virsh -c ${args.uri} define ${configOut}' to define VM`);
 }
 
-/** `-D`: the restored VM defined in libvirt, autostart as the backed-up one had it. */
-async function defineDomain(libvirt: Connection, domain: DomainXml, listing: SetFile[], log: Logger): Promise<void> {
+/** `-D`: the restored VM defined in libvirt, autostart as the backed-up one had it. Returns the uuid libvirt gave it. */
+async function defineDomain(libvirt: Connection, domain: DomainXml, listing: SetFile[], log: Logger): Promise<string> {
   const defined = await libvirt.defineXML(domain.toString());
   try {
     log.info(`Defined VM [${domain.name}]`);
@@ -246,6 +253,7 @@ async function defineDomain(libvirt: Connection, domain: DomainXml, listing: Set
       await defined.setAutostart(true);
       log.info("Autostart enabled for restored VM.");
     }
+    return DomainXml.parse(await defined.xmlDesc(0)).uuid ?? "";
   } finally {
     defined.free();
   }

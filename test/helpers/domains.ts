@@ -443,6 +443,16 @@ export class TestDomain {
     return { loader, nvram };
   }
 
+  /** Redefines the (inactive) domain with an emulated TPM 2.0 (swtpm); returns where libvirt keeps its state. */
+  async addTpm(model = "tpm-crb"): Promise<{ stateFile: string }> {
+    const inactive = await this.domain.xmlDesc(C.VIR_DOMAIN_XML_INACTIVE);
+    const xml = inactive.replace("</devices>", `  <tpm model='${model}'><backend type='emulator' version='2.0'/></tpm>\n  </devices>`);
+    const defined = await this.connection.defineXML(xml);
+    const uuid = DomainXml.parse(await defined.xmlDesc(0)).uuid;
+    defined.free();
+    return { stateFile: `/var/lib/libvirt/swtpm/${uuid}/tpm2/tpm2-00.permall` };
+  }
+
   async destroy(): Promise<void> {
     if (await this.domain.isActive()) await this.domain.destroy();
   }

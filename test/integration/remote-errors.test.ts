@@ -86,7 +86,7 @@ test("remote errors: ssh login refused, unusable TLS files, relative restore tar
   const out = join(work, "restore-busy");
   const rb = await ourRestore([...hv.args, "-n", "-i", set, "-o", out, "-P", String(port)], { env: hv.env });
   assertOneCause(rb, /Disk restore failed: \[qemu-nbd for \[.*sda\.qcow2\.partial\] on \[127\.0\.0\.1\] exited \(1\): .*Address already in use/, "restore port taken");
-  assert.deepEqual(await readdir(out), [], "no image left");
+  await assert.rejects(readdir(out), { code: "ENOENT" }, "no image left, nor the directory the failed restore made");
   await new Promise<void>((resolve) => blocker.close(() => resolve()));
 
   // Offline: qemu-nbd on the hypervisor cannot bind to that --nbd-ip.
@@ -114,7 +114,7 @@ test("remote errors: TLS certificate mismatch (server name, CA) ends the run wit
   const out = join(work, "out");
   const rr = await ourRestore([...hv.args, "-n", "-i", set, "-o", out, "-P", String(port), "--tls", "--tls-cert", onlyLocalhost, "-I", "127.0.0.1"], { env: hv.env });
   assertOneCause(rr, /Disk restore failed: \[TLS handshake with NBD server \[nbds:\/\/127\.0\.0\.1:\d+\/sda\.[0-9a-f]+\] failed/, "restore name mismatch");
-  assert.deepEqual(await readdir(out), [], "no image left");
+  await assert.rejects(readdir(out), { code: "ENOENT" }, "no image left, nor the directory the failed restore made");
   assert.deepEqual(await remoteLeftovers(hv, [d.dir, work]), []);
 
   // Online: libvirt's server certificate is from one CA, our --tls-cert directory trusts another.
