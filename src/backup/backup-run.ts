@@ -160,6 +160,7 @@ type Prepared = RunPlace & { dirState: TargetDirState; deadRun: RunMarker | null
 /** libvirt and the hypervisor host, signal handling, then the run; closes both at the end. */
 async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Prepared): Promise<number> {
   log.info(`Libvirt library version: [${formatVersion(localLibVersion())}]`);
+  log.debug(`Libvirt URI: [${args.uri}], target [${p.outDir}], checkpoint files in [${p.checkpointDir}]`);
   let conn: Connection;
   try {
     conn = await openLibvirt(args);
@@ -215,6 +216,7 @@ async function runConnected(r: RunContext): Promise<number> {
     throw new BackupRefusal(`Active block job for running domain: Check with [virsh domjobinfo ${args.domain}] or use option -k to kill the active job.`, leftoverJobHint(args, r.outDir));
   }
   log.info(`Backup will save [${disks.length}] attached disks.`);
+  for (const d of disks) log.debug(`Disk [${d.target}]: [${d.path}] format [${d.format}]${d.raw ? " (raw: copied whole)" : ""}`);
   const workers = r.stdoutMode ? 1 : Math.max(1, Math.min(args.worker ?? disks.length, disks.length));
   log.info(`Concurrent backup processes: [${workers}]`);
   if (args.killonly) return killJob(state.domain, log);

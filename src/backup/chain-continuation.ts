@@ -26,7 +26,9 @@ export async function chainProblem(r: RunContext, m: Facts): Promise<string | nu
   if (last === undefined) return r.args.level === "auto" ? `the checkpoint list [${r.cptPath}] is missing or empty` : null;
   const diskProblem = await diskDrift(r, m, last);
   if (diskProblem) return diskProblem;
-  return m.offline ? offlineBitmapProblem(r, m, last) : onlineCheckpointProblem(r, m.domain, last);
+  const problem = await (m.offline ? offlineBitmapProblem(r, m, last) : onlineCheckpointProblem(r, m.domain, last));
+  r.log.debug(`Chain check of [${r.outDir}] from [${last}]: ${problem ?? "the disks and bitmaps allow an incremental backup"}`);
+  return problem;
 }
 
 /** The set's chain names another chain (`--chain`): a refusal, not something to heal. */

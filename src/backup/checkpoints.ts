@@ -16,6 +16,7 @@ import { oneLine } from "../util/one-line.js";
 
 export interface CheckpointLog {
   info(m: string): void;
+  debug?(m: string): void;
   warning(m: string): void;
   error(m: string): void;
   critical(m: string): void;
@@ -54,6 +55,7 @@ export async function redefineMissing(domain: Domain, dir: string, log: Checkpoi
     if (!name) throw new CheckpointError(`Checkpoint file [${file}] has no <name>`);
     try {
       (await domain.checkpointLookupByName(name)).free();
+      log.debug?.(`Checkpoint [${name}] of [${file}] is known to libvirt.`);
       continue;
     } catch (e) {
       if (!isLibvirtError(e, C.VIR_ERR_NO_DOMAIN_CHECKPOINT)) throw e;

@@ -182,8 +182,19 @@ async function queryExtents(o: DiskBackupOptions, client: NbdClient, src: DiskSo
   log.info(`${client.size} bytes [${humanize(client.size)}] virtual disk size`);
   log.info(`${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] of data extents to backup`);
   if (incremental && extents.dataBytes === 0) log.info("No dirty blocks found");
+  logExtents(log, extents);
   o.onTotal?.(extents.dataBytes);
   return extents;
+}
+
+/** `-v`: the extents as received (the first ones; long lists are cut). */
+function logExtents(log: DiskBackupOptions["log"], extents: ExtentList): void {
+  const shown = Math.min(extents.count, 32);
+  for (let i = 0; i < shown; i++) {
+    const e = extents.get(i);
+    log.debug(`Extent ${i}: offset ${e.offset} length ${e.length} ${e.data ? "data" : "zero"}${e.dirty === null ? "" : e.dirty ? " dirty" : " clean"}`);
+  }
+  if (extents.count > shown) log.debug(`… and ${extents.count - shown} more extents`);
 }
 
 async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<void> {

@@ -28,6 +28,7 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
   const firstIndex = level === "full" ? Math.max(m.firstIndex, await indexAfterLeftovers(r, m)) : m.firstIndex;
   const plan = planCheckpoint({ level, cpt: level === "full" ? [] : m.cpt, cptPath: r.cptPath, offline: m.offline, chain: r.chain, firstIndex }, log);
   if ((level === "full" || level === "inc") && !m.offline) log.info(`Using checkpoint name: [${plan.name}].`);
+  log.debug(`Checkpoint plan: level [${plan.level}] name [${plan.name}] parent [${plan.parent || "none"}] chain [${r.chain || "default"}] generation [${r.generation}] in [${r.outDir}]`);
   const ident = level === "copy" ? "copy" : level === "diff" ? unixIdent() : m.offline ? `${plan.name}.${unixIdent()}` : plan.name;
   const checkpoint = { plan, level, ident };
   if ((args.printonly || args.threshold !== null) && (level === "inc" || level === "diff") && !m.offline && plan.parent) {

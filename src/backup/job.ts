@@ -11,6 +11,7 @@ import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvir
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 
 export interface JobLog {
+  debug(m: string): void;
   info(m: string): void;
   warning(m: string): void;
 }
@@ -35,6 +36,9 @@ export interface JobStartOptions {
   /** Called with true while filesystems are frozen (for cleanup on signals). */
   onFrozen?: (frozen: boolean) => void;
 }
+
+/** An XML document on one log line. */
+const compact = (xml: string): string => xml.replace(/>\s+</g, "><").trim();
 
 export async function startBackupJob(o: JobStartOptions): Promise<void> {
   const backupXml = buildBackupXml({
@@ -67,6 +71,9 @@ export async function startBackupJob(o: JobStartOptions): Promise<void> {
       }
     }
     o.log.info("Starting backup job.");
+    o.log.debug(`Incremental since: [${o.incremental ?? "none: full"}], scratch files in [${o.scratchDir}], freeze: [${o.freezeMountpoints?.join(",") ?? "all"}], pause: [${o.pause}]`);
+    o.log.debug(`Backup job XML: ${compact(backupXml)}`);
+    if (checkpointXml) o.log.debug(`Checkpoint XML: ${compact(checkpointXml)}`);
     try {
       await o.domain.backupBegin(backupXml, checkpointXml);
     } catch (e) {

@@ -4,6 +4,7 @@
  * traffic goes to).
  */
 import type { Host } from "../host/host.js";
+import { withCommandLog } from "../host/command-log.js";
 import { LocalHost } from "../host/local.js";
 import { Connection } from "../libvirt/connection.js";
 import { checkClientTls, isRemoteUri, nbdHostFor, openSshHost, sshFailureLine, sshTargetFor, type RemoteOptions } from "./remote.js";
@@ -38,12 +39,13 @@ export async function openHypervisor(
   what: "backup" | "restore",
   log: { info(m: string): void; debug(m: string): void },
 ): Promise<Hypervisor> {
-  if (!isRemoteUri(o.uri)) return { host: new LocalHost(), nbdHost: null };
+  const logged = <H extends Host>(h: H) => withCommandLog(h, (m) => log.debug(m));
+  if (!isRemoteUri(o.uri)) return { host: logged(new LocalHost()), nbdHost: null };
   const tlsProblem = checkClientTls(o);
   if (tlsProblem) throw new SessionError(tlsProblem);
   let host: Host;
   try {
-    host = await openSshHost(sshTargetFor(o), log);
+    host = logged(await openSshHost(sshTargetFor(o), log));
   } catch (e) {
     throw new SessionError(sshFailureLine(what, e));
   }

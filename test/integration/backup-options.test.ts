@@ -117,8 +117,14 @@ test("-p, -T, -q, --no-sparse-detection, -s and -k on a running domain", async (
   // Zeroed data: without sparse detection the dirty range is saved (as zeros) and restores exactly.
   await d.writeZeroes("sda", 0, MiB);
   await d.writePattern("sda", 20 * MiB, 64 * 1024, 0x5e);
-  const ns = assertOk(await backup(["-l", "inc", "--no-sparse-detection"]), "--no-sparse-detection");
+  const ns = assertOk(await backup(["-l", "inc", "--no-sparse-detection", "-v"]), "--no-sparse-detection -v");
   assert.match(ns.stderr, /Skipping detection of sparse\/fstrimmed blocks\./);
+  // -v says the decisions: job and checkpoint XML, the plan, the chain check, extents, commands run.
+  const debug = logLines(ns, "DEBUG");
+  for (const re of [/Backup job XML: <domainbackup/, /Checkpoint XML: <domaincheckpoint/, /Checkpoint plan: level \[inc\] name \[virtnbdbackup\.2\] parent \[virtnbdbackup\.1\]/, /Chain check of .* allow an incremental backup/, /Extent 0: offset 0 length \d+/, /Running: \[qemu-img info /]) {
+    assert.ok(debug.some((l) => re.test(l)), `${re} among the -v lines:\n${debug.join("\n")}`);
+  }
+  assert.ok(debug.length >= 15, `${debug.length} DEBUG lines`);
   chain.push("sda.inc.virtnbdbackup.2.data");
   truths.push(await captureTruth(d));
   for (let i = 0; i < chain.length; i++) {
