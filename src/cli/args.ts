@@ -307,6 +307,13 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
   );
   cmd.addOption(flagOption("-A, --preallocate", "Preallocate restored qcow images. (default: %(default)s)"));
   cmd.addOption(flagOption("--compress", "Use compression driver during restore. (default: %(default)s)"));
+  cmd.addOption(
+    flagOption(
+      "--to-raw",
+      "Restore one disk (-d) into the block device or new raw image file named by -o instead of a qcow2 image in a directory",
+    ),
+  );
+  cmd.addOption(flagOption("--force", "With --to-raw: write over a device that holds a partition table or filesystem"));
   cmd.optionsGroup("Remote Restore options");
   addRemoteOptions(cmd, ctx);
   cmd.optionsGroup("Logging options");
@@ -495,6 +502,8 @@ export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<Defaults
     buffsize: n(v, "buffsize"),
     preallocate: b(v, "preallocate"),
     compress: b(v, "compress"),
+    toRaw: b(v, "to_raw"),
+    force: b(v, "force"),
     ...remote(v),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),

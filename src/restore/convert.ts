@@ -43,8 +43,10 @@ export interface ConvertJob {
   image: string;
   /** Write compressed clusters (`--compress`). */
   compress: boolean;
-  /** Serve the chain over NBD even when qemu-img could read the files itself (tests, benchmarks). */
+  /** Serve the chain over NBD even when qemu-img could read the files itself (tests, benchmarks, devices). */
   viaNbd?: boolean;
+  /** The target's format (default qcow2), and whether it reads as zeros already (a new image; not a used device). */
+  output?: { format: "qcow2" | "raw"; targetIsZero: boolean };
   onProgress?: (bytes: number) => void;
   /** Debug messages (timings). */
   log?: (message: string) => void;
@@ -88,7 +90,8 @@ export async function convertChain(job: ConvertJob): Promise<void> {
     };
     // In-order writes (no -W): qcow2 clusters are allocated in offset order, so the same set
     // restores to a byte-identical file (docs/behaviour.md, "Image creation"); -W measured no faster here.
-    const args = ["convert", "-n", "--target-is-zero", "-f", "raw", "-O", "qcow2"];
+    const output = job.output ?? { format: "qcow2", targetIsZero: true };
+    const args = ["convert", "-n", ...(output.targetIsZero ? ["--target-is-zero"] : []), "-f", "raw", "-O", output.format];
     if (job.compress) args.push("-c");
     const direct = job.viaNbd ? null : directSources(index, job.chain.map((f) => job.set.pathOf(f.name)));
     if (direct) {

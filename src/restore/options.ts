@@ -24,6 +24,10 @@ export interface RestoreArgs extends RemoteOptions, LibvirtLogin {
   buffsize: number;
   preallocate: boolean;
   compress: boolean;
+  /** `--to-raw`: `-o` is a block device or a new raw image file for one disk */
+  toRaw: boolean;
+  /** `--force`: with --to-raw, restore over a device that holds a partition table or filesystem */
+  force: boolean;
   logfile: string;
   nocolor: boolean;
   verbose: boolean;

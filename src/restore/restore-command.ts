@@ -10,6 +10,7 @@ import { verifySet } from "../backupset/verify.js";
 import type { Logger } from "../report/log.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import type { RestoreArgs } from "./options.js";
+import { restoreToRaw } from "./raw-target.js";
 import { restoreSet } from "./restore.js";
 
 export type RestoreOutput = { write(text: string): unknown };
@@ -88,5 +89,6 @@ async function runOnSet(args: RestoreArgs, set: BackupSetSource, log: Logger, st
     return dump.failed ? 1 : 0;
   }
   if (action === "verify") return (await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log)) ? 0 : 1;
+  if (args.toRaw) return restoreToRaw(args, set, log);
   return restoreSet(args, set, sequence, log, stdout);
 }

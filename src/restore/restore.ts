@@ -38,7 +38,8 @@ import { exitCodeFromCounts } from "../report/exit-code.js";
 
 type Out = { write(s: string): unknown };
 
-async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<ChainFile[]> {
+/** The metadata of each data file, for chain ordering. */
+export async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<ChainFile[]> {
   const out: ChainFile[] = [];
   for (const f of files) {
     const source = await set.open(f.name);

@@ -475,6 +475,8 @@ describe("virtnbdrestore options", () => {
       buffsize: 8192,
       preallocate: false,
       compress: false,
+      toRaw: false,
+      force: false,
       uri: "qemu:///system",
       user: null,
       sshUser: "root",
