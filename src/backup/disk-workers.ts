@@ -54,7 +54,9 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
           }),
         );
         result.totalBytes += copied.dataBytes;
-        if (r.noprogress) dlog.info(`Backup of disk [${d.target}] finished, file: [${join(r.outDir, copied.file)}]`);
+        // Stdout mode: the data went into the zip archive, not the working directory.
+        const where = r.stdoutMode ? `${copied.file}] in the zip archive on stdout` : `${join(r.outDir, copied.file)}]`;
+        if (r.noprogress) dlog.info(`Backup of disk [${d.target}] finished, file: [${where}`);
       } catch (e) {
         result.failures++;
         dlog.error(`Disk backup failed: [${oneLine((e as Error).message)}]`);

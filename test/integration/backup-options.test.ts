@@ -6,6 +6,7 @@
  * the true disk content read through NBD right after each backup.
  */
 import { test } from "node:test";
+import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -166,6 +167,10 @@ test("zip archive on stdout: full -z into a file, inc through a pipe; unzipped a
   await mkdir(cwd);
   const full = assertOk(await ourBackup(["-d", d.name, "-l", "full", "-z", "-o", "-", "-n"], { cwd, stdoutFile: join(work, "full.zip") }), "full to a file");
   assert.match(full.stderr, /Compression enabled, level \[2\]/);
+  // True paths: the data went into the zip; the qcow.json (also in the zip) stays in the working directory.
+  assert.match(full.stderr, /Backup of disk \[sda\] finished, file: \[sda\.full\.data\] in the zip archive on stdout/);
+  assert.ok(full.stderr.includes(`Saved qcow image config to: [${join(cwd, "sda.virtnbdbackup.0.qcow.json")}]`), full.stderr);
+  assert.ok(existsSync(join(cwd, "sda.virtnbdbackup.0.qcow.json")), "where the log says");
   const truths = [await captureTruth(d)];
   await d.writePattern("sda", 5 * MiB, 3 * MiB, 0x7a);
   await d.writeRandom("sda", 31 * MiB, 64 * 1024, 93);
