@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cp, mkdir, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { execa } from "execa";
 import { logLines, ourRestore, ROOT, type ToolResult } from "../helpers/our-tool.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -108,4 +109,18 @@ test("a folder of zip sets with the same data file in two archives: one ERROR li
     expectOneError(r, /\[sda\.full\.data\] is in both \[a\.zip\] and \[b\.zip\]$/, action.join(" "));
   }
   assert.equal(await exists(join(dir, "out")), false);
+});
+
+test("colours only on a terminal: stderr to a pipe or file has no escape sequences, FORCE_COLOR forces them", async () => {
+  const bin = join(ROOT, "bin/virtnbdrestore.js");
+  const set = join(ROOT, "fixtures/upstream-2.47/plain");
+  const env = { ...process.env };
+  delete env["NO_COLOR"];
+  delete env["FORCE_COLOR"];
+  const piped = await execa(process.execPath, [bin, "-i", set, "-o", "dump"], { env, extendEnv: false, reject: false });
+  assert.equal(piped.exitCode, 0);
+  assert.match(String(piped.stderr), /INFO root virtnbdrestore - main \[main\]:  Version: /);
+  assert.doesNotMatch(String(piped.stderr), /\x1b\[/, "no escapes when stderr is not a terminal");
+  const forced = await execa(process.execPath, [bin, "-i", set, "-o", "dump"], { env: { ...env, FORCE_COLOR: "1" }, extendEnv: false, reject: false });
+  assert.match(String(forced.stderr), /\x1b\[3\dm/, "FORCE_COLOR: escapes anyway");
 });
