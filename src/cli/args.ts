@@ -153,6 +153,25 @@ const BACKUP_EPILOG =
   "   # full backup of vm operating on remote libvirtd:\n" +
   "\t%(prog)s -U qemu+ssh://root@remotehost/system --ssh-user root -d webvm -l full -o /backup/\n";
 
+/** Where checkpoints live and whose they are: `-C`, and our `--chain` and `--check`. */
+function addCheckpointOptions(cmd: Command): void {
+  cmd.addOption(
+    strOption("-C, --checkpointdir <dir>", "Persistent libvirt checkpoint storage directory").default(null),
+  );
+  cmd.addOption(
+    strOption(
+      "--chain <name>",
+      "Name of this target's own checkpoint chain (checkpoints virtnbdbackup.<name>.N), independent of the domain's other targets (default: virtnbdbackup.N)",
+    ).default(null),
+  );
+  cmd.addOption(
+    flagOption(
+      "--check",
+      "Report the health of the domain's checkpoints and bitmaps against the target's chain, one line per finding; change nothing (exit 0: healthy)",
+    ),
+  );
+}
+
 function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   const cmd = new Command(prog).description("Backup libvirt/qemu virtual machines");
   cmd.optionsGroup("General options");
@@ -169,21 +188,7 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   );
   cmd.addOption(flagOption("-r, --raw", "Include full provisioned disk images in backup. (default: %(default)s)"));
   cmd.addOption(strOption("-o, --output <dir>", "Output target directory").makeOptionMandatory());
-  cmd.addOption(
-    strOption("-C, --checkpointdir <dir>", "Persistent libvirt checkpoint storage directory").default(null),
-  );
-  cmd.addOption(
-    strOption(
-      "--chain <name>",
-      "Name of this target's own checkpoint chain (checkpoints virtnbdbackup.<name>.N), independent of the domain's other targets (default: virtnbdbackup.N)",
-    ).default(null),
-  );
-  cmd.addOption(
-    flagOption(
-      "--check",
-      "Report the health of the domain's checkpoints and bitmaps against the target's chain, one line per finding; change nothing (exit 0: healthy)",
-    ),
-  );
+  addCheckpointOptions(cmd);
   cmd.addOption(
     strOption("--scratchdir <dir>", "Target dir for temporary scratch file. (default: %(default)s)").default(
       "/var/tmp",
