@@ -30,7 +30,8 @@ import { DomainLock, lockDirectory } from "./domain-lock.js";
 import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
 import { chooseDisks, domainState, leftoverJobHint, lookupDomain, refuseMissingData, reportLeftoverJob, saveConfigWithoutDisks } from "./preflight.js";
-import { BackupRefusal, type BackupIO, type Preflight, type RunContext, type RunPlace, type SetChanges } from "./run-context.js";
+import { BackupRefusal, type BackupIO, type Preflight, type RunContext, type RunPlace, type RunStats, type SetChanges } from "./run-context.js";
+import { writeRunMetrics } from "./run-metrics.js";
 import { clearRunMarker, readRunMarker, writeRunMarker, type RunMarker } from "./run-marker.js";
 import { healUnfinishedRun } from "./unfinished-run.js";
 import { checkHealth } from "./health-check.js";
@@ -45,6 +46,22 @@ function fail(log: Logger, ...lines: string[]): number {
 }
 
 export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO): Promise<number> {
+  if (!args.metricsFile) return runBackupOnce(args, argv, io, { bytes: 0 });
+  const started = Date.now();
+  const stats: RunStats = { bytes: 0 };
+  let code = 1;
+  try {
+    code = await runBackupOnce(args, argv, io, stats);
+    return code;
+  } finally {
+    const run = { domain: args.domain, level: args.level, started: Math.floor(started / 1000), durationSeconds: (Date.now() - started) / 1000, bytes: stats.bytes, exitCode: code };
+    await writeRunMetrics(args.metricsFile, run).catch((e: Error) => {
+      logging.getLogger({ logger: "root", module: "virtnbdbackup", func: "main" }).error(`Unable to write the metrics file [${args.metricsFile}]: ${oneLine(e.message)}`);
+    });
+  }
+}
+
+async function runBackupOnce(args: BackupArgs, argv: string[], io: BackupIO, stats: RunStats): Promise<number> {
   const log = logging.getLogger({ logger: "root", module: "virtnbdbackup", func: "main" });
   const loggingOptions = { prog: "virtnbdbackup", verbose: args.verbose, quiet: args.quiet, nocolor: args.nocolor };
   let place: RunPlace;
@@ -71,7 +88,7 @@ export async function runBackup(args: BackupArgs, argv: string[], io: BackupIO):
   try {
     const logFile = args.check ? undefined : join(place.outDir, backupLogFileName(args.level));
     logging.configure({ ...loggingOptions, syslog: args.syslog, logFile });
-    return await lockedRun(args, argv, io, log, place);
+    return await lockedRun(args, argv, io, log, place, stats);
   } finally {
     await lock?.release();
   }
@@ -86,7 +103,7 @@ async function takeDomainLock(args: BackupArgs, outDir: string): Promise<DomainL
   return { refusal: `Another backup of domain [${args.domain}] is running${owner}: nothing changed, try again when it has ended.` };
 }
 
-async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Logger, place: RunPlace): Promise<number> {
+async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Logger, place: RunPlace, stats: RunStats): Promise<number> {
   log.info(versionLine(argv));
   log.info(`Backup level: [${args.level}]`);
   const compressLevel = args.compress === false ? null : args.compress;
@@ -101,7 +118,7 @@ async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Lo
     throw e;
   }
   if (!args.check) await mkdir(place.checkpointDir, { recursive: true });
-  return connectAndRun(args, io, log, { ...place, ...found, compressLevel });
+  return connectAndRun(args, io, log, { ...place, ...found, compressLevel, stats });
 }
 
 /**
@@ -155,7 +172,7 @@ async function refuseUnfinishedSet(args: BackupArgs, outDir: string, stdoutMode:
   return { dirState, deadRun: null };
 }
 
-type Prepared = RunPlace & { dirState: TargetDirState; deadRun: RunMarker | null; compressLevel: number | null };
+type Prepared = RunPlace & { dirState: TargetDirState; deadRun: RunMarker | null; compressLevel: number | null; stats: RunStats };
 
 /** libvirt and the hypervisor host, signal handling, then the run; closes both at the end. */
 async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Prepared): Promise<number> {

@@ -31,6 +31,7 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
   // What the run found: errors logged without failing a disk (a side file, a job that would
   // not stop) fail it too; `--strict` makes warnings exit 2.
   const code = copied.failures > 0 ? 1 : exitCodeFromCounts(log.tally, args.strict);
+  r.stats.bytes = copied.totalBytes;
   if (code === 1) log.error("Error during backup");
   else if (code === 2) log.info(`[${log.tally.warnings}] Warnings detected during backup operation, forcing exit code 2`);
   else {

@@ -18,6 +18,8 @@ export interface BackupArgs extends RemoteOptions, LibvirtLogin {
   chain: string;
   /** `--check`: report the chain's health, change nothing */
   check: boolean;
+  /** `--metrics-file`: a Prometheus textfile written at the end of the run, null: none */
+  metricsFile: string | null;
   scratchdir: string;
   startDomain: boolean;
   pause: boolean;

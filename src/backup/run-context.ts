@@ -41,6 +41,12 @@ export interface RunPlace {
   chain: string;
 }
 
+/** What a run reports beyond its exit code (`--metrics-file`). */
+export interface RunStats {
+  /** Disk data saved. */
+  bytes: number;
+}
+
 /** What the phases after connecting share. */
 export interface RunContext extends RunPlace, Hypervisor {
   args: BackupArgs;
@@ -53,6 +59,7 @@ export interface RunContext extends RunPlace, Hypervisor {
   dirState: TargetDirState;
   /** The run marker of a run that died (auto heals it: src/backup/unfinished-run.ts). */
   deadRun: RunMarker | null;
+  stats: RunStats;
 }
 
 /** The domain as the run found it (and started it, with -S). */

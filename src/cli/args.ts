@@ -237,6 +237,9 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   cmd.addOption(flagOption("-L, --syslog", "Additionally send log messages to syslog (default: %(default)s)"));
   cmd.addOption(flagOption("--quiet", "Disable logging to stderr (default: %(default)s)"));
   addNocolorOption(cmd);
+  cmd.addOption(
+    strOption("--metrics-file <path>", "Write the run's metrics for Prometheus' node_exporter textfile collector to this file at the end").default(null),
+  );
   cmd.optionsGroup("Debug options");
   cmd.addOption(flagOption("-q, --qemu", "Use Qemu tools to query extents."));
   cmd.addOption(
@@ -447,6 +450,7 @@ export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsC
     checkpointdir: sn(v, "checkpointdir"),
     chain: sn(v, "chain") ?? "",
     check: b(v, "check"),
+    metricsFile: sn(v, "metrics_file"),
     scratchdir: s(v, "scratchdir"),
     startDomain: b(v, "start_domain"),
     pause: b(v, "pause"),

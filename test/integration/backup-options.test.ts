@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as C from "../../src/libvirt/constants.js";
 import { testDomain, MiB } from "../helpers/domains.js";
@@ -16,6 +16,7 @@ import { DomainXml } from "../../src/libvirt/domain-xml.js";
 import { assertOk, captureTruth, fileHash, imageHash, logLines, ourBackup, ourRestore, sh, type ToolResult } from "../helpers/our-tool.js";
 import { PY_RESTORE, runPython } from "../helpers/python-tool.js";
 import { tempDir } from "../helpers/tmp.js";
+import { checkExposition } from "../helpers/metrics.js";
 
 const dataFiles = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith(".data")).sort();
 
@@ -97,7 +98,21 @@ test("-p, -T, -q, --no-sparse-detection, -s and -k on a running domain", async (
   const set = join(work, "set");
   const cpt = async () => JSON.parse(await readFile(join(set, `${d.name}.cpt`), "utf8")) as string[];
   const backup = (args: string[]) => ourBackup(["-d", d.name, "-o", set, "-n", ...args]);
-  assertOk(await backup(["-l", "full"]), "full");
+  // --metrics-file: node_exporter's textfile format, written at the end of every run.
+  const metricsFile = join(work, "virtnbdbackup.prom");
+  const before = Math.floor(Date.now() / 1000);
+  assertOk(await backup(["-l", "full", "--metrics-file", metricsFile]), "full");
+  const ok = checkExposition(await readFile(metricsFile, "utf8"));
+  assert.equal(ok.get("virtnbdbackup_last_run_exit_code"), 0);
+  assert.ok(ok.get("virtnbdbackup_last_run_bytes")! > MiB, "the data saved");
+  assert.ok(ok.get("virtnbdbackup_last_run_timestamp_seconds")! >= before);
+  assert.equal(ok.get("virtnbdbackup_last_success_timestamp_seconds"), ok.get("virtnbdbackup_last_run_timestamp_seconds"));
+  assert.equal((await stat(metricsFile)).mode & 0o777, 0o644, "readable by node_exporter");
+  const failed = await ourBackup(["-d", d.name, "-o", join(work, "no-full"), "-n", "-l", "inc", "--metrics-file", metricsFile]);
+  assert.equal(failed.exitCode, 1);
+  const bad = checkExposition(await readFile(metricsFile, "utf8"));
+  assert.equal(bad.get("virtnbdbackup_last_run_exit_code"), 1);
+  assert.equal(bad.get("virtnbdbackup_last_success_timestamp_seconds"), ok.get("virtnbdbackup_last_success_timestamp_seconds"), "the last success is kept");
   const chain = ["sda.full.data"];
   const truths = [await captureTruth(d)];
 

@@ -59,6 +59,7 @@ describe("virtnbdbackup options", () => {
       checkpointdir: null,
       chain: "",
       check: false,
+      metricsFile: null,
       scratchdir: "/var/tmp",
       startDomain: false,
       pause: false,
@@ -120,7 +121,7 @@ describe("virtnbdbackup options", () => {
     assert.equal(given.size, 37, [...given].join(","));
     assert.ok(given.has("ssh_port") && given.has("tls_cert") && given.has("verbose"));
     assert.deepEqual(values, {
-      domain: "vm", level: "inc", type: "raw", raw: true, output: "/b", checkpointdir: "/cp", chain: "", check: false,
+      domain: "vm", level: "inc", type: "raw", raw: true, output: "/b", checkpointdir: "/cp", chain: "", check: false, metricsFile: null,
       scratchdir: "/s", startDomain: true, pause: true, include: "sda", exclude: "sdb,sdc",
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
       strict: true, noSparseDetection: true, threshold: 100, uri: "qemu+ssh://h/system", user: "u",
