@@ -25,12 +25,17 @@ export interface CheckpointLog {
 export class CheckpointError extends Error {}
 
 
-/** Checkpoints not made by us: full/inc/diff refuse to run while one exists. */
-export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
+/** The names of every checkpoint libvirt knows for the domain (their handles freed). */
+export async function checkpointNames(domain: Domain): Promise<string[]> {
   const all = await domain.listAllCheckpoints();
   const names = all.map((c) => c.name);
   for (const c of all) c.free();
-  return names.filter((n) => !isOwnCheckpointName(n));
+  return names;
+}
+
+/** Checkpoints not made by us: full/inc/diff refuse to run while one exists. */
+export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
+  return (await checkpointNames(domain)).filter((n) => !isOwnCheckpointName(n));
 }
 
 async function xmlFilesByMtime(dir: string): Promise<string[]> {
@@ -102,10 +107,7 @@ async function deleteCheckpoint(domain: Domain, name: string, startingOver: bool
 
 /** The names of `chain`'s checkpoints libvirt knows for the domain, oldest index first. */
 export async function chainCheckpoints(domain: Domain, chain: string): Promise<string[]> {
-  const all = await domain.listAllCheckpoints();
-  const names = all.map((c) => c.name);
-  for (const c of all) c.free();
-  return names.filter((n) => checkpointIndex(n, chain) !== null).sort((a, b) => checkpointIndex(a, chain)! - checkpointIndex(b, chain)!);
+  return (await checkpointNames(domain)).filter((n) => checkpointIndex(n, chain) !== null).sort((a, b) => checkpointIndex(a, chain)! - checkpointIndex(b, chain)!);
 }
 
 /**

@@ -5,12 +5,12 @@
  * summary; exit 0 when healthy, 1 otherwise. Nothing is changed, no log file is written.
  */
 import { readdir } from "node:fs/promises";
-import { checkpointIndex, isCheckpointXmlName } from "../backupset/layout.js";
+import { checkpointIndex, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { listBlockBitmaps } from "../libvirt/block-bitmaps.js";
 import { listImageBitmaps } from "../qemu/img-bitmaps.js";
 import { diskDrift, libvirtChainProblem } from "./chain-continuation.js";
-import { foreignCheckpoints } from "./checkpoints.js";
+import { checkpointNames } from "./checkpoints.js";
 import type { DomainState, RunContext } from "./run-context.js";
 import { readRunMarker } from "./run-marker.js";
 
@@ -26,7 +26,8 @@ interface BitmapState {
 }
 
 export async function checkHealth(r: RunContext, m: Checked): Promise<number> {
-  const findings = [...(await setFindings(r, m)), ...(await libvirtFindings(r, m)), ...(await bitmapFindings(r, m))];
+  const known = new Set(await checkpointNames(m.domain));
+  const findings = [...(await setFindings(r, m)), ...(await libvirtFindings(r, m, known)), ...(await bitmapFindings(r, m, known))];
   for (const f of findings) r.log.warning(f);
   const last = m.cpt.at(-1);
   const where = `[${r.args.domain}] against [${r.outDir}]${r.generation > 1 ? ` (generation ${r.generation})` : ""}`;
@@ -55,15 +56,14 @@ async function setFindings(r: RunContext, m: Checked): Promise<string[]> {
   return out;
 }
 
-async function libvirtFindings(r: RunContext, m: Checked): Promise<string[]> {
+/** `known`: every checkpoint name libvirt has for the domain. */
+async function libvirtFindings(r: RunContext, m: Checked, known: ReadonlySet<string>): Promise<string[]> {
   const out: string[] = [];
-  const all = await m.domain.listAllCheckpoints();
-  const known = new Set(all.map((c) => (c.free(), c.name)));
   for (const n of m.cpt) if (!known.has(n)) out.push(`Checkpoint [${n}] of the set is unknown to libvirt: the next run redefines it from the saved XML when its bitmaps exist.`);
   for (const n of known) {
     if (checkpointIndex(n, r.chain) !== null && !m.cpt.includes(n)) out.push(`Checkpoint [${n}] of this chain is not in [${r.cptPath}]: another target with the same chain, or a run that died.`);
   }
-  for (const n of await foreignCheckpoints(m.domain)) out.push(`Foreign checkpoint [${n}]: -l full/inc/diff refuse to run while it exists (-l auto keeps it).`);
+  for (const n of [...known].filter((x) => !isOwnCheckpointName(x))) out.push(`Foreign checkpoint [${n}]: -l full/inc/diff refuse to run while it exists (-l auto keeps it).`);
   const last = m.cpt.at(-1);
   if (last && known.has(last)) {
     const problem = await libvirtChainProblem(m.domain, last);
@@ -72,9 +72,8 @@ async function libvirtFindings(r: RunContext, m: Checked): Promise<string[]> {
   return out;
 }
 
-async function bitmapFindings(r: RunContext, m: Checked): Promise<string[]> {
+async function bitmapFindings(r: RunContext, m: Checked, claimed: ReadonlySet<string>): Promise<string[]> {
   const out: string[] = [];
-  const claimed = new Set((await m.domain.listAllCheckpoints()).map((c) => (c.free(), c.name)));
   const last = m.cpt.at(-1);
   for (const [target, bitmaps] of await bitmapsByDisk(r, m)) {
     for (const b of bitmaps) {

@@ -9,7 +9,7 @@ import { checkpointIndex } from "../backupset/layout.js";
 import { listBlockBitmaps, removeBlockBitmap } from "../libvirt/block-bitmaps.js";
 import { listImageBitmaps, removeImageBitmap } from "../qemu/img-bitmaps.js";
 import { oneLine } from "../util/one-line.js";
-import { chainCheckpoints, highestIndex } from "./checkpoints.js";
+import { chainCheckpoints, checkpointNames, highestIndex } from "./checkpoints.js";
 import type { Preflight, RunContext } from "./run-context.js";
 
 /** Per disk target: the names of this chain's bitmaps in its image. */
@@ -32,7 +32,7 @@ export async function indexAfterLeftovers(r: RunContext, m: Pick<Preflight, "dom
 }
 
 export async function removeStaleBitmaps(r: RunContext, m: Pick<Preflight, "domain" | "offline" | "disks">): Promise<void> {
-  const claimed = new Set((await m.domain.listAllCheckpoints()).map((c) => (c.free(), c.name)));
+  const claimed = new Set(await checkpointNames(m.domain));
   const wanted = new Set(m.disks.map((d) => d.target));
   if (!m.offline) {
     for (const disk of await listBlockBitmaps(m.domain)) {

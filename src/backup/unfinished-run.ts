@@ -16,7 +16,7 @@ import { isLibvirtError } from "../libvirt/errors.js";
 import { isPartialPath } from "../storage/durable.js";
 import { fsyncDirectory, writeFileDurably } from "../storage/durable.js";
 import { oneLine } from "../util/one-line.js";
-import { checkpointProblem, highestIndex } from "./checkpoints.js";
+import { checkpointNames, checkpointProblem, highestIndex } from "./checkpoints.js";
 import type { RunContext } from "./run-context.js";
 import { clearRunMarker, type RunMarker } from "./run-marker.js";
 
@@ -42,9 +42,7 @@ async function checkpointOfDeadRun(r: RunContext, domain: Domain, marker: RunMar
   if (marker.checkpoint !== "?" && (marker.level === "full" || marker.level === "inc") && checkpointIndex(marker.checkpoint, r.chain) !== null) return marker.checkpoint;
   if (marker.level !== "full" && marker.level !== "inc") return null;
   const next = highestIndex(cpt, r.chain) + 1;
-  const all = await domain.listAllCheckpoints();
-  const names = all.map((c) => (c.free(), c.name));
-  return names.find((n) => checkpointIndex(n, r.chain) === next && !cpt.includes(n)) ?? null;
+  return (await checkpointNames(domain)).find((n) => checkpointIndex(n, r.chain) === next && !cpt.includes(n)) ?? null;
 }
 
 /** Every disk of the set (those with a full) has the checkpoint's final data file. */
