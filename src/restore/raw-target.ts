@@ -7,9 +7,7 @@
  */
 import { stat } from "node:fs/promises";
 import { execa } from "execa";
-import { buildChain, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain-order.js";
-import { parseCpt } from "../backupset/cpt.js";
-import { isCptFileName, isDataFileName, parseDataFileName } from "../backupset/layout.js";
+import type { ChainFile } from "../backupset/chain-order.js";
 import type { Logger } from "../report/log.js";
 import { Progress } from "../report/progress.js";
 import { logging } from "../report/log.js";
@@ -20,7 +18,8 @@ import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { oneLine } from "../util/one-line.js";
 import { convertChain } from "./convert.js";
 import type { RestoreArgs } from "./options.js";
-import { readChainFiles } from "./restore.js";
+import { disksInSet } from "./preflight.js";
+import { cptNamesOf, dataFilesOf, diskChain } from "./restore.js";
 
 class RawTargetRefusal extends Error {}
 
@@ -30,7 +29,7 @@ export async function restoreToRaw(args: RestoreArgs, set: BackupSetSource, log:
   try {
     const listing = await set.list();
     const disk = chooseDisk(args, listing);
-    const chain = await diskChain(args, set, listing, disk);
+    const chain = await diskChain(set, listing, disk, dataFilesOf(listing, disk), await cptNamesOf(set, listing, null), args.until);
     const size = chain.at(-1)!.meta.virtualSize;
     const device = await targetKind(args.output);
     const bar = progress.bar(disk, chain.reduce((a, f) => a + f.meta.dataSize, 0));
@@ -54,23 +53,13 @@ export async function restoreToRaw(args: RestoreArgs, set: BackupSetSource, log:
 function chooseDisk(args: RestoreArgs, listing: SetFile[]): string {
   if (args.uri.includes("+ssh")) throw new RawTargetRefusal("Option --to-raw restores on this machine only, not on a remote hypervisor.");
   if (args.adjustConfig || args.define || args.sequence || args.raw) throw new RawTargetRefusal("Option --to-raw restores one disk into a device or file: it does not go with -c, -D, --sequence or --raw.");
-  const disks = [...new Set(listing.map((f) => parseDataFileName(f.name)).filter((p) => p && p.level !== "copy").map((p) => p!.disk))].sort();
+  const disks = disksInSet(listing);
   if (args.disk) {
     if (!disks.includes(args.disk)) throw new RawTargetRefusal(`The backup set has no disk [${args.disk}], its disks: [${disks.join(", ")}]`);
     return args.disk;
   }
   if (disks.length !== 1) throw new RawTargetRefusal(`Option --to-raw restores one disk: choose it with -d (the set has [${disks.join(", ")}]).`);
   return disks[0]!;
-}
-
-async function diskChain(args: RestoreArgs, set: BackupSetSource, listing: SetFile[], disk: string): Promise<ChainFile[]> {
-  const files = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk}.`) && isDataFileName(f.name));
-  const until = args.until ?? undefined;
-  const chain = cutChain(disk, buildChain(disk, await readChainFiles(set, files), until), until);
-  const cpt = listing.find((f) => !f.name.includes("/") && isCptFileName(f.name));
-  const names = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
-  checkChainAgainstCpt(disk, chain, names, until, checkpointXmlNames(listing));
-  return chain;
 }
 
 /** true: an existing block device; false: a path that does not exist yet; anything else is refused. */

@@ -11,7 +11,7 @@ import { logging } from "../report/log.js";
 import { Progress } from "../report/progress.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, cutChain, type ChainFile } from "../backupset/chain-order.js";
 import { parseCpt } from "../backupset/cpt.js";
-import { cptFileName, isAutostartFileName, isDataFileName, isQcowJsonFileNameOf, parseDataFileName, qcowJsonFileName } from "../backupset/layout.js";
+import { cptFileName, isAutostartFileName, isCptFileName, isDataFileName, isQcowJsonFileNameOf, parseDataFileName, qcowJsonFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";
 import type { Host } from "../host/host.js";
 import { LocalHost } from "../host/local.js";
@@ -39,7 +39,7 @@ import { exitCodeFromCounts } from "../report/exit-code.js";
 type Out = { write(s: string): unknown };
 
 /** The metadata of each data file, for chain ordering. */
-export async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<ChainFile[]> {
+async function readChainFiles(set: BackupSetSource, files: SetFile[]): Promise<ChainFile[]> {
   const out: ChainFile[] = [];
   for (const f of files) {
     const source = await set.open(f.name);
@@ -51,6 +51,25 @@ export async function readChainFiles(set: BackupSetSource, files: SetFile[]): Pr
     }
   }
   return out;
+}
+
+/** One disk's data files at the top level of the set. */
+export function dataFilesOf(listing: SetFile[], disk: string): SetFile[] {
+  return listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk}.`) && isDataFileName(f.name));
+}
+
+/** The names in the set's `.cpt` (`name`, or with null the one `*.cpt` at the top level); [] without one. */
+export async function cptNamesOf(set: BackupSetSource, listing: SetFile[], name: string | null): Promise<string[]> {
+  const cpt = listing.find((f) => (name === null ? !f.name.includes("/") && isCptFileName(f.name) : f.name === name));
+  return cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
+}
+
+/** One disk's chain in apply order, up to `until`, cross-checked with the `.cpt` and `checkpoints/`. */
+export async function diskChain(set: BackupSetSource, listing: SetFile[], disk: string, dataFiles: SetFile[], cptNames: string[], until: string | null): Promise<ChainFile[]> {
+  const upTo = until ?? undefined;
+  const chain = cutChain(disk, buildChain(disk, await readChainFiles(set, dataFiles), upTo), upTo);
+  checkChainAgainstCpt(disk, chain, cptNames, upTo, checkpointXmlNames(listing));
+  return chain;
 }
 
 /** libvirt is needed for `-D` only; without it a local restore goes on (as the original). */
@@ -191,10 +210,9 @@ async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: bool
   restoreVolumesAsFiles(domain, args.output, log);
   const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
   if (adjust) adjustCommonDisks(domain, args.raw, log);
-  const cpt = listing.find((f) => f.name === cptFileName(domain.name));
-  const cptNames = cpt ? parseCpt((await set.readFile(cpt.name)).toString("utf8"), cpt.name) : [];
+  const cptNames = await cptNamesOf(set, listing, cptFileName(domain.name));
   for (const disk of disks) {
-    const dataFiles = listing.filter((f) => !f.name.includes("/") && f.name.startsWith(`${disk.target}.`) && isDataFileName(f.name));
+    const dataFiles = dataFilesOf(listing, disk.target);
     if (dataFiles.length === 0) {
       log.warning(`No backup file for disk [${disk.target}] found, assuming it has been excluded.`);
       if (adjust) domain.removeDisk(disk.target);
@@ -207,9 +225,7 @@ async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: bool
       if (adjust) adjustRestoredDisk(domain, disk.target, resolve(target), null);
       continue;
     }
-    const until = args.until ?? undefined;
-    const chain = cutChain(disk.target, buildChain(disk.target, await readChainFiles(set, dataFiles), until), until);
-    checkChainAgainstCpt(disk.target, chain, cptNames, until, checkpointXmlNames(listing));
+    const chain = await diskChain(set, listing, disk.target, dataFiles, cptNames, args.until);
     const settings = await settingsFor(ctx, disk.target, chain);
     if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
     await restoreChain(ctx, disk.target, chain, target, settings);
