@@ -3,25 +3,14 @@
  * continues the target's latest `generation.<N>` folder (the top level when there is none); a
  * chain that cannot continue starts the next one.
  */
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { nextGenerationDir } from "../backupset/generations.js";
+import { generationNumbers, nextGenerationDir } from "../backupset/generations.js";
 import { CHECKPOINT_DIR, cptFileName, generationDirName, parseGenerationDirName } from "../backupset/layout.js";
 import type { BackupArgs } from "./options.js";
 import { readCpt } from "../backupset/cpt.js";
 import { highestIndex } from "./checkpoints.js";
 import type { Preflight, RunContext, RunPlace } from "./run-context.js";
-
-async function generationNumbers(target: string): Promise<number[]> {
-  let names: string[];
-  try {
-    names = await readdir(target);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
-  return names.map(parseGenerationDirName).filter((n): n is number => n !== null).sort((a, b) => a - b);
-}
 
 /** The latest generation folder of `target` and its number; the target itself (1) without one. */
 export async function latestGeneration(target: string): Promise<{ dir: string; number: number }> {

@@ -56,6 +56,11 @@ export async function listGenerations(dir: string): Promise<Generation[]> {
   return out;
 }
 
+/** The N of every `generation.<N>` folder of `dir` (data or not), ascending; [] without any. */
+export async function generationNumbers(dir: string): Promise<number[]> {
+  return generationFolders(await entriesOf(dir)).map((g) => g.n);
+}
+
 /** The newest generation's directory: `dir` itself when it has no generation folder with data. */
 export async function newestGeneration(dir: string): Promise<string> {
   return (await listGenerations(dir)).at(-1)?.dir ?? dir;

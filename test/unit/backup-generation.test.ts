@@ -15,7 +15,7 @@ test("latestGeneration: the target itself without generation folders, else the h
   await mkdir(join(target, "generation.x"));
   await mkdir(join(target, "generation.1"));
   await writeFile(join(target, "generation.11"), "a file, not a folder");
-  assert.deepEqual(await latestGeneration(target), { dir: join(target, "generation.11"), number: 11 }, "names decide (a file there is refused later by mkdir)");
+  assert.deepEqual(await latestGeneration(target), { dir: join(target, "generation.10"), number: 10 }, "folders only: a file named generation.11 is no generation");
 });
 
 test("createNextGeneration: generation.2 first, then one past the highest", async (t) => {
