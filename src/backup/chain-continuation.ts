@@ -10,11 +10,11 @@ import { join } from "node:path";
 import { checkpointIndex, parseDataFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";
 import type { Domain } from "../libvirt/domain.js";
-import { listImageBitmaps } from "../qemu/img-bitmaps.js";
 import { DirectorySource } from "../storage/directory-source.js";
 import { oneLine } from "../util/one-line.js";
 import { humanize } from "../report/humanize.js";
 import { checkpointProblem, redefineMissing } from "./checkpoints.js";
+import { diskBitmaps } from "./disk-bitmaps.js";
 import type { Preflight, RunContext } from "./run-context.js";
 
 type Facts = Pick<Preflight, "domain" | "offline" | "disks" | "cpt">;
@@ -119,16 +119,16 @@ async function descendantsOf(domain: Domain, name: string): Promise<string[]> {
 }
 
 async function offlineBitmapProblem(r: RunContext, m: Facts, last: string): Promise<string | null> {
-  for (const d of m.disks.filter((x) => !x.raw && x.format.startsWith("qcow"))) {
-    let bitmaps;
-    try {
-      bitmaps = await listImageBitmaps(r.host, d.path);
-    } catch (e) {
-      return `the bitmaps of disk [${d.target}] cannot be read from [${d.path}]: ${oneLine((e as Error).message)}`;
-    }
-    const bitmap = bitmaps.find((b) => b.name === last);
-    if (!bitmap) return `bitmap [${last}] of disk [${d.target}] is missing from [${d.path}]`;
-    if (bitmap.inUse) return `bitmap [${last}] of disk [${d.target}] is flagged in-use in [${d.path}] (the image was not closed cleanly)`;
+  let disks;
+  try {
+    disks = await diskBitmaps(r, m);
+  } catch (e) {
+    return `the bitmaps of the disks cannot be read: ${oneLine((e as Error).message)}`;
+  }
+  for (const d of disks) {
+    const bitmap = d.bitmaps.find((b) => b.name === last);
+    if (!bitmap) return `bitmap [${last}] of disk [${d.target}] is missing from [${d.image}]`;
+    if (bitmap.broken) return `bitmap [${last}] of disk [${d.target}] is ${bitmap.broken}`;
   }
   return null;
 }

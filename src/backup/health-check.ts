@@ -7,22 +7,15 @@
 import { readdir } from "node:fs/promises";
 import { checkpointIndex, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
-import { listBlockBitmaps } from "../libvirt/block-bitmaps.js";
-import { listImageBitmaps } from "../qemu/img-bitmaps.js";
 import { diskDrift, libvirtChainProblem } from "./chain-continuation.js";
 import { checkpointNames } from "./checkpoints.js";
+import { diskBitmaps } from "./disk-bitmaps.js";
 import type { DomainState, RunContext } from "./run-context.js";
 import { readRunMarker } from "./run-marker.js";
 
 interface Checked extends DomainState {
   disks: SelectedDisk[];
   cpt: string[];
-}
-
-/** A disk's bitmap and what is wrong with it, if anything. */
-interface BitmapState {
-  name: string;
-  broken: string | null;
 }
 
 export async function checkHealth(r: RunContext, m: Checked): Promise<number> {
@@ -75,7 +68,7 @@ async function libvirtFindings(r: RunContext, m: Checked, known: ReadonlySet<str
 async function bitmapFindings(r: RunContext, m: Checked, claimed: ReadonlySet<string>): Promise<string[]> {
   const out: string[] = [];
   const last = m.cpt.at(-1);
-  for (const [target, bitmaps] of await bitmapsByDisk(r, m)) {
+  for (const { target, bitmaps } of await diskBitmaps(r, m)) {
     for (const b of bitmaps) {
       if (b.broken) out.push(`Bitmap [${b.name}] of disk [${target}] is ${b.broken}.`);
       if (checkpointIndex(b.name, r.chain) !== null && !claimed.has(b.name) && !m.cpt.includes(b.name)) {
@@ -83,24 +76,6 @@ async function bitmapFindings(r: RunContext, m: Checked, claimed: ReadonlySet<st
       }
     }
     if (last && !bitmaps.some((b) => b.name === last)) out.push(`Disk [${target}] has no bitmap [${last}]: the chain cannot continue for it.`);
-  }
-  return out;
-}
-
-async function bitmapsByDisk(r: RunContext, m: Checked): Promise<Map<string, BitmapState[]>> {
-  const wanted = m.disks.filter((d) => !d.raw && d.format.startsWith("qcow"));
-  const out = new Map<string, BitmapState[]>();
-  if (!m.offline) {
-    const live = await listBlockBitmaps(m.domain);
-    for (const d of wanted) {
-      const disk = live.find((x) => x.target === d.target);
-      out.set(d.target, (disk?.bitmaps ?? []).map((b) => ({ name: b.name, broken: b.inconsistent ? "inconsistent (its image was not closed cleanly)" : null })));
-    }
-    return out;
-  }
-  for (const d of wanted) {
-    const bitmaps = await listImageBitmaps(r.host, d.path);
-    out.set(d.target, bitmaps.map((b) => ({ name: b.name, broken: b.inUse ? `flagged in-use in [${d.path}] (the image was not closed cleanly)` : null })));
   }
   return out;
 }

@@ -6,46 +6,23 @@
  * through qemu-img; never a bitmap of another name.
  */
 import { checkpointIndex } from "../backupset/layout.js";
-import { listBlockBitmaps, removeBlockBitmap } from "../libvirt/block-bitmaps.js";
-import { listImageBitmaps, removeImageBitmap } from "../qemu/img-bitmaps.js";
 import { oneLine } from "../util/one-line.js";
 import { chainCheckpoints, checkpointNames, highestIndex } from "./checkpoints.js";
+import { diskBitmaps } from "./disk-bitmaps.js";
 import type { Preflight, RunContext } from "./run-context.js";
-
-/** Per disk target: the names of this chain's bitmaps in its image. */
-export async function chainBitmaps(r: RunContext, m: Pick<Preflight, "domain" | "offline" | "disks">): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  const ours = (name: string) => checkpointIndex(name, r.chain) !== null;
-  if (!m.offline) {
-    for (const disk of await listBlockBitmaps(m.domain)) out.set(disk.target, disk.bitmaps.map((b) => b.name).filter(ours));
-    return out;
-  }
-  for (const d of m.disks.filter((x) => x.format.startsWith("qcow"))) out.set(d.target, (await listImageBitmaps(r.host, d.path)).map((b) => b.name).filter(ours));
-  return out;
-}
 
 /** 0, or the index after every checkpoint and bitmap of this chain still present (ones that could not be removed). */
 export async function indexAfterLeftovers(r: RunContext, m: Pick<Preflight, "domain" | "offline" | "disks">): Promise<number> {
   const names = [...(await chainCheckpoints(m.domain, r.chain))];
-  for (const list of (await chainBitmaps(r, m)).values()) names.push(...list);
+  for (const disk of await diskBitmaps(r, m)) names.push(...disk.bitmaps.map((b) => b.name));
   return highestIndex(names, r.chain) + 1;
 }
 
 export async function removeStaleBitmaps(r: RunContext, m: Pick<Preflight, "domain" | "offline" | "disks">): Promise<void> {
   const claimed = new Set(await checkpointNames(m.domain));
-  const wanted = new Set(m.disks.map((d) => d.target));
-  if (!m.offline) {
-    for (const disk of await listBlockBitmaps(m.domain)) {
-      if (!wanted.has(disk.target)) continue;
-      for (const b of disk.bitmaps.filter((x) => checkpointIndex(x.name, r.chain) !== null && !claimed.has(x.name))) {
-        await removeOne(r, disk.target, b.name, () => removeBlockBitmap(m.domain, disk.node, b.name));
-      }
-    }
-    return;
-  }
-  for (const d of m.disks.filter((x) => x.format.startsWith("qcow"))) {
-    for (const b of (await listImageBitmaps(r.host, d.path)).filter((x) => checkpointIndex(x.name, r.chain) !== null && !claimed.has(x.name))) {
-      await removeOne(r, d.target, b.name, () => removeImageBitmap(r.host, d.path, b.name));
+  for (const disk of await diskBitmaps(r, m)) {
+    for (const b of disk.bitmaps.filter((x) => checkpointIndex(x.name, r.chain) !== null && !claimed.has(x.name))) {
+      await removeOne(r, disk.target, b.name, () => disk.remove(b.name));
     }
   }
 }
