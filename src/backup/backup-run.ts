@@ -26,7 +26,7 @@ import { latestGeneration, placeIn, startNewGeneration } from "./generation.js";
 import { Cleanup, interruptOnSignals } from "./interruption.js";
 import { planCheckpoints, startJob } from "./job-phases.js";
 import { JobStartError, runningBackupJob } from "./job.js";
-import { DomainLock, lockDirectory } from "./domain-lock.js";
+import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
 import { chooseDisks, domainState, leftoverJobHint, lookupDomain, refuseMissingData, reportLeftoverJob, saveConfigWithoutDisks } from "./preflight.js";

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { DomainLock, lockDirectory } from "../../src/backup/domain-lock.js";
+import { DomainLock, lockDirectory } from "../../src/connect/domain-lock.js";
 import { testDomain, MiB } from "../helpers/domains.js";
 import { autoPoint, backup, restoresEveryPoint, URI, warnings, type Point } from "../helpers/heal.js";
 import { ROOT, startOurBackup } from "../helpers/our-tool.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DomainLock, lockDirectory, lockFileName } from "../../src/backup/domain-lock.js";
+import { DomainLock, lockDirectory, lockFileName } from "../../src/connect/domain-lock.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const me = (pid: number) => ({ pid, started: "2026-12-04T00:00:00Z", output: "/backup/vm" });
@@ -30,7 +30,7 @@ test("one owner at a time; the refused caller learns who holds it; release frees
 test("a SIGKILLed owner leaves the lock free (the kernel releases flock)", async (t) => {
   const dir = await tempDir(t);
   const script = `
-    const { DomainLock } = await import(${JSON.stringify(new URL("../../src/backup/domain-lock.ts", import.meta.url).href)});
+    const { DomainLock } = await import(${JSON.stringify(new URL("../../src/connect/domain-lock.ts", import.meta.url).href)});
     const l = await DomainLock.acquire(${JSON.stringify(dir)}, "qemu:///system", "vm", { pid: process.pid, started: "now", output: "/b" });
     console.log(l instanceof DomainLock ? "locked" : "refused");
     setInterval(() => {}, 1000);`;
