@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes the man pages dist/man/man1/{virtnbdbackup,virtnbdrestore,virtnbdmap}.1 from the
+// Writes the man pages dist/man/man1/{virtnbdbackup,virtnbdrestore,virtnbdmap,virtnbdprune}.1 from the
 // option declarations (src/cli/man-page.ts; run after `tsc`, it imports dist/). The date in the
 // footer is SOURCE_DATE_EPOCH's (reproducible builds), else today's.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";

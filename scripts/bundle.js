@@ -7,7 +7,7 @@ import { build } from "esbuild";
 const root = new URL("..", import.meta.url).pathname;
 await build({
   absWorkingDir: root,
-  entryPoints: ["virtnbdbackup", "virtnbdrestore", "virtnbdmap"].map((n) => ({ in: `src/cli/entries/${n}.ts`, out: n })),
+  entryPoints: ["virtnbdbackup", "virtnbdrestore", "virtnbdmap", "virtnbdprune"].map((n) => ({ in: `src/cli/entries/${n}.ts`, out: n })),
   outdir: "dist/bin",
   outExtension: { ".js": ".mjs" },
   bundle: true,

@@ -28,7 +28,7 @@ shift $((OPTIND - 1))
 name=virtnbdbackup-ts
 version=$(node -p "require('$root/package.json').version")
 arch=$(dpkg --print-architecture)
-commands=(virtnbdbackup virtnbdrestore virtnbdmap)
+commands=(virtnbdbackup virtnbdrestore virtnbdmap virtnbdprune)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/$name-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -96,3 +96,10 @@ export function parseDataFileName(name: string): { disk: string; level: Level; i
   if (!m) return null;
   return { disk: m[1]!, level: m[2] as Level, ident: m[3] ?? null };
 }
+
+/** The chain a checkpoint name of ours belongs to: "" for `virtnbdbackup.<N>`, `<chain>` for `virtnbdbackup.<chain>.<N>`; null otherwise. */
+export function chainOfCheckpoint(name: string): string | null {
+  if (checkpointIndex(name) !== null) return "";
+  const m = /^virtnbdbackup\.(.+)\.(\d+)$/.exec(name);
+  return m && isChainName(m[1]!) ? m[1]! : null;
+}

@@ -71,7 +71,21 @@ export interface ParserSpec {
   version: string;
   /** help/usage width in columns, as `shutil.get_terminal_size().columns`. */
   columns?: number;
+  /**
+   * One positional argument taking one or more values (`nargs='+'`), stored as a list under
+   * `dest`: ours (virtnbdprune's PATHs); the original's commands have none.
+   */
+  positional?: Positional;
 }
+
+export interface Positional {
+  dest: string;
+  metavar: string;
+  help: string;
+}
+
+/** `PATH [PATH ...]`, as argparse shows `nargs='+'`. */
+export const positionalUsage = (p: Positional): string => `${p.metavar} [${p.metavar} ...]`;
 
 type Kind = "store" | "store_true" | "help" | "version";
 
@@ -209,6 +223,7 @@ export function formatUsage(spec: ParserSpec): string {
   const prog = progOf(spec);
   const width = helpWidth(spec.columns);
   const parts = actionsOf(spec).map(usagePart);
+  if (spec.positional) parts.push(positionalUsage(spec.positional));
   const actionUsage = parts.join(" ");
   let usage = [prog, actionUsage].filter((s) => s !== "").join(" ");
   const textWidth = width;
@@ -244,6 +259,11 @@ export function formatUsage(spec: ParserSpec): string {
     usage = lines.join("\n");
   }
   return `${prefix}${usage}\n`;
+}
+
+function formatPositional(p: Positional, helpPosition: number): string {
+  const head = `  ${p.metavar}`;
+  return head.length + 2 <= helpPosition ? `${head.padEnd(helpPosition)}${p.help}\n` : `${head}\n${" ".repeat(helpPosition)}${p.help}\n`;
 }
 
 /** The full `--help` text exactly as argparse's RawTextHelpFormatter prints it. */
@@ -291,6 +311,7 @@ export function formatHelp(spec: ParserSpec): string {
   const sections: string[] = [];
   sections.push(formatUsage(spec) + "\n");
   sections.push(text(spec.command.description()));
+  if (spec.positional) sections.push(`\npositional arguments:\n${formatPositional(spec.positional, helpPosition)}\n`);
   const groups: string[] = [];
   for (const a of actions) if (!groups.includes(a.group)) groups.push(a.group);
   for (const g of groups) {
@@ -391,6 +412,19 @@ class ArgvParser {
       throw new ParserError(
         `the following arguments are required: ${missing.map((a) => a.optionStrings.join("/")).join(", ")}`,
       );
+    }
+    const positional = this.spec.positional;
+    if (positional) {
+      // After "--" everything is a value, also what starts with "-".
+      const dd = extras.indexOf("--");
+      const before = dd < 0 ? extras : extras.slice(0, dd);
+      const unknown = before.filter((x) => x.startsWith("-") && x !== "-" && !NEGATIVE_NUMBER.test(x));
+      if (unknown.length > 0) throw new ParserError(`unrecognized arguments: ${unknown.join(" ")}`);
+      const values = dd < 0 ? extras : [...before, ...extras.slice(dd + 1)];
+      if (values.length === 0) throw new ParserError(`the following arguments are required: ${positional.metavar}`);
+      this.values[positional.dest] = values;
+      this.seen.add(positional.dest);
+      return { values: this.values, seen: this.seen };
     }
     if (extras.length > 0) throw new ParserError(`unrecognized arguments: ${extras.join(" ")}`);
     return { values: this.values, seen: this.seen };

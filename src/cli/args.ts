@@ -23,13 +23,14 @@ import { FULL_VERSION } from "../report/version.js";
 import type { BackupArgs, BackupLevel, BackupType } from "../backup/options.js";
 import type { RestoreAction, RestoreArgs } from "../restore/options.js";
 import type { MapArgs } from "../map/options.js";
+import type { PruneArgs } from "../prune/options.js";
 
 export { UsageExit } from "./argparse.js";
-export type { BackupArgs, BackupLevel, BackupType, RestoreAction, RestoreArgs, MapArgs };
+export type { BackupArgs, BackupLevel, BackupType, RestoreAction, RestoreArgs, MapArgs, PruneArgs };
 
 export { FULL_VERSION, VERSION } from "../report/version.js";
 
-export type CommandName = "virtnbdbackup" | "virtnbdrestore" | "virtnbdmap";
+export type CommandName = "virtnbdbackup" | "virtnbdrestore" | "virtnbdmap" | "virtnbdprune";
 
 /** Process facts the defaults depend on; injectable for tests. */
 export interface DefaultsContext {
@@ -388,12 +389,58 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
   return { command: cmd, prog, epilog: MAP_EPILOG, version: FULL_VERSION, columns: ctx.columns };
 }
 
+// ------------------------------------------------------------- virtnbdprune
+
+const PRUNE_EPILOG =
+  "Examples:\n" +
+  "   # show what 7 daily, 4 weekly and 6 monthly chains would keep, change nothing:\n" +
+  "\t%(prog)s --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --dry-run /backup/webvm\n" +
+  "   # keep the 3 newest chains of every domain backed up below /backup:\n" +
+  "\t%(prog)s --keep-last 3 /backup\n";
+
+const KEEP_RULES = [
+  ["last", "Keep the newest N chains"],
+  ["hourly", "Keep the newest chain of each of the last N hours that have one"],
+  ["daily", "Keep the newest chain of each of the last N days that have one"],
+  ["weekly", "Keep the newest chain of each of the last N ISO weeks (Monday to Sunday) that have one"],
+  ["monthly", "Keep the newest chain of each of the last N months that have one"],
+  ["yearly", "Keep the newest chain of each of the last N years that have one"],
+] as const;
+
+function pruneSpec(ctx: DefaultsContext, prog = "virtnbdprune"): ParserSpec {
+  const cmd = new Command(prog).description(
+    "Remove old backup chains by keep rules (Proxmox Backup Server's prune semantics): whole chains only, never the newest",
+  );
+  cmd.optionsGroup("Keep options");
+  for (const [rule, help] of KEEP_RULES) cmd.addOption(intOption(`--keep-${rule} <N>`, `${help}. (default: %(default)s)`).default(0));
+  cmd.optionsGroup("General options");
+  cmd.addOption(flagOption("-n, --dry-run", "List what would be kept and removed, and why; change nothing"));
+  const session = ctx.user === "root" ? "qemu:///system" : "qemu:///session";
+  cmd.addOption(
+    strOption("-U, --uri <uri>", "Libvirt connection URI: the domains' backup locks and checkpoints. (default: %(default)s)").default(session),
+  );
+  cmd.optionsGroup("Logging options");
+  addLogfileOption(cmd, ctx, prog);
+  addNocolorOption(cmd);
+  cmd.optionsGroup("Debug options");
+  addDebugOptions(cmd);
+  return {
+    command: cmd,
+    prog,
+    epilog: PRUNE_EPILOG,
+    version: FULL_VERSION,
+    columns: ctx.columns,
+    positional: { dest: "paths", metavar: "PATH", help: "A backup target, zip archive, folder of zip archives, or a folder of those" },
+  };
+}
+
 // -------------------------------------------------------------- public API
 
 const SPECS: Record<CommandName, (ctx: DefaultsContext) => ParserSpec> = {
   virtnbdbackup: (ctx) => backupSpec(ctx),
   virtnbdrestore: (ctx) => restoreSpec(ctx),
   virtnbdmap: (ctx) => mapSpec(ctx),
+  virtnbdprune: (ctx) => pruneSpec(ctx),
 };
 
 /** The parser spec of a command (commander Command + argparse extras). */
@@ -537,6 +584,29 @@ export function parseMapArgs(argv: readonly string[], ctx?: Partial<DefaultsCont
     nocolor: b(v, "nocolor"),
     readonly: b(v, "readonly"),
     hexdump: b(v, "hexdump"),
+    verbose: b(v, "verbose"),
+  };
+}
+
+export function parsePruneArgs(argv: readonly string[], ctx?: Partial<DefaultsContext>): PruneArgs {
+  const { v, given } = parseValues("virtnbdprune", argv, ctx);
+  const keep = { last: 0, hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+  for (const [rule] of KEEP_RULES) {
+    const count = n(v, `keep_${rule}`);
+    if (count < 0) {
+      const spec = parserSpec("virtnbdprune", ctx);
+      throw new UsageExit(2, "", `${formatUsage(spec)}${spec.prog}: error: argument --keep-${rule}: must not be negative: ${count}\n`);
+    }
+    keep[rule] = count;
+  }
+  return {
+    given,
+    paths: v["paths"] as string[],
+    keep,
+    dryRun: b(v, "dry_run"),
+    uri: s(v, "uri"),
+    logfile: s(v, "logfile"),
+    nocolor: b(v, "nocolor"),
     verbose: b(v, "verbose"),
   };
 }

@@ -74,12 +74,14 @@ function synopsis(spec: ParserSpec, prog: string): string[] {
     const inv = optionInvocation(a, a.optionStrings[0]!).replace(/ /g, "\\ ");
     lines.push(a.required ? inv : `[${inv}]`);
   }
+  if (spec.positional) lines.push(`\\fI${roffLiteral(spec.positional.metavar)}\\fR\\ [\\fI${roffLiteral(spec.positional.metavar)}\\fR\\ ...]`);
   lines.push(".YS");
   return lines;
 }
 
 function optionsSection(spec: ParserSpec, prog: string, notes: Record<string, string>): string[] {
   const out = [".SH OPTIONS"];
+  if (spec.positional) out.push(".TP", `\\fI${roffLiteral(spec.positional.metavar)}\\fR ...`, protectLines(roffText(spec.positional.help)));
   let group: string | null = null;
   for (const a of actionsOf(spec)) {
     if (a.group !== group) {
@@ -183,5 +185,5 @@ export function manPage(name: CommandName, opts: ManPageOptions = {}): string {
 
 /** File names under dist/man: `man1/<command>.1`. */
 export const MAN_PAGES: ReadonlyArray<{ name: CommandName; file: string }> = (
-  ["virtnbdbackup", "virtnbdrestore", "virtnbdmap"] as const
+  ["virtnbdbackup", "virtnbdrestore", "virtnbdmap", "virtnbdprune"] as const
 ).map((name) => ({ name, file: `man1/${name}.1` }));

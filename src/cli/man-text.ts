@@ -253,4 +253,45 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     ],
     seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)", "nbdkit(1)", "qemu-nbd(8)"],
   },
+
+  virtnbdprune: {
+    description: [
+      "virtnbdprune removes old backup chains by keep rules, with the semantics of Proxmox Backup " +
+        "Server's prune applied to whole chains: a chain is a full (or copy) backup with every " +
+        "incremental and differential backup that depends on it, and it counts once, at the time of " +
+        "its full backup. Each PATH is a backup target (its top level and its `generation.<N>` " +
+        "folders are one chain each), a zip archive, a folder of zip archives, or a folder of those " +
+        "(the monthly-folder layout `/backup/<domain>/<month>/`).",
+      "The chains of one domain (and one `--chain` name) are weighed together. The rules run in " +
+        "the order keep-last, -hourly, -daily, -weekly, -monthly, -yearly; each keeps the newest " +
+        "chain of each of its last N periods (local time; ISO weeks) that earlier rules did not " +
+        "already cover. Without any keep option everything is kept. The newest chain, and a chain " +
+        "a backup run writes into (or left unfinished), always stay.",
+      "A domain whose backup is running (its backup lock is held) is left alone. Removed chains' " +
+        "libvirt checkpoints are removed when they are provably the chain's own (same name and " +
+        "creation time as the chain's saved checkpoint XML). A folder is renamed to " +
+        "`.<name>.pruning` before it is removed, files go dependants first and the base last, and " +
+        "every step is made durable: a prune killed at any point leaves every kept chain " +
+        "restorable, and the next prune finishes the job.",
+      COMPAT,
+    ],
+    optionNotes: {
+      ...LOGFILE_NOTE,
+      "--uri": "The default shown is root's; for any other user it is `qemu:///session`. Used for the per-domain backup lock and the checkpoints; prune works without libvirt (checkpoints are then left, with a warning).",
+      "--dry-run": "Each chain is listed with what keeps it (`keep-daily 2026-12-04`, `the newest chain`) or why it goes.",
+    },
+    exitStatus: [
+      ["0", "Done (or, with `--dry-run`, listed)."],
+      ["1", "A chain could not be read or removed; nothing after it was removed."],
+      ["2", "A usage error."],
+      ["75", "A backup of some domain was running: that domain's chains were left alone; try again later (`EX_TEMPFAIL`)."],
+    ],
+    files: [
+      ["`/run/lock/virtnbdbackup/`", "The per-domain backup locks (`$VIRTNBDBACKUP_LOCK_DIR` elsewhere)."],
+      ["`$HOME/virtnbdprune.log`", "The log file (`-L`)."],
+    ],
+    environment: [...HOME_ENV, ...USER_ENV, ...OUTPUT_ENV, ["VIRTNBDBACKUP_LOCK_DIR", "The folder of the per-domain backup locks."]],
+    differences: ["The original has no prune command; its users rotate backup folders with their own scripts."],
+    seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)"],
+  },
 };

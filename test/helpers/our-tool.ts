@@ -24,6 +24,7 @@ import type { TestDomain } from "./domains.js";
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const OUR_BACKUP = join(ROOT, "bin/virtnbdbackup.js");
 export const OUR_RESTORE = join(ROOT, "bin/virtnbdrestore.js");
+export const OUR_PRUNE = join(ROOT, "bin/virtnbdprune.js");
 const ADDON = join(ROOT, "src/native/build/Release/virtnbd.node");
 
 function newest(dir: string, accept: (name: string) => boolean): number {
@@ -137,6 +138,16 @@ export function startOurBackup(args: string[], o: RunOptions = {}): RunningTool 
 /** Runs our virtnbdrestore to its end. */
 export function ourRestore(args: string[], o: RunOptions = {}): Promise<ToolResult> {
   return start(OUR_RESTORE, args, o).result;
+}
+
+/** Runs our virtnbdprune to its end. */
+export function ourPrune(args: string[], o: RunOptions = {}): Promise<ToolResult> {
+  return start(OUR_PRUNE, args, o).result;
+}
+
+/** Starts our virtnbdprune (for kill tests). */
+export function startOurPrune(args: string[], o: RunOptions = {}): RunningTool {
+  return start(OUR_PRUNE, args, o);
 }
 
 /** Fails with the whole output when the run did not exit 0. */
