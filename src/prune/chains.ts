@@ -105,6 +105,11 @@ async function holdsOnlyItsSet(dir: string): Promise<boolean> {
   return (await entriesOf(dir)).every((e) => !e.isDirectory() || e.name === CHECKPOINT_DIR);
 }
 
+/**
+ * The generations of a target. A generation that no longer says its domain (generation 1 whose
+ * `.cpt` and vmconfig a killed prune already removed) takes its target's: it is weighed with
+ * the same chains again, and the next prune finishes it.
+ */
 async function targetChains(dir: string): Promise<Chain[]> {
   const later = (await generationNumbers(dir)).length > 0;
   const out: Chain[] = [];
@@ -114,7 +119,8 @@ async function targetChains(dir: string): Promise<Chain[]> {
     const shape: ChainShape = whole ? "folder" : "top-level";
     out.push(chainOf(g.dir, g.dir, shape, facts, removalOrderOf(facts.data)));
   }
-  return out;
+  const domain = out.find((c) => c.domain !== null)?.domain ?? null;
+  return out.map((c) => (c.domain === null ? { ...c, domain } : c));
 }
 
 interface ArchiveFacts {
