@@ -9,6 +9,7 @@ import {
   helpText,
   parseBackupArgs,
   parseMapArgs,
+  parsePruneArgs,
   parseRestoreArgs,
   usageText,
   UsageExit,
@@ -575,4 +576,37 @@ test("getuser follows Python's getpass.getuser() order", () => {
   assert.equal(getuser({ LNAME: "c", USERNAME: "d" }), "c");
   assert.equal(getuser({ USERNAME: "d" }), "d");
   assert.equal(typeof getuser({}), "string"); // passwd entry of this process
+});
+
+describe("virtnbdprune options", () => {
+  const it = test;
+  const CTXP = { pid: 1, user: "root", home: "/root", tmpdir: "/tmp", columns: 80 };
+  it("keep rules, dry run and the PATHs (also after --, also starting with -)", () => {
+    const a = parsePruneArgs(["--keep-daily", "7", "/b/a", "-n", "--keep-weekly=4", "/b/b", "--", "-odd"], CTXP);
+    assert.deepEqual(a.paths, ["/b/a", "/b/b", "-odd"]);
+    assert.deepEqual(a.keep, { last: 0, hourly: 0, daily: 7, weekly: 4, monthly: 0, yearly: 0 });
+    assert.equal(a.dryRun, true);
+    assert.equal(a.uri, "qemu:///system");
+    assert.equal(a.logfile, "/root/virtnbdprune.log");
+  });
+  it("usage errors: no PATH, an unknown option, a negative or non-numeric count", () => {
+    const err = (argv: string[]) => {
+      try {
+        parsePruneArgs(argv, CTXP);
+      } catch (e) {
+        assert.ok(e instanceof UsageExit);
+        assert.equal(e.code, 2);
+        return e.stderr.trim().split("\n").at(-1);
+      }
+      assert.fail("no usage error");
+    };
+    assert.equal(err(["--keep-last", "1"]), "virtnbdprune: error: the following arguments are required: PATH");
+    assert.equal(err(["--keep-lots", "1", "/b"]), "virtnbdprune: error: unrecognized arguments: --keep-lots");
+    assert.equal(err(["--keep-last", "-2", "/b"]), "virtnbdprune: error: argument --keep-last: must not be negative: -2");
+    assert.match(err(["--keep-last", "x", "/b"])!, /argument --keep-last: invalid int value: 'x'/);
+  });
+  it("usage line and help show the positional as argparse does", () => {
+    assert.match(usageText("virtnbdprune", CTXP), /\[-V\] PATH\s+\[PATH \.\.\.\]\n$/);
+    assert.match(helpText("virtnbdprune", CTXP), /\npositional arguments:\n  PATH {18}A backup target/);
+  });
 });

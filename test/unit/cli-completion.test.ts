@@ -130,6 +130,9 @@ test("path options: directories for -o, files for -i/-f/-L, comma lists for virt
   assert.deepEqual(complete(dir, "virtnbdrestore", "virtnbdrestore -o v").words, ["verify"]);
   assert.deepEqual(complete(dir, "virtnbdrestore", "virtnbdrestore -L sda.f").words, ["sda.full.data"]);
   assert.deepEqual(complete(dir, "virtnbdmap", "virtnbdmap -f sda.full.data,sda.i").words, ["sda.full.data,sda.inc.virtnbdbackup.1.data"]);
+  // virtnbdprune's PATHs: files and folders after the options; options still complete on "-"
+  assert.deepEqual(complete(dir, "virtnbdprune", "virtnbdprune --keep-last 2 back").words.sort(), ["backup.zip", "backups"]);
+  assert.deepEqual(complete(dir, "virtnbdprune", "virtnbdprune --keep-m").words, ["--keep-monthly"]);
 });
 
 test("every value-taking option has a completion kind; path options are files or directories", () => {

@@ -11,7 +11,7 @@ import { actionsOf } from "../../src/cli/argparse.js";
 import { MAN_CONTEXT, manPage, protectLines, roffInline, roffLiteral, roffText } from "../../src/cli/man-page.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const COMMANDS: CommandName[] = ["virtnbdbackup", "virtnbdrestore", "virtnbdmap"];
+const COMMANDS: CommandName[] = ["virtnbdbackup", "virtnbdrestore", "virtnbdmap", "virtnbdprune"];
 const GROFF = "/usr/bin/groff";
 const noGroff = existsSync(GROFF) ? false : "needs groff (groff-base)";
 
