@@ -6,7 +6,9 @@
  * Destinations: the log file (append, plain format, always), stderr (coloured
  * like upstream's colorlog formatter unless `--nocolor`; off with `--quiet`),
  * syslog (`-L` in virtnbdbackup; see ./syslog.ts). WARNING and ERROR/CRITICAL
- * records are counted for `--strict` and the final exit code.
+ * records are counted for `--strict` and the final exit code, and handed to the
+ * `onRecord` listeners (the `--json` event stream, ./events.ts); with events on
+ * stderr, `setStderrLines(false)` keeps the log lines off it.
  *
  * Use:
  *   const logging = new LogManager();          // or the process-wide `logging`
