@@ -17,6 +17,7 @@ import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { logging, type Logger } from "../report/log.js";
 import { EXIT_TEMPFAIL } from "../report/exit-code.js";
+import { eventsOnStderr } from "../report/events.js";
 import { versionLine } from "../report/version.js";
 import { oneLine } from "../util/one-line.js";
 import { CheckpointError } from "./checkpoints.js";
@@ -199,7 +200,7 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
   if (host instanceof SshHost) cleanup.add(() => host.abandon());
   const stopSignals = interruptOnSignals(cleanup, log, p.stdoutMode ? io.stdout : null);
   try {
-    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet, ...hypervisor, ...p });
+    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p });
   } catch (e) {
     await cleanup.run(log);
     if (e instanceof BackupRefusal) return fail(log, ...e.lines);

@@ -58,8 +58,11 @@ export interface DiskBackupOptions {
   offline: { host: Host; socket: string; bitmap: string | null; tcp?: RemoteNbd | null } | null;
   pool: BufferPool;
   log: DiskLog;
-  onTotal?: (bytes: number) => void;
+  /** The data file's name (in the target directory or the zip archive) and the bytes to copy, once known. */
+  onStart?: (start: { file: string; total: number }) => void;
   onProgress?: (bytes: number) => void;
+  /** Offline: the qemu-nbd started for this disk, once it runs. */
+  onNbdServer?: (server: { target: NbdTarget; exportName: string; tls: boolean }) => void;
   /** Registers a way to stop this disk's helpers when the run is interrupted. */
   onCleanup?: (fn: () => void) => void;
 }
@@ -67,6 +70,8 @@ export interface DiskBackupOptions {
 export interface DiskBackupResult {
   file: string;
   dataBytes: number;
+  /** The Adler-32 written into the file's `.chksum`; null where there is none (raw image, zip archive). */
+  checksum: number | null;
 }
 
 const READ_SIZE = 4 << 20;
@@ -80,17 +85,19 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     client = await connectSource(o, source);
     const extents = await queryExtents(o, client, source);
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.level, o.ident);
+    o.onStart?.({ file: name, total: extents.dataBytes });
     const reader = nbdReader(client);
     const started = performance.now();
+    let checksum: number | null = null;
     if (o.raw) await writeRawImage(o, name, reader, extents, client.size);
-    else await writeStream(o, name, reader, extents, client);
+    else checksum = await writeStream(o, name, reader, extents, client);
     const seconds = (performance.now() - started) / 1000;
     log.debug(`Transferred ${humanize(extents.dataBytes)} in ${seconds.toFixed(2)} s (${humanize(extents.dataBytes / Math.max(seconds, 1e-3))}/s)`);
     await client.disconnect();
     client = null;
     if (source.server) await source.server.stop();
     source.server = null;
-    return { file: name, dataBytes: extents.dataBytes };
+    return { file: name, dataBytes: extents.dataBytes, checksum };
   } finally {
     client?.close();
     if (source.server) {
@@ -134,6 +141,7 @@ function startOfflineSource(o: DiskBackupOptions): DiskSource {
     bitmap: incremental && off.bitmap ? off.bitmap : undefined,
   });
   o.onCleanup?.(() => server.kill("SIGKILL")); // read-only export: nothing to lose
+  o.onNbdServer?.({ target: server.target, exportName, tls: !!tcp?.tls });
   const dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
   return { target: server.target, exportName, dirtyContext, tls: tcp?.tls ?? null, server };
 }
@@ -183,7 +191,6 @@ async function queryExtents(o: DiskBackupOptions, client: NbdClient, src: DiskSo
   log.info(`${extents.dataBytes} bytes [${humanize(extents.dataBytes)}] of data extents to backup`);
   if (incremental && extents.dataBytes === 0) log.info("No dirty blocks found");
   logExtents(log, extents);
-  o.onTotal?.(extents.dataBytes);
   return extents;
 }
 
@@ -197,7 +204,8 @@ function logExtents(log: DiskBackupOptions["log"], extents: ExtentList): void {
   if (extents.count > shown) log.debug(`… and ${extents.count - shown} more extents`);
 }
 
-async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<void> {
+/** Returns the Adler-32 saved into the `.chksum` file (null in a zip archive: no `.chksum` there). */
+async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<number | null> {
   const { log, disk } = o;
   const incremental = o.level === "inc" || o.level === "diff";
   log.info("Creating thin provisioned stream backup image");
@@ -242,7 +250,9 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
       const chksum = join(o.target.directory, checksumFileName(name));
       log.info(`Saving checksum to: [${chksum}]`);
       await writeFileDurably(chksum, String(summary.adler32), false);
+      return summary.adler32;
     }
+    return null;
   } catch (e) {
     await file.abort();
     throw e;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { clientTls, serverTlsDir, type RemoteNbd } from "../connect/remote.js";
 import { dirtyBitmapContext, type ClientTlsOptions, type NbdTarget } from "../nbd/index.js";
 import { logging, withThread } from "../report/log.js";
+import { runEvents, type DiskEvents } from "../report/events.js";
 import { Progress, type DiskProgress } from "../report/progress.js";
 import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
@@ -11,6 +12,7 @@ import { oneLine } from "../util/one-line.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { backupDisk } from "./disk-backup.js";
+import { qemuNbdServerEvent } from "../qemu/nbd-server-event.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
 
 /**
@@ -41,6 +43,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
       const d = disk;
       const dlog = r.log.child({ thread: d.target, module: "disktarget", func: "backup" });
       let bar: DiskProgress | null = null;
+      let events: DiskEvents | null = null;
       try {
         const copied = await withThread(d.target, () =>
           backupDisk({
@@ -48,11 +51,19 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
             target,
             pool,
             log: dlog,
-            onTotal: (n) => (bar = progress.bar(d.target, n)),
-            onProgress: (n) => bar?.increment(n),
+            onStart: ({ file, total }) => {
+              bar = progress.bar(d.target, total);
+              events = runEvents.disk({ disk: d.target, level: d.raw ? "copy" : c.level, target: r.stdoutMode ? file : join(r.outDir, file), total });
+            },
+            onProgress: (n) => {
+              bar?.increment(n);
+              events?.progress(n);
+            },
+            onNbdServer: (s) => runEvents.nbdServer(qemuNbdServerEvent(s.target, s.exportName, s.tls, d.target)),
             onCleanup: (fn) => r.cleanup.add(fn),
           }),
         );
+        (events as DiskEvents | null)?.done({ bytes: copied.dataBytes, checksum: copied.checksum });
         result.totalBytes += copied.dataBytes;
         // Stdout mode: the data went into the zip archive, not the working directory.
         const where = r.stdoutMode ? `${copied.file}] in the zip archive on stdout` : `${join(r.outDir, copied.file)}]`;

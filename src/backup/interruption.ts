@@ -7,6 +7,7 @@
 import type { Domain } from "../libvirt/domain.js";
 import { onSignals, signalNumber, TERMINATING_SIGNALS } from "../connect/signals.js";
 import { logging, type Logger } from "../report/log.js";
+import { runEvents } from "../report/events.js";
 
 /** How long signal cleanup (thaw, abort the job) may take before the process exits anyway. */
 const CLEANUP_LIMIT_MS = 15_000;
@@ -57,7 +58,8 @@ export class Cleanup {
 
 /**
  * On a signal (or EPIPE on `stdout`: Node ignores SIGPIPE, the write fails): log it, run the
- * cleanup (at most CLEANUP_LIMIT_MS: libvirt may not answer at all), close the log, exit 1.
+ * cleanup (at most CLEANUP_LIMIT_MS: libvirt may not answer at all), end the event stream
+ * (`run-end`, exit code 1), close the log, exit 1.
  * Returns the function that removes the handlers.
  */
 export function interruptOnSignals(cleanup: Cleanup, log: Logger, stdout: NodeJS.WritableStream | null): () => void {
@@ -76,6 +78,7 @@ export function interruptOnSignals(cleanup: Cleanup, log: Logger, stdout: NodeJS
     });
     void Promise.race([cleanup.run(log).catch(() => undefined), stuck]).finally(async () => {
       clearTimeout(watchdog);
+      runEvents.end(1);
       await logging.close().catch(() => undefined);
       process.exit(1);
     });

@@ -4,6 +4,9 @@ import { unixIdent } from "../backupset/layout.js";
 import { oneLine } from "../util/one-line.js";
 import { checkpointSize, CheckpointError, forgetChainCheckpoints, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
 import { startBackupJob } from "./job.js";
+import { jobServerEvent } from "./nbd-server-event.js";
+import type { BackupServer } from "../libvirt/backup-xml.js";
+import { runEvents } from "../report/events.js";
 import { indexAfterLeftovers, removeStaleBitmaps } from "./stale-bitmaps.js";
 import { writeRunMarker } from "./run-marker.js";
 import type { Preflight, RunCheckpoint, RunContext, SetChanges } from "./run-context.js";
@@ -55,10 +58,11 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
   const { level, plan } = c;
   const createsCheckpoint = level === "full" || level === "inc";
   const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
+  const server: BackupServer = r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, port: args.nbdPort } : { transport: "unix", socket: args.socketfile };
   const starting = startBackupJob({
     domain: m.domain,
     disks: m.disks,
-    server: r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, port: args.nbdPort } : { transport: "unix", socket: args.socketfile },
+    server,
     scratchDir: args.scratchdir,
     incremental: level === "inc" || level === "diff" ? plan.parent : null,
     checkpoint: createsCheckpoint ? { name: plan.name, parent: plan.parent } : null,
@@ -72,6 +76,7 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
   await starting;
   r.cleanup.jobStart = null;
   r.cleanup.jobDomain = m.domain;
+  runEvents.nbdServer(jobServerEvent(server, m.disks.map((d) => d.target)));
   if (createsCheckpoint) {
     changes.setChanged = true;
     log.info("Started backup job with checkpoint, saving information.");

@@ -1,12 +1,13 @@
 /** The options of a `virtnbdbackup` run, as parsed by src/cli/args.ts. */
 import type { RemoteOptions } from "../connect/remote.js";
 import type { LibvirtLogin } from "../connect/session.js";
+import type { EventOptions } from "../report/events.js";
 
 export type BackupLevel = "copy" | "full" | "inc" | "diff" | "auto";
 export type BackupType = "stream" | "raw";
 
 /** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
-export interface BackupArgs extends RemoteOptions, LibvirtLogin {
+export interface BackupArgs extends RemoteOptions, LibvirtLogin, EventOptions {
   domain: string;
   level: BackupLevel;
   type: BackupType;

@@ -11,7 +11,8 @@ import { loadIntegrity } from "./integrity.js";
 import { isRawImage } from "./raw-image.js";
 import { buildChain, ChainError, checkChainAgainstCpt, checkpointXmlNames, type ChainFile } from "./chain-order.js";
 import { parseCpt } from "./cpt.js";
-import { checksumFileName, isCptFileName } from "./layout.js";
+import { checksumFileName, isCptFileName, parseDataFileName } from "./layout.js";
+import type { EventStream } from "../report/events.js";
 
 export interface VerifyLog {
   info(message: string): void;
@@ -23,16 +24,19 @@ export interface VerifyOptions {
   bufferSize: number;
   /** Also check that each disk's files form a complete chain (not for an explicit `--sequence`). */
   chains?: boolean;
+  /** `disk-start`/`disk-done` per data file checked, with the Adler-32 computed (docs/events.md). */
+  events?: Pick<EventStream, "disk">;
 }
 
 function displayName(set: BackupSetSource, file: SetFile): string {
   return set.shownName(file.name);
 }
 
-async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number): Promise<number> {
+async function adler32Of(set: BackupSetSource, file: SetFile, bufferSize: number): Promise<{ checksum: number; size: number }> {
   const source = await set.open(file.name);
   try {
-    return await adler32Range(source, 0, source.size, 1, Buffer.allocUnsafe(Math.max(1, Math.min(bufferSize, 64 << 20))));
+    const checksum = await adler32Range(source, 0, source.size, 1, Buffer.allocUnsafe(Math.max(1, Math.min(bufferSize, 64 << 20))));
+    return { checksum, size: source.size };
   } finally {
     await source.close();
   }
@@ -95,9 +99,13 @@ export async function verifySet(set: BackupSetSource, files: SetFile[], options:
   for (const file of files) {
     const shown = displayName(set, file);
     log.info(`Computing checksum for: ${shown}`);
+    const base = file.name.slice(file.name.lastIndexOf("/") + 1);
+    const events = options.events?.disk({ disk: parseDataFileName(base)?.disk ?? base, source: [shown] });
     let computed: number;
     try {
-      computed = await adler32Of(set, file, options.bufferSize);
+      const read = await adler32Of(set, file, options.bufferSize);
+      computed = read.checksum;
+      events?.done({ bytes: read.size, checksum: computed });
     } catch (e) {
       log.error(`Unable to read [${shown}]: ${(e as Error).message}`);
       ok = false;

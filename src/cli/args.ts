@@ -19,6 +19,7 @@ import {
 } from "./argparse.js";
 
 import { FULL_VERSION } from "../report/version.js";
+import type { EventOptions } from "../report/events.js";
 
 import type { BackupArgs, BackupLevel, BackupType } from "../backup/options.js";
 import type { RestoreAction, RestoreArgs } from "../restore/options.js";
@@ -125,6 +126,16 @@ function addLogfileOption(cmd: Command, ctx: DefaultsContext, prog: string): voi
 
 function addNocolorOption(cmd: Command): void {
   cmd.addOption(flagOption("--nocolor", "Disable colored output (default: %(default)s)"));
+}
+
+/** Ours: the run's events as JSON lines (docs/events.md). */
+function addEventOptions(cmd: Command): void {
+  cmd.addOption(
+    flagOption("--json", "Write the run's events as JSON lines to stderr instead of log lines (docs/events.md). (default: %(default)s)"),
+  );
+  cmd.addOption(
+    strOption("--json-file <path>", "Append the run's events as JSON lines to this file; implies --json, stderr keeps the log lines").default(null),
+  );
 }
 
 function addDebugOptions(cmd: Command): void {
@@ -238,6 +249,7 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   cmd.addOption(flagOption("-L, --syslog", "Additionally send log messages to syslog (default: %(default)s)"));
   cmd.addOption(flagOption("--quiet", "Disable logging to stderr (default: %(default)s)"));
   addNocolorOption(cmd);
+  addEventOptions(cmd);
   cmd.addOption(
     strOption("--metrics-file <path>", "Write the run's metrics for Prometheus' node_exporter textfile collector to this file at the end").default(null),
   );
@@ -328,6 +340,7 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
   cmd.optionsGroup("Logging options");
   addLogfileOption(cmd, ctx, prog);
   addNocolorOption(cmd);
+  addEventOptions(cmd);
   cmd.optionsGroup("Debug options");
   addDebugOptions(cmd);
   return { command: cmd, prog, epilog: RESTORE_EPILOG, version: FULL_VERSION, columns: ctx.columns };
@@ -382,6 +395,7 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
   cmd.optionsGroup("Logging options");
   addLogfileOption(cmd, ctx, prog);
   addNocolorOption(cmd);
+  addEventOptions(cmd);
   cmd.optionsGroup("Debug options");
   cmd.addOption(flagOption("-r, --readonly", "Map image readonly (default: %(default)s)"));
   cmd.addOption(flagOption("-H, --hexdump", "Hexdump data to logfile for debugging (default: %(default)s)"));
@@ -485,6 +499,12 @@ const n = (v: Values, k: string): number => v[k] as number;
 const nn = (v: Values, k: string): number | null => (v[k] as number | null) ?? null;
 const b = (v: Values, k: string): boolean => v[k] === true;
 
+/** `--json-file` implies `--json`. */
+function eventOptions(v: Values): EventOptions {
+  const jsonFile = sn(v, "json_file");
+  return { json: b(v, "json") || jsonFile !== null, jsonFile };
+}
+
 export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsContext>): BackupArgs {
   const { v, given } = parseValues("virtnbdbackup", argv, ctx);
   return {
@@ -515,6 +535,7 @@ export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsC
     syslog: b(v, "syslog"),
     quiet: b(v, "quiet"),
     nocolor: b(v, "nocolor"),
+    ...eventOptions(v),
     qemu: b(v, "qemu"),
     startonly: b(v, "startonly"),
     killonly: b(v, "killonly"),
@@ -563,6 +584,7 @@ export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<Defaults
     ...remote(v),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
+    ...eventOptions(v),
     verbose: b(v, "verbose"),
   };
 }
@@ -582,6 +604,7 @@ export function parseMapArgs(argv: readonly string[], ctx?: Partial<DefaultsCont
     noprogress: b(v, "noprogress"),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
+    ...eventOptions(v),
     readonly: b(v, "readonly"),
     hexdump: b(v, "hexdump"),
     verbose: b(v, "verbose"),

@@ -1,7 +1,16 @@
 /** `virtnbdbackup`: full, copy, inc, diff and auto backups of a libvirt domain. */
 import { parseBackupArgs } from "./args.js";
 import { runBackup, type BackupIO } from "../backup/backup-run.js";
+import { logging } from "../report/log.js";
+import { startEvents } from "./event-output.js";
+import { backupRunStart } from "./run-start.js";
 
 export async function main(argv: string[], io: BackupIO = { stdout: process.stdout }): Promise<number> {
-  return runBackup(parseBackupArgs(argv), argv, io);
+  const args = parseBackupArgs(argv);
+  const refused = startEvents("virtnbdbackup", args, backupRunStart(args));
+  if (refused) {
+    logging.getLogger({ func: "main" }).error(refused);
+    return 1;
+  }
+  return runBackup(args, argv, io);
 }

@@ -1,14 +1,18 @@
 /**
- * Glue for the three bin entries: run a command's main(), turn `UsageExit`
- * into output + exit status, make sure logging is closed, set the exit code.
+ * Glue for the bin entries: run a command's main(), turn `UsageExit` into output + exit
+ * status, end the event stream with the exit code (`run-end`), make sure logging is closed,
+ * set the exit code.
  */
 import { handleUsageExit, UsageExit } from "./args.js";
 import { logging, type LogManager } from "../report/log.js";
+import { runEvents, type EventStream } from "../report/events.js";
 
 export interface RunIO {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
   manager: LogManager;
+  /** the run's event stream (default: the process-wide one main() opened with `--json`) */
+  events?: EventStream;
 }
 
 /**
@@ -16,7 +20,8 @@ export interface RunIO {
  * - `UsageExit` (from parse*Args): its text is printed, its code returned;
  * - any other exception: logged as ERROR (or printed if logging is not set
  *   up) and 1 returned;
- * - in every case the log file and syslog are closed before returning.
+ * - in every case the event stream gets its `run-end` (when main opened it) and the log file
+ *   and syslog are closed before returning.
  *
  * A bin file then is: `process.exitCode = await runCommand(backupMain);`
  */
@@ -36,6 +41,7 @@ export async function runCommand(
       code = 1;
     }
   }
+  (io.events ?? runEvents).end(code);
   await io.manager.close();
   return code;
 }

@@ -53,6 +53,15 @@ const REMOTE_NOTES: Record<string, string> = {
   "--ssh-user": "The default is the user name (see ENVIRONMENT), shown here for root.",
 };
 
+const EVENT_NOTES: Record<string, string> = {
+  "--json":
+    "One JSON object per line: `run-start`, `disk-start`, `progress`, `disk-done`, `nbd-server`, " +
+    "`warning`, `error`, `run-end` (with the exit status). The log file still gets the log lines; " +
+    "no progress bars. Fields, exit status per command and the JSON Schema: docs/events.md and " +
+    "docs/events.schema.json of virtnbdbackup-ts. An option of virtnbdbackup-ts.",
+  "--json-file": "The file is appended to; it is opened before anything else, a failure is exit status 1.",
+};
+
 const LOGFILE_NOTE: Record<string, string> = {
   "--logfile": "Without HOME, the log file is in the system's temporary directory.",
 };
@@ -87,6 +96,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     ],
     optionNotes: {
       ...REMOTE_NOTES,
+      ...EVENT_NOTES,
       "--output": "`-` writes a zip archive to standard output (not to a terminal).",
       "--checkpointdir": "Default: `checkpoints` in the output directory.",
       "--socketfile": "`<pid>` is the process id; offline backups use `<socketfile>.<disk>`.",
@@ -183,6 +193,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     optionNotes: {
       ...REMOTE_NOTES,
       ...LOGFILE_NOTE,
+      ...EVENT_NOTES,
       "--output": "`dump` and `verify` instead of a directory are the same as `-a dump` and `-a verify`.",
       "--input":
         "A zip archive or a directory of zip archives works as well. A directory holding " +
@@ -230,6 +241,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     ],
     optionNotes: {
       ...LOGFILE_NOTE,
+      ...EVENT_NOTES,
       "--file": "Separated by commas; the first must be a full backup.",
       "--blocksize": "The block size of the copy-on-write overlay (the original passes it to nbdkit as the maximum request size).",
       "--listen-only": "An option of virtnbdbackup-ts.",

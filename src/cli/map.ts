@@ -7,6 +7,8 @@ import { logging, LogFileError } from "../report/log.js";
 import { versionLine } from "../report/version.js";
 import { onSignals } from "../connect/signals.js";
 import { mapChain, type Stop } from "../map/map-chain.js";
+import { startEvents } from "./event-output.js";
+import { mapRunStart } from "./run-start.js";
 
 /** Resolves on the first SIGINT/SIGTERM/SIGHUP; `dispose` removes the handlers. */
 function signalWaiter(): { promise: Promise<Stop>; dispose: () => void } {
@@ -17,6 +19,11 @@ function signalWaiter(): { promise: Promise<Stop>; dispose: () => void } {
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseMapArgs(argv);
+  const refused = startEvents("virtnbdmap", args, mapRunStart(args));
+  if (refused) {
+    logging.getLogger({ func: "main" }).error(refused);
+    return 1;
+  }
   try {
     logging.configure({ prog: "virtnbdmap", verbose: args.verbose, nocolor: args.nocolor, logFile: args.logfile });
   } catch (e) {

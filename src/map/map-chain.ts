@@ -14,6 +14,7 @@ import { cowBlockSize, describeExit, missingModules, nbdkitInstall, tail, which,
 import { signalNumber } from "../connect/signals.js";
 import type { MapArgs } from "./options.js";
 import { MapSession } from "./session.js";
+import { runEvents, type NbdServerFields } from "../report/events.js";
 
 /** Why serving ends: a signal, or nbdkit exiting on its own. */
 export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo };
@@ -78,6 +79,12 @@ async function loadChainLogged(args: MapArgs, log: Logger): Promise<MappedChain 
   return chain;
 }
 
+/** Where the session's nbdkit listens, as the `nbd-server` event says it (docs/events.md). */
+function nbdkitServerEvent(session: MapSession): NbdServerFields {
+  const o = session.opts;
+  return { server: "nbdkit", transport: "tcp", host: o.listenAddress, port: Number(o.port), exports: [o.exportName], tls: false };
+}
+
 /** Starts the helper and nbdkit, attaches the device (unless --listen-only), waits for the stop. */
 async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Promise<Stop>): Promise<number> {
   const session = await MapSession.create(chain, {
@@ -118,6 +125,7 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Pro
     return 1;
   }
   log.info(`Started nbdkit process pid: [${session.nbdkitPid}], Logfile: [${session.nbdkitLog}]`);
+  runEvents.nbdServer(nbdkitServerEvent(session));
   const nbdkitGone = session.nbdkitExited!.then((exit): Stop => ({ kind: "nbdkit", exit: exit as ExitInfo }));
 
   const host = connectHost(args.listenAddress);

@@ -1,7 +1,8 @@
 /** The options of a `virtnbdmap` run, as parsed by src/cli/args.ts. */
 import type { GivenOptions } from "../util/given-options.js";
+import type { EventOptions } from "../report/events.js";
 
-export interface MapArgs extends GivenOptions {
+export interface MapArgs extends GivenOptions, EventOptions {
   /** comma list of data files as given */
   file: string;
   blocksize: string;

@@ -6,7 +6,9 @@
  * Destinations: the log file (append, plain format, always), stderr (coloured
  * like upstream's colorlog formatter unless `--nocolor`; off with `--quiet`),
  * syslog (`-L` in virtnbdbackup; see ./syslog.ts). WARNING and ERROR/CRITICAL
- * records are counted for `--strict` and the final exit code.
+ * records are counted for `--strict` and the final exit code, and handed to the
+ * `onRecord` listeners (the `--json` event stream, ./events.ts); with events on
+ * stderr, `setStderrLines(false)` keeps the log lines off it.
  *
  * Use:
  *   const logging = new LogManager();          // or the process-wide `logging`
@@ -220,6 +222,8 @@ export class LogManager {
   private syslog: SyslogTransport | null = null;
   private clock: () => Date = () => new Date();
   private fileErrorReported = false;
+  private stderrLines = true;
+  private readonly recordListeners = new Set<(r: LogRecord) => void>();
 
   /**
    * Set up destinations. Opens the log file first and throws `LogFileError`
@@ -255,6 +259,23 @@ export class LogManager {
         this.getLogger({ func: "configure" }).warning((e as Error).message);
       }
     }
+  }
+
+  /**
+   * `false`: no log lines on stderr whatever `configure` says, also before it (events on
+   * stderr, `--json`: src/report/events.ts). The log file and syslog are not affected.
+   */
+  setStderrLines(on: boolean): void {
+    this.stderrLines = on;
+  }
+
+  /**
+   * Calls `fn` with every record at WARNING and above, as it is logged (the event stream's
+   * `warning` and `error` events). Returns the function that removes it.
+   */
+  onRecord(fn: (r: LogRecord) => void): () => void {
+    this.recordListeners.add(fn);
+    return () => this.recordListeners.delete(fn);
   }
 
   /** The open log file's path, if any. */
@@ -294,14 +315,15 @@ export class LogManager {
       thread: ctx.thread ?? currentThread(),
       message: messageText(msg),
     };
+    if (LEVELS[level] >= LEVELS.WARNING) for (const fn of this.recordListeners) fn(record);
     if (!this.configured) {
       // Like Python's last-resort handler: WARNING and above, message only.
-      if (LEVELS[level] >= LEVELS.WARNING) this.writeStderr(record.message + "\n");
+      if (LEVELS[level] >= LEVELS.WARNING && this.stderrLines) this.writeStderr(record.message + "\n");
       return;
     }
     const plain = formatPlain(record);
     if (this.fd !== null) this.writeFile(plain + "\n");
-    if (!this.quiet) {
+    if (!this.quiet && this.stderrLines) {
       const line =
         this.style === "plain" ? plain : formatColored(record, this.style === "color");
       this.writeStderr(line + "\n");

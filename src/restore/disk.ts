@@ -22,6 +22,8 @@ import { pyPrettyDict } from "../util/python-repr.js";
 import { adler32Range } from "../format/checksum.js";
 import { storedChecksum } from "../backupset/stored-checksum.js";
 import { convertChain } from "./convert.js";
+import { runEvents } from "../report/events.js";
+import { qemuNbdServerEvent } from "../qemu/nbd-server-event.js";
 import { loadIntegrity } from "../backupset/integrity.js";
 
 export class RestoreError extends Error {}
@@ -141,6 +143,7 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
       compressDriver: job.compress,
     });
     client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
+    runEvents.nbdServer(qemuNbdServerEvent(server.target, exportName, !!tcp?.tls, job.disk));
     const writer = nbdWriter(client);
     const pool = BufferPool.fixed(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {

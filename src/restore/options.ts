@@ -1,11 +1,12 @@
 /** The options of a `virtnbdrestore` run, as parsed by src/cli/args.ts. */
 import type { RemoteOptions } from "../connect/remote.js";
 import type { LibvirtLogin } from "../connect/session.js";
+import type { EventOptions } from "../report/events.js";
 
 export type RestoreAction = "dump" | "restore" | "verify";
 
 /** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
-export interface RestoreArgs extends RemoteOptions, LibvirtLogin {
+export interface RestoreArgs extends RemoteOptions, LibvirtLogin, EventOptions {
   action: RestoreAction;
   input: string;
   /** target dir; the literal values `dump` / `verify` select those actions (command's job) */

@@ -10,6 +10,7 @@ import { execa } from "execa";
 import type { ChainFile } from "../backupset/chain-order.js";
 import type { Logger } from "../report/log.js";
 import { Progress } from "../report/progress.js";
+import { eventsOnStderr, runEvents } from "../report/events.js";
 import { logging } from "../report/log.js";
 import { LocalHost } from "../host/local.js";
 import { createImage } from "../qemu/img.js";
@@ -24,7 +25,7 @@ import { cptNamesOf, dataFilesOf, diskChain } from "./restore.js";
 class RawTargetRefusal extends Error {}
 
 export async function restoreToRaw(args: RestoreArgs, set: BackupSetSource, log: Logger): Promise<number> {
-  const progress = new Progress({ noprogress: args.noprogress });
+  const progress = new Progress({ noprogress: args.noprogress || eventsOnStderr(args) });
   logging.setConsole(progress);
   try {
     const listing = await set.list();
@@ -32,10 +33,17 @@ export async function restoreToRaw(args: RestoreArgs, set: BackupSetSource, log:
     const chain = await diskChain(set, listing, disk, dataFilesOf(listing, disk), await cptNamesOf(set, listing, null), args.until);
     const size = chain.at(-1)!.meta.virtualSize;
     const device = await targetKind(args.output);
-    const bar = progress.bar(disk, chain.reduce((a, f) => a + f.meta.dataSize, 0));
+    const total = chain.reduce((a, f) => a + f.meta.dataSize, 0);
+    const bar = progress.bar(disk, total);
+    const events = runEvents.disk({ disk, source: chain.map((f) => set.shownName(f.name)), target: args.output, total });
+    const onProgress = (n: number) => {
+      bar.increment(n);
+      events.progress(n);
+    };
     try {
-      if (device) await intoDevice(args, set, disk, chain, size, log, (n) => bar.increment(n));
-      else await intoNewFile(args, set, disk, chain, size, log, (n) => bar.increment(n));
+      if (device) await intoDevice(args, set, disk, chain, size, log, onProgress);
+      else await intoNewFile(args, set, disk, chain, size, log, onProgress);
+      events.done({ bytes: total, checksum: null });
     } finally {
       bar.done();
     }

@@ -8,6 +8,7 @@ import { DataFileError, selectDataFiles } from "../backupset/data-files.js";
 import { dumpMetadata } from "../backupset/dump.js";
 import { verifySet } from "../backupset/verify.js";
 import type { Logger } from "../report/log.js";
+import { runEvents } from "../report/events.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import type { RestoreArgs } from "./options.js";
 import { restoreToRaw } from "./raw-target.js";
@@ -16,7 +17,7 @@ import { restoreSet } from "./restore.js";
 export type RestoreOutput = { write(text: string): unknown };
 
 /** `-o dump` and `-o verify` select those actions whatever `-a` says. */
-function resolveAction(args: RestoreArgs): RestoreArgs["action"] {
+export function resolveAction(args: RestoreArgs): RestoreArgs["action"] {
   if (args.output === "dump") return "dump";
   if (args.output === "verify") return "verify";
   return args.action;
@@ -88,7 +89,7 @@ async function runOnSet(args: RestoreArgs, set: BackupSetSource, log: Logger, st
     stdout.write(dump.text + "\n");
     return dump.failed ? 1 : 0;
   }
-  if (action === "verify") return (await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence }, log)) ? 0 : 1;
+  if (action === "verify") return (await verifySet(set, files, { bufferSize: args.buffsize, chains: !sequence, events: runEvents }, log)) ? 0 : 1;
   if (args.toRaw) return restoreToRaw(args, set, log);
   return restoreSet(args, set, sequence, log, stdout);
 }

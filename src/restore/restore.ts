@@ -35,6 +35,7 @@ import { copySparse } from "./sparse-copy.js";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
 import { exitCodeFromCounts } from "../report/exit-code.js";
+import { eventsOnStderr, runEvents } from "../report/events.js";
 
 type Out = { write(s: string): unknown };
 
@@ -124,7 +125,7 @@ export async function restoreSet(args: RestoreArgs, set: BackupSetSource, sequen
   if (sequence) log.info("Disabling redefine and config adjust options.");
   const listing = await set.list();
   if (!sequence && !checkRequestedDisk(args.disk, listing, log)) return 1;
-  const progress = new Progress({ noprogress: args.noprogress });
+  const progress = new Progress({ noprogress: args.noprogress || eventsOnStderr(args) });
   logging.setConsole(progress);
   const run: RestoreResources = { host: new LocalHost(), libvirt: null, output: null };
   let code = 1;
@@ -314,6 +315,7 @@ function restoreEngine(remote: boolean): DiskRestoreJob["engine"] {
 async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[], target: string, settings: QcowSettings | undefined): Promise<void> {
   const total = chain.reduce((a, f) => a + f.meta.dataSize, 0);
   const bar = ctx.progress.bar(disk, total);
+  const events = runEvents.disk({ disk, source: chain.map((f) => ctx.set.shownName(f.name)), target, total });
   try {
     await restoreDiskChain({
       disk,
@@ -329,9 +331,13 @@ async function restoreChain(ctx: RestoreContext, disk: string, chain: ChainFile[
       until: ctx.args.until,
       log: ctx.log,
       stdout: ctx.stdout,
-      onProgress: (n) => bar.increment(n),
+      onProgress: (n) => {
+        bar.increment(n);
+        events.progress(n);
+      },
       engine: restoreEngine(ctx.host.remote),
     });
+    events.done({ bytes: total, checksum: null });
   } finally {
     bar.done();
   }
@@ -355,9 +361,12 @@ async function copyRawImage(ctx: RestoreContext, dataFiles: SetFile[], target: s
   if (await ctx.host.exists(target)) throw new RestoreError(`Target file already exists: [${target}], won't overwrite.`);
   ctx.log.info(`Copy raw image [${image.name}] to [${target}]`);
   const source = await ctx.set.open(image.name);
+  const disk = parseDataFileName(image.name)?.disk ?? image.name;
+  const events = runEvents.disk({ disk, source: [ctx.set.shownName(image.name)], target, total: source.size });
   try {
     if (ctx.host instanceof SshHost) await uploadSparse(ctx.host, source, target);
     else await copySparse(source, target);
+    events.done({ bytes: source.size, checksum: null });
   } finally {
     await source.close();
   }

@@ -87,6 +87,8 @@ describe("virtnbdbackup options", () => {
       syslog: false,
       quiet: false,
       nocolor: false,
+      json: false,
+      jsonFile: null,
       qemu: false,
       startonly: false,
       killonly: false,
@@ -127,7 +129,7 @@ describe("virtnbdbackup options", () => {
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
       strict: true, noSparseDetection: true, threshold: 100, uri: "qemu+ssh://h/system", user: "u",
       sshUser: "s", sshPort: 2, sshPrivateKey: "k", password: "p", nbdPort: 1, nbdIp: "1.2.3.4",
-      tls: true, tlsCert: "/c", syslog: true, quiet: true, nocolor: true, qemu: true,
+      tls: true, tlsCert: "/c", syslog: true, quiet: true, nocolor: true, json: false, jsonFile: null, qemu: true,
       startonly: true, killonly: true, printonly: true, verbose: true,
     });
   });
@@ -491,6 +493,8 @@ describe("virtnbdrestore options", () => {
       tlsCert: "/etc/pki/qemu/",
       logfile: "/root/virtnbdrestore.log",
       nocolor: false,
+      json: false,
+      jsonFile: null,
       verbose: false,
     });
   });
@@ -541,6 +545,8 @@ describe("virtnbdmap options", () => {
       noprogress: false,
       logfile: "/root/virtnbdmap.log",
       nocolor: false,
+      json: false,
+      jsonFile: null,
       readonly: false,
       hexdump: false,
       verbose: false,
@@ -556,7 +562,7 @@ describe("virtnbdmap options", () => {
       given: new Set(["file", "blocksize", "device", "export_name", "threads", "listen_address", "listen_port", "listen_only", "noprogress", "logfile", "nocolor", "readonly", "hexdump", "verbose"]),
       file: "a,b", blocksize: "8192", device: "/dev/nbd2", exportName: "vda", threads: "x",
       listenAddress: "0.0.0.0", listenPort: "10810", listenOnly: true, noprogress: true,
-      logfile: "/x.log", nocolor: true, readonly: true, hexdump: true, verbose: true,
+      logfile: "/x.log", nocolor: true, json: false, jsonFile: null, readonly: true, hexdump: true, verbose: true,
     });
   });
 
