@@ -436,6 +436,7 @@ function pruneSpec(ctx: DefaultsContext, prog = "virtnbdprune"): ParserSpec {
   cmd.optionsGroup("Logging options");
   addLogfileOption(cmd, ctx, prog);
   addNocolorOption(cmd);
+  addEventOptions(cmd);
   cmd.optionsGroup("Debug options");
   addDebugOptions(cmd);
   return {
@@ -628,6 +629,7 @@ export function parsePruneArgs(argv: readonly string[], ctx?: Partial<DefaultsCo
     keep,
     dryRun: b(v, "dry_run"),
     uri: s(v, "uri"),
+    ...eventOptions(v),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
     verbose: b(v, "verbose"),

@@ -3,7 +3,7 @@
  * and a summary of the options that shape it. Never the argv: it may hold a password.
  */
 import type { RunStartFields } from "../report/events.js";
-import type { BackupArgs, MapArgs, RestoreArgs } from "./args.js";
+import type { BackupArgs, MapArgs, PruneArgs, RestoreArgs } from "./args.js";
 import { resolveAction } from "../restore/restore-command.js";
 
 export function backupRunStart(a: BackupArgs): RunStartFields {
@@ -60,6 +60,22 @@ export function mapRunStart(a: MapArgs): RunStartFields {
       listenPort: a.listenPort,
       exportName: a.exportName,
       readonly: a.readonly,
+    },
+  };
+}
+
+export function pruneRunStart(a: PruneArgs): RunStartFields {
+  return {
+    input: a.paths.join(","),
+    options: {
+      keepLast: a.keep.last,
+      keepHourly: a.keep.hourly,
+      keepDaily: a.keep.daily,
+      keepWeekly: a.keep.weekly,
+      keepMonthly: a.keep.monthly,
+      keepYearly: a.keep.yearly,
+      dryRun: a.dryRun,
+      uri: a.uri,
     },
   };
 }

@@ -6,6 +6,7 @@
 import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { Connection } from "../libvirt/connection.js";
 import { EXIT_TEMPFAIL, exitCodeFromCounts } from "../report/exit-code.js";
+import { runEvents } from "../report/events.js";
 import type { Logger } from "../report/log.js";
 import { oneLine } from "../util/one-line.js";
 import { describeGroup, discoverChains, groupKey, type Chain } from "./chains.js";
@@ -33,15 +34,28 @@ export function weighGroup(chains: Chain[], args: PruneArgs): Weighed[] {
     .sort((a, b) => b.chain.time.getTime() - a.chain.time.getTime());
 }
 
-const stamp = (d: Date): string => {
+/** Local `YYYY-MM-DD<sep>HH:MM:SS`. */
+const stamp = (d: Date, sep = " "): string => {
   const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}${sep}${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 };
 
+/** The decision on a chain: a log line and a `chain` event. */
 function report(w: Weighed, dryRun: boolean, log: Logger): void {
-  const what = `[${w.chain.location}] (${stamp(w.chain.time)}, ${w.chain.points} backup${w.chain.points === 1 ? "" : "s"})`;
-  const verb = w.decision.keep ? "Keep" : dryRun ? "Would remove" : "Remove";
-  log.info(`${verb} ${what}: ${w.decision.reason}`);
+  const { chain, decision } = w;
+  const what = `[${chain.location}] (${stamp(chain.time)}, ${chain.points} backup${chain.points === 1 ? "" : "s"})`;
+  const verb = decision.keep ? "Keep" : dryRun ? "Would remove" : "Remove";
+  log.info(`${verb} ${what}: ${decision.reason}`);
+  runEvents.chain({
+    location: chain.location,
+    domain: chain.domain,
+    chain: chain.chainName,
+    started: stamp(chain.time, "T"),
+    backups: chain.points,
+    decision: decision.keep ? "keep" : "remove",
+    reason: decision.reason,
+    dryRun,
+  });
 }
 
 /** Opens libvirt once, on first need; null (after one WARNING) when it cannot. */
@@ -86,6 +100,7 @@ async function removeGroup(doomed: Chain[], args: PruneArgs, libvirt: LazyConnec
       if (conn) await removeChainCheckpoints(conn, chain, log);
       await removeChain(chain, (step) => log.debug(`Prune step: ${step}`));
       log.info(`Removed chain [${chain.location}].`);
+      runEvents.chainRemoved({ location: chain.location, domain: chain.domain });
     }
   } finally {
     await lock?.release();

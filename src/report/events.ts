@@ -110,6 +110,20 @@ export interface NbdServerFields {
   disk?: string;
 }
 
+/** virtnbdprune's `chain` event. */
+export interface ChainFields {
+  location: string;
+  domain: string | null;
+  /** the `--chain` name, "" for the default chain */
+  chain: string;
+  /** the full's local time, `YYYY-MM-DDTHH:MM:SS` */
+  started: string;
+  backups: number;
+  decision: "keep" | "remove";
+  reason: string;
+  dryRun: boolean;
+}
+
 /** One disk's events after its `disk-start`. */
 export interface DiskEvents {
   /** `n` more bytes transferred; a `progress` event when one is due. */
@@ -187,6 +201,16 @@ export class EventStream {
 
   nbdServer(fields: NbdServerFields): void {
     this.emit("nbd-server", { ...fields });
+  }
+
+  /** virtnbdprune: a chain and the decision on it. */
+  chain(fields: ChainFields): void {
+    this.emit("chain", { ...fields });
+  }
+
+  /** virtnbdprune: a chain removed. */
+  chainRemoved(fields: { location: string; domain: string | null }): void {
+    this.emit("chain-removed", { ...fields });
   }
 
   /** A log record: WARNING becomes `warning`, ERROR and CRITICAL `error`; other levels nothing. */

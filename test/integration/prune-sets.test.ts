@@ -13,6 +13,7 @@ import { ourPrune, type ToolResult } from "../helpers/our-tool.js";
 import { writeChainDir, writeChainZips } from "../helpers/prune-sets.js";
 import { tempDir } from "../helpers/tmp.js";
 import { DomainLock } from "../../src/connect/domain-lock.js";
+import { checkEvents } from "../helpers/events.js";
 
 /** libvirt's in-process test driver: no domain of ours exists there, so no checkpoint is touched. */
 const URI = "test:///default";
@@ -134,6 +135,30 @@ describe("virtnbdprune on chains of every layout", () => {
     } finally {
       await lock.release();
     }
+  });
+
+  it("--json: a chain event per chain (dry run and real), chain-removed, run-end; valid against the schema", async (t) => {
+    const base = await tempDir(t, "vnbt-prune-");
+    for (const month of ["10", "11", "12"]) await writeChainDir(join(base, "vm", `2026-${month}`), { domain: "vm", start: `2026-${month}-01 01:00`, incs: 1 });
+    const dry = await prune(t, ["--json", "--keep-last", "1", "--dry-run", base], base);
+    assert.equal(dry.exitCode, 0);
+    const dryEvents = checkEvents(`${dry.stderr}\n`);
+    const chains = dryEvents.filter((e) => e.event === "chain");
+    assert.deepEqual(
+      chains.map((e) => [e["started"], e["decision"], e["dryRun"]]),
+      [
+        ["2026-12-01T01:00:00", "keep", true],
+        ["2026-11-01T01:00:00", "remove", true],
+        ["2026-10-01T01:00:00", "remove", true],
+      ],
+    );
+    assert.equal(dryEvents.at(-1)!.event, "run-end");
+    const real = await prune(t, ["--json", "--keep-last", "1", base], base);
+    const events = checkEvents(`${real.stderr}\n`);
+    assert.deepEqual(events.filter((e) => e.event === "chain-removed").map((e) => e["location"]), [join(base, "vm", "2026-11"), join(base, "vm", "2026-10")]);
+    assert.deepEqual(events.at(-1)!["exitCode"], 0);
+    assert.equal(events[0]!.event, "run-start");
+    assert.equal(events[0]!.tool, "virtnbdprune");
   });
 
   it("bad input: one line and the documented exit code", async (t) => {
