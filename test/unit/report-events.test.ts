@@ -197,7 +197,7 @@ test("options: --json and --json-file (implies --json) on all three commands", (
 test("the schema compiles (draft 2020-12, strict) and tells valid events from invalid ones", () => {
   const { schema } = compileEventSchema();
   assert.deepEqual(Object.keys(schema.$defs).filter((k) => !["header", "bytes", "seconds", "disk"].includes(k)), [
-    "run-start", "disk-start", "progress", "disk-done", "nbd-server", "warning", "error", "run-end",
+    "run-start", "disk-start", "progress", "disk-done", "nbd-server", "chain", "chain-removed", "warning", "error", "run-end",
   ]);
   const validate = eventValidator();
   const r = recorded(0);
@@ -209,9 +209,11 @@ test("the schema compiles (draft 2020-12, strict) and tells valid events from in
   sda.done({ bytes: 9, checksum: 4294967295 });
   r.events.logRecord({ level: "WARNING", message: "w", thread: "main" });
   r.events.logRecord({ level: "ERROR", message: "e", thread: "main" });
+  r.events.chain({ location: "/b/2026-11", domain: "vm", chain: "", started: "2026-11-01T02:00:00", backups: 3, decision: "remove", reason: "no keep rule selects it", dryRun: false });
+  r.events.chainRemoved({ location: "/b/2026-11", domain: null });
   r.events.end(75);
   const events = r.parsed();
-  assert.equal(events.length, 8);
+  assert.equal(events.length, 10);
   for (const e of events) assert.equal(validate(e), null, JSON.stringify(e));
 
   const good = events[1]!;
@@ -221,4 +223,7 @@ test("the schema compiles (draft 2020-12, strict) and tells valid events from in
   assert.notEqual(validate({ ...events[0]!, schema: "2" }), null);
   assert.notEqual(validate({ ...events.at(-1)!, totals: { bytes: 1 } }), null);
   assert.notEqual(validate({ ...events[4]!, total: -1 }), null);
+  assert.equal(events[7]!.event, "chain");
+  assert.notEqual(validate({ ...events[7]!, decision: "maybe" }), null);
+  assert.notEqual(validate({ ...events[7]!, backups: 0 }), null);
 });
