@@ -72,6 +72,14 @@ virsh -q destroy "$DOM" >/dev/null
 node bin/virtnbdrestore.js -i "$BK" -o "$WORK/restore" --nocolor -n >/dev/null 2>"$WORK/restore.log" || { cat "$WORK/restore.log"; exit 1; }
 qemu-img compare -q "$WORK/disk.qcow2" "$WORK/restore/disk.qcow2" && echo "restored image is identical to the domain's disk"
 
+step "Retention: a newer chain (an offline copy) beside a copy of the first, then virtnbdprune --keep-last 1"
+mkdir -p "$WORK/chains"
+cp -a "$BK" "$WORK/chains/2026-11"
+node bin/virtnbdbackup.js -d "$DOM" -l copy -o "$WORK/chains/2026-12" --nocolor -n 2>&1 | grep -E "Finished successfully|ERROR"
+node bin/virtnbdprune.js --keep-last 1 --dry-run -L "$WORK/prune.log" --nocolor "$WORK/chains" 2>&1 | grep -E "Keep|Would remove|ERROR"
+node bin/virtnbdprune.js --keep-last 1 -L "$WORK/prune.log" --nocolor "$WORK/chains" 2>&1 | grep -E "Removed|ERROR"
+[ "$(ls "$WORK/chains")" = "2026-12" ] && echo "only the newest chain is left: $(ls "$WORK/chains")" || { ls -l "$WORK/chains"; exit 1; }
+
 if [ -x bin/virtnbdmap.js ]; then
   step "Instant recovery: map the chain (full + inc) and read the marker file from it"
   PORT=$((20000 + RANDOM % 20000))
@@ -86,4 +94,4 @@ if [ -x bin/virtnbdmap.js ]; then
 fi
 
 step "Summary"
-echo "full + incremental backup, verify, restore (bit-exact), instant recovery (marker read) of $DOM: OK"
+echo "full + incremental backup, verify, restore (bit-exact), retention, instant recovery (marker read) of $DOM: OK"
