@@ -190,9 +190,10 @@ test("the service's command lines with a domain's environment file: full, inc, p
   assert.ok((await readdir(target)).some((f) => /^sda\.inc\.virtnbdbackup\.1\.data$/.test(f)), "an inc after the full");
   assert.equal((await pruneCalls()).length, 1, "no prune without PRUNE_OPTIONS");
 
-  // Another run holds the domain's lock: the backup exits 75, the unit does not fail.
+  // Another run holds the domain's lock: the backup exits 75, the unit does not fail. flock
+  // without forking: the process killed at the end is the one holding the lock.
   await writeConf("--keep-last 3");
-  const holder = execa("flock", ["--exclusive", join(lockDir, lockFileName("qemu:///system", d.name)), "-c", "echo locked; exec sleep 60"], { reject: false });
+  const holder = execa("flock", ["--exclusive", "--no-fork", join(lockDir, lockFileName("qemu:///system", d.name)), "-c", "echo locked; exec sleep 60"], { reject: false });
   t.after(() => {
     holder.kill("SIGKILL");
   });
