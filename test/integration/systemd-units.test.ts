@@ -119,12 +119,20 @@ test("the units' settings: oneshot, 75 is success, daily persistent timer with a
   assert.equal(example["PRUNE_OPTIONS"], "--keep-daily 7 --keep-weekly 4 --keep-monthly 6");
 });
 
-test("the unit reader unescapes instance names as systemd-escape does", async () => {
+test("instance names: unescaped as systemd-escape does; a domain name with blanks stays one -d argument and names its file", async () => {
   for (const name of ["web-01", "db/primary", "a b", "vm_1.x"]) {
     const instance = await escape(name);
     assert.equal(unescapeInstance(instance), name, instance);
     assert.equal((await execa("systemd-escape", ["--unescape", instance])).stdout, name);
   }
+  const unit = readUnit(readFileSync(join(UNITS, `${PREFIX}@.service`), "utf8"));
+  const instance = await escape("web 01-x");
+  const read: string[] = [];
+  const env = serviceEnvironment(unit, PREFIX, instance, (p) => (read.push(p), "TARGET=/srv/backup/web\n"));
+  assert.deepEqual(read, ["/etc/virtnbdbackup/web 01-x.conf"]);
+  assert.equal(env["DOMAIN"], "web 01-x");
+  const [backup] = execStartLines(unit, PREFIX, instance, env);
+  assert.deepEqual(backup!.argv, ["/usr/bin/virtnbdbackup", "--nocolor", "-U", "qemu:///system", "-d", "web 01-x", "-l", "auto", "-o", "/srv/backup/web"]);
 });
 
 interface StepResult {
