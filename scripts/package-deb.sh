@@ -11,6 +11,8 @@
 #                                        --omit=dev --omit=optional` (no node-gyp)
 #   /usr/bin/<command>                  symlinks to ../lib/virtnbdbackup-ts/bin/<command>.js
 #   /usr/share/man/man1/<command>.1.gz, bash and zsh completions, /usr/share/doc/virtnbdbackup-ts/
+#   /lib/systemd/system/virtnbdbackup@.service, virtnbdbackup@.timer (templates: nothing enabled),
+#   /usr/share/doc/virtnbdbackup-ts/examples/virtnbdbackup.conf.example
 # The commands and man pages have the names of Debian's own `virtnbdbackup` package (the Python
 # tool), so the package conflicts with it and replaces it.
 set -euo pipefail
@@ -55,6 +57,8 @@ cp "$root/package-lock.json" "$app/"
 rm -f "$app/package-lock.json" "$app/README.md"   # README: in /usr/share/doc
 # Man pages and completions go to their system places below; dist/ keeps the bundles only.
 rm -rf "$app/dist/man" "$app/dist/completion"
+# The systemd units and their example go to their system places too.
+rm -rf "$app/systemd"
 
 mkdir -p "$stage/usr/bin" "$stage/usr/share/man/man1" "$stage/usr/share/doc/$name" \
   "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions"
@@ -81,6 +85,10 @@ rmdir --ignore-fail-on-non-empty "$stage/usr/share/man/man1" "$stage/usr/share/m
   "$stage/usr/share/zsh/vendor-completions" "$stage/usr/share/zsh"
 
 install -m 0644 "$extracted/README.md" "$stage/usr/share/doc/$name/README.md"
+# systemd template units (Debian 12 keeps packaged units in /lib/systemd/system).
+install -d "$stage/lib/systemd/system" "$stage/usr/share/doc/$name/examples"
+install -m 0644 "$extracted/systemd/virtnbdbackup@.service" "$extracted/systemd/virtnbdbackup@.timer" "$stage/lib/systemd/system/"
+install -m 0644 "$extracted/systemd/virtnbdbackup.conf.example" "$stage/usr/share/doc/$name/examples/"
 cat >"$stage/usr/share/doc/$name/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: $name

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { backupLogFileName, runMarkerFileName } from "../backupset/layout.js";
 import { CptError, readCpt } from "../backupset/cpt.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
+import { NbdPortPool } from "../connect/nbd-ports.js";
 import { SshHost } from "../host/ssh.js";
 import { formatVersion, localLibVersion, type Connection } from "../libvirt/connection.js";
 import * as C from "../libvirt/constants.js";
@@ -200,7 +201,8 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
   if (host instanceof SshHost) cleanup.add(() => host.abandon());
   const stopSignals = interruptOnSignals(cleanup, log, p.stdoutMode ? io.stdout : null);
   try {
-    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p });
+    const nbdPorts = new NbdPortPool(args.nbdPorts);
+    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p, nbdPorts, nbdPort: null });
   } catch (e) {
     await cleanup.run(log);
     if (e instanceof BackupRefusal) return fail(log, ...e.lines);

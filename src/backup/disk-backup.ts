@@ -30,6 +30,7 @@ import type { BackupTarget } from "../storage/target.js";
 import { writeFileDurably } from "../storage/durable.js";
 import type { BufferPool } from "../util/buffer-pool.js";
 import type { RemoteNbd } from "../connect/remote.js";
+import { onFreePort } from "../connect/nbd-ports.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { nbdinfoExtentSource } from "./nbdinfo-extents.js";
 
@@ -65,6 +66,8 @@ export interface DiskBackupOptions {
   onNbdServer?: (server: { target: NbdTarget; exportName: string; tls: boolean }) => void;
   /** Registers a way to stop this disk's helpers when the run is interrupted. */
   onCleanup?: (fn: () => void) => void;
+  /** Remote offline: the port its qemu-nbd got. */
+  onNbdPort?: (port: number) => void;
 }
 
 export interface DiskBackupResult {
@@ -78,11 +81,11 @@ const READ_SIZE = 4 << 20;
 
 export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult> {
   const { disk, log } = o;
-  const source = o.online ? onlineSource(o) : startOfflineSource(o);
-  let client: NbdClient | null = null;
+  if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
+  const opened = await openSource(o);
+  const source = opened.source;
+  let client: NbdClient | null = opened.client;
   try {
-    if (disk.discard) log.info(`Disk [${disk.target}] has discard option: [${disk.discard}]`);
-    client = await connectSource(o, source);
     const extents = await queryExtents(o, client, source);
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.level, o.ident);
     o.onStart?.({ file: name, total: extents.dataBytes });
@@ -104,6 +107,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
       source.server.kill();
       await source.server.stop().catch(() => undefined);
     }
+    if (source.port !== null) o.offline?.tcp?.ports.release(source.port);
   }
 }
 
@@ -114,21 +118,55 @@ interface DiskSource {
   dirtyContext: string | null;
   tls: ClientTlsOptions | null;
   server: QemuNbdServer | null;
+  /** Remote offline: the TCP port of `server`, released to the run's other disks when it ends. */
+  port: number | null;
 }
 
 const isIncremental = (o: DiskBackupOptions): boolean => o.level === "inc" || o.level === "diff";
 
 function onlineSource(o: DiskBackupOptions): DiskSource {
   const online = o.online!;
-  return { target: online.target, exportName: o.disk.target, dirtyContext: isIncremental(o) ? online.dirtyContext : null, tls: online.tls ?? null, server: null };
+  return { target: online.target, exportName: o.disk.target, dirtyContext: isIncremental(o) ? online.dirtyContext : null, tls: online.tls ?? null, server: null, port: null };
+}
+
+/**
+ * The disk's source and a connected client. Remote offline: qemu-nbd on the port `-P` gives this
+ * disk, or the next free one of a range while the hypervisor reports the port in use.
+ */
+async function openSource(o: DiskBackupOptions): Promise<{ source: DiskSource; client: NbdClient }> {
+  if (o.online) {
+    const source = onlineSource(o);
+    return { source, client: await connectSource(o, source) };
+  }
+  const start = async (port: number | null) => {
+    const source = startOfflineSource(o, port);
+    return { source, client: await connectOrStop(o, source) };
+  };
+  const tcp = o.offline!.tcp ?? null;
+  if (!tcp) return start(null);
+  const { value, port } = await onFreePort(tcp.ports, tcp.index, o.offline!.host.name, o.log, start);
+  o.onNbdPort?.(port);
+  return value;
+}
+
+/** Connects to the source; a qemu-nbd started for it is stopped when that fails. */
+async function connectOrStop(o: DiskBackupOptions, source: DiskSource): Promise<NbdClient> {
+  try {
+    return await connectSource(o, source);
+  } catch (e) {
+    source.server?.kill();
+    await source.server?.stop().catch(() => undefined);
+    if (source.port !== null) o.offline?.tcp?.ports.release(source.port);
+    throw e;
+  }
 }
 
 /** Offline: qemu-nbd on the hypervisor (remote: on `--nbd-port + index`, a unique export name). */
-function startOfflineSource(o: DiskBackupOptions): DiskSource {
+function startOfflineSource(o: DiskBackupOptions, port: number | null): DiskSource {
   const { disk, log } = o;
   const off = o.offline!;
-  const tcp = off.tcp ?? null;
-  if (tcp) log.info(`Offline backup, starting remote NBD server, socket: [${off.host.name}:${off.socket}], port: [${tcp.port}]`);
+  const tcp = port !== null ? (off.tcp ?? null) : null;
+  if (tcp) log.info(`Offline backup, starting remote NBD server, socket: [${off.host.name}:${off.socket}], port: [${port}]`);
   else log.info(`Offline backup, starting local NBD server, socket: [${off.socket}]`);
   const exportName = tcp ? uniqueExportName(disk.target) : disk.target;
   const incremental = isIncremental(o);
@@ -136,14 +174,14 @@ function startOfflineSource(o: DiskBackupOptions): DiskSource {
     exportName,
     image: disk.path,
     format: disk.format,
-    ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: off.socket }),
+    ...(tcp ? { port: port!, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: off.socket }),
     readOnly: true,
     bitmap: incremental && off.bitmap ? off.bitmap : undefined,
   });
   o.onCleanup?.(() => server.kill("SIGKILL")); // read-only export: nothing to lose
   o.onNbdServer?.({ target: server.target, exportName, tls: !!tcp?.tls });
   const dirtyContext = incremental && off.bitmap ? dirtyBitmapContext(off.bitmap) : null;
-  return { target: server.target, exportName, dirtyContext, tls: tcp?.tls ?? null, server };
+  return { target: server.target, exportName, dirtyContext, tls: tcp?.tls ?? null, server, port };
 }
 
 /** The NBD connection; a signal mid-handshake closes the socket at once (see Cleanup.run for why). */

@@ -61,6 +61,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
             },
             onNbdServer: (s) => runEvents.nbdServer(qemuNbdServerEvent(s.target, s.exportName, s.tls, d.target)),
             onCleanup: (fn) => r.cleanup.add(fn),
+            onNbdPort: (port) => (r.nbdPort ??= port),
           }),
         );
         (events as DiskEvents | null)?.done({ bytes: copied.dataBytes, checksum: copied.checksum });
@@ -108,12 +109,13 @@ function diskJob(r: RunContext, m: Preflight, c: RunCheckpoint, d: SelectedDisk)
 /** The job's NBD server: the unix socket, or (remote) TCP on `--nbd-port` with `--tls`. */
 function onlineTarget(r: RunContext, socket: string): { target: NbdTarget; tls: ClientTlsOptions | null } {
   if (r.nbdHost === null) return { target: { kind: "unix", path: socket }, tls: null };
-  return { target: { kind: "tcp", host: r.nbdHost, port: r.args.nbdPort }, tls: clientTls(r.args) };
+  if (r.nbdPort === null) throw new Error("the backup job's NBD port is not known");
+  return { target: { kind: "tcp", host: r.nbdHost, port: r.nbdPort }, tls: clientTls(r.args) };
 }
 
-/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index` (docs/behaviour.md, "Offline backup"). */
+/** Remote offline: qemu-nbd on the hypervisor at `--nbd-port + disk index`, or a free port of the `-P` range (docs/behaviour.md, "Offline backup"). */
 function offlineTcp(r: RunContext, index: number): RemoteNbd | null {
   if (r.nbdHost === null) return null;
   const a = r.args;
-  return { port: a.nbdPort + index, bind: a.nbdIp || undefined, connectHost: r.nbdHost, tlsDir: serverTlsDir(a), tls: clientTls(a) };
+  return { ports: r.nbdPorts, index, bind: a.nbdIp || undefined, connectHost: r.nbdHost, tlsDir: serverTlsDir(a), tls: clientTls(a) };
 }

@@ -52,17 +52,16 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
 export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges): Promise<{ startonly: boolean }> {
   const { args, log } = r;
   if (m.offline) return { startonly: false };
-  logEndpoints(r, m);
+  if (r.nbdHost === null) logLocalEndpoints(r, m);
   await r.host.mkdir(args.scratchdir);
   log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
   const { level, plan } = c;
   const createsCheckpoint = level === "full" || level === "inc";
   const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
-  const server: BackupServer = r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, port: args.nbdPort } : { transport: "unix", socket: args.socketfile };
   const starting = startBackupJob({
     domain: m.domain,
     disks: m.disks,
-    server,
+    server: r.nbdHost !== null ? { tls: args.tls, name: r.nbdHost, ports: r.nbdPorts } : { transport: "unix", socket: args.socketfile },
     scratchDir: args.scratchdir,
     incremental: level === "inc" || level === "diff" ? plan.parent : null,
     checkpoint: createsCheckpoint ? { name: plan.name, parent: plan.parent } : null,
@@ -73,9 +72,12 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
   });
   // A signal while libvirt starts the job: the handler waits for the start, then aborts the job.
   r.cleanup.jobStart = { domain: m.domain, started: starting.then(() => true, () => false) };
-  await starting;
+  r.nbdPort = await starting;
   r.cleanup.jobStart = null;
   r.cleanup.jobDomain = m.domain;
+  if (r.nbdHost !== null && r.nbdPort !== null) logRemoteEndpoints(r, m, r.nbdHost, r.nbdPort);
+  const server: BackupServer =
+    r.nbdHost !== null && r.nbdPort !== null ? { tls: args.tls, name: r.nbdHost, port: r.nbdPort } : { transport: "unix", socket: args.socketfile };
   runEvents.nbdServer(jobServerEvent(server, m.disks.map((d) => d.target)));
   if (createsCheckpoint) {
     changes.setChanged = true;
@@ -93,13 +95,13 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
   return { startonly: true };
 }
 
-function logEndpoints(r: RunContext, m: Preflight): void {
-  const { args, log } = r;
-  if (r.nbdHost !== null) {
-    log.info(`Remote NBD Endpoint host: [${r.nbdHost}:${args.nbdPort}]`);
-    for (const d of m.disks) log.info(`${d.target}: [${formatNbdUri({ kind: "tcp", host: r.nbdHost, port: args.nbdPort }, d.target, args.tls)}]`);
-  } else {
-    log.info("Local NBD Endpoint sockets:");
-    for (const d of m.disks) log.info(`${d.target}: [nbd+unix:///${d.target}?socket=${args.socketfile}]`);
-  }
+function logLocalEndpoints(r: RunContext, m: Preflight): void {
+  r.log.info("Local NBD Endpoint sockets:");
+  for (const d of m.disks) r.log.info(`${d.target}: [nbd+unix:///${d.target}?socket=${r.args.socketfile}]`);
+}
+
+/** Remote: logged once the job runs, with the port it got (`-P` may be a range). */
+function logRemoteEndpoints(r: RunContext, m: Preflight, host: string, port: number): void {
+  r.log.info(`Remote NBD Endpoint host: [${host}:${port}]`);
+  for (const d of m.disks) r.log.info(`${d.target}: [${formatNbdUri({ kind: "tcp", host, port }, d.target, r.args.tls)}]`);
 }

@@ -9,6 +9,7 @@ import type { Domain } from "../libvirt/domain.js";
 import { isLibvirtError } from "../libvirt/errors.js";
 import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvirt/backup-xml.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
+import { NbdPortsError, onFreePort, type NbdPortPool } from "../connect/nbd-ports.js";
 
 export interface JobLog {
   debug(m: string): void;
@@ -21,10 +22,16 @@ export class JobStartError extends Error {}
 const SCRATCH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const randomTag = () => Array.from({ length: 5 }, () => SCRATCH_CHARS[randomInt(SCRATCH_CHARS.length)]).join("");
 
+/**
+ * Where libvirt's NBD server listens: a unix socket, or TCP on a port of `ports` on the
+ * hypervisor `name` (a range: the next port while libvirt reports one in use).
+ */
+export type JobServer = { transport: "unix"; socket: string } | { tls: boolean; name: string; ports: NbdPortPool };
+
 export interface JobStartOptions {
   domain: Domain;
   disks: SelectedDisk[];
-  server: BackupServer;
+  server: JobServer;
   scratchDir: string;
   /** Parent checkpoint for inc/diff. */
   incremental: string | null;
@@ -40,12 +47,8 @@ export interface JobStartOptions {
 /** An XML document on one log line. */
 const compact = (xml: string): string => xml.replace(/>\s+</g, "><").trim();
 
-export async function startBackupJob(o: JobStartOptions): Promise<void> {
-  const backupXml = buildBackupXml({
-    server: o.server,
-    disks: o.disks.map((d) => ({ name: d.target, scratchFile: join(o.scratchDir, `backup.${randomTag()}.${d.target}`) })),
-    incremental: o.incremental,
-  });
+/** Starts the job (pause, freeze, begin, thaw, resume); resolves with its TCP port, null for a unix socket. */
+export async function startBackupJob(o: JobStartOptions): Promise<number | null> {
   const checkpointXml = o.checkpoint
     ? buildCheckpointXml({ name: o.checkpoint.name, parent: o.checkpoint.parent, disks: o.disks.filter((d) => d.format !== "raw").map((d) => d.target) })
     : null;
@@ -72,11 +75,11 @@ export async function startBackupJob(o: JobStartOptions): Promise<void> {
     }
     o.log.info("Starting backup job.");
     o.log.debug(`Incremental since: [${o.incremental ?? "none: full"}], scratch files in [${o.scratchDir}], freeze: [${o.freezeMountpoints?.join(",") ?? "all"}], pause: [${o.pause}]`);
-    o.log.debug(`Backup job XML: ${compact(backupXml)}`);
     if (checkpointXml) o.log.debug(`Checkpoint XML: ${compact(checkpointXml)}`);
     try {
-      await o.domain.backupBegin(backupXml, checkpointXml);
+      return await beginJob(o, checkpointXml);
     } catch (e) {
+      if (e instanceof NbdPortsError) throw new JobStartError(`Failed to start backup: ${e.message}`);
       if (isLibvirtError(e, C.VIR_ERR_CHECKPOINT_INCONSISTENT)) {
         throw new JobStartError(`Bitmap inconsistency detected: please cleanup checkpoints using virsh and execute new full backup: ${(e as Error).message}`);
       }
@@ -96,6 +99,26 @@ export async function startBackupJob(o: JobStartOptions): Promise<void> {
       o.log.info("Resumed virtual machine.");
     }
   }
+}
+
+/** `backupBegin` with the job's XML; TCP: on the first port of the range libvirt can bind (src/connect/nbd-ports.ts). */
+async function beginJob(o: JobStartOptions, checkpointXml: string | null): Promise<number | null> {
+  const begin = async (server: BackupServer): Promise<void> => {
+    const backupXml = buildBackupXml({
+      server,
+      disks: o.disks.map((d) => ({ name: d.target, scratchFile: join(o.scratchDir, `backup.${randomTag()}.${d.target}`) })),
+      incremental: o.incremental,
+    });
+    o.log.debug(`Backup job XML: ${compact(backupXml)}`);
+    await o.domain.backupBegin(backupXml, checkpointXml);
+  };
+  const s = o.server;
+  if ("transport" in s) {
+    await begin(s);
+    return null;
+  }
+  const { port } = await onFreePort(s.ports, 0, s.name, o.log, (p) => begin({ tls: s.tls, name: s.name, port: p }));
+  return port;
 }
 
 /** True when a backup job runs on one of the disks (a leftover of a killed run, or another tool). */

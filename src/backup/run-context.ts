@@ -2,6 +2,7 @@
 import type { Level } from "../backupset/layout.js";
 import type { Hypervisor } from "../connect/session.js";
 import type { Connection } from "../libvirt/connection.js";
+import type { NbdPortPool } from "../connect/nbd-ports.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import type { Domain } from "../libvirt/domain.js";
 import type { DomainXml } from "../libvirt/domain-xml.js";
@@ -60,6 +61,13 @@ export interface RunContext extends RunPlace, Hypervisor {
   /** The run marker of a run that died (auto heals it: src/backup/unfinished-run.ts). */
   deadRun: RunMarker | null;
   stats: RunStats;
+  /** `-P` for this run's NBD servers on a remote hypervisor (src/connect/nbd-ports.ts). */
+  nbdPorts: NbdPortPool;
+  /**
+   * The TCP port of this run's NBD server on the hypervisor once one listens: the libvirt job's
+   * (online), or the first disk's qemu-nbd (offline); null for local runs and before.
+   */
+  nbdPort: number | null;
 }
 
 /** The domain as the run found it (and started it, with -S). */

@@ -44,6 +44,21 @@ export function parsePyInt(value: string): number {
 
 class InvalidValue extends Error {}
 
+/** A typed option's value check failed: argparse prints `argument -X/--xx: <message>` (Python's ArgumentTypeError). */
+export class ArgumentTypeError extends Error {}
+
+/**
+ * Declare an option whose value `parse` converts (argparse `type=<function>`); `parse` throws
+ * ArgumentTypeError for a bad value. A string default is converted too, as argparse does.
+ */
+export function typedOption(flags: string, description: string, parse: (value: string) => unknown): Option {
+  TYPE_FUNCTIONS.add(parse);
+  return new Option(flags, description).argParser(parse as (v: string, p: unknown) => unknown);
+}
+
+/** The converters of `typedOption`s (commander's `choices()` sets a parser of its own). */
+const TYPE_FUNCTIONS = new WeakSet<(value: string) => unknown>();
+
 /** Declare an int-typed option (argparse `type=int`). */
 export function intOption(flags: string, description: string): Option {
   return new Option(flags, description).argParser(parsePyInt as (v: string, p: unknown) => unknown);
@@ -99,6 +114,8 @@ export interface Action {
   kind: Kind;
   nargs: 0 | 1 | "?";
   type: "str" | "int";
+  /** `typedOption`'s converter. */
+  parse: ((value: string) => unknown) | null;
   choices: readonly string[] | undefined;
   default: unknown;
   const: unknown;
@@ -123,6 +140,7 @@ export function actionsOf(spec: ParserSpec): Action[] {
       kind: "help",
       nargs: 0,
       type: "str",
+      parse: null,
       choices: undefined,
       default: undefined,
       const: undefined,
@@ -146,6 +164,7 @@ export function actionsOf(spec: ParserSpec): Action[] {
       kind,
       nargs: kind === "store" ? (o.optional ? "?" : 1) : 0,
       type: o.parseArg === (parsePyInt as unknown) ? "int" : "str",
+      parse: o.parseArg && TYPE_FUNCTIONS.has(o.parseArg as (value: string) => unknown) ? (o.parseArg as (value: string) => unknown) : null,
       choices: o.argChoices,
       default: kind === "store_true" || kind === "version" ? (o.defaultValue ?? false) : (o.defaultValue ?? null),
       const: o.presetArg,
@@ -407,6 +426,10 @@ class ArgvParser {
     }
     extras.push(...argv.slice(startIndex));
 
+    // argparse converts a string default of a typed option that was not given.
+    for (const a of this.actions) {
+      if (a.parse && !this.seen.has(a.dest) && typeof a.default === "string") this.values[a.dest] = this.convert(a, a.default);
+    }
     const missing = this.actions.filter((a) => a.required && !this.seen.has(a.dest));
     if (missing.length > 0) {
       throw new ParserError(
@@ -499,6 +522,14 @@ class ArgvParser {
   }
 
   private convert(a: Action, s: string): unknown {
+    if (a.parse) {
+      try {
+        return a.parse(s);
+      } catch (e) {
+        if (e instanceof ArgumentTypeError) throw new ArgumentError(a, e.message);
+        throw e;
+      }
+    }
     if (a.type !== "int") return s;
     try {
       return parsePyInt(s);

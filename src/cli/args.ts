@@ -14,12 +14,15 @@ import {
   intOption,
   parseArgparse,
   strOption,
+  typedOption,
+  ArgumentTypeError,
   UsageExit,
   type ParserSpec,
 } from "./argparse.js";
 
 import { FULL_VERSION } from "../report/version.js";
 import type { EventOptions } from "../report/events.js";
+import { NbdPortsError, parseNbdPorts, type NbdPorts } from "../connect/nbd-ports.js";
 
 import type { BackupArgs, BackupLevel, BackupType } from "../backup/options.js";
 import type { RestoreAction, RestoreArgs } from "../restore/options.js";
@@ -100,10 +103,12 @@ function addRemoteOptions(cmd: Command, ctx: DefaultsContext): void {
     ),
   );
   cmd.addOption(
-    intOption(
+    typedOption(
       "-P, --nbd-port <port>",
-      "Port used by remote NBD Service, should be unique for each started backup. (default: %(default)s)",
-    ).default(10809),
+      "Port used by remote NBD Service, should be unique for each started backup; or a range N-M, " +
+        "or auto (10809-10909): the first port of the range that is free on the remote host. (default: %(default)s)",
+      nbdPortsValue,
+    ).default("10809"),
   );
   cmd.addOption(
     strOption("-I, --nbd-ip <ip>", "IP used to bind remote NBD service on (default: hostname returned by libvirtd)").default(
@@ -117,6 +122,16 @@ function addRemoteOptions(cmd: Command, ctx: DefaultsContext): void {
       "Path to TLS certificates used during offline backup and restore. (default: %(default)s)",
     ).default("/etc/pki/qemu/"),
   );
+}
+
+/** `-P`: N, N-M or auto (src/connect/nbd-ports.ts); a bad value is a usage error naming it. */
+function nbdPortsValue(value: string): NbdPorts {
+  try {
+    return parseNbdPorts(value);
+  } catch (e) {
+    if (e instanceof NbdPortsError) throw new ArgumentTypeError(e.message);
+    throw e;
+  }
 }
 
 function addLogfileOption(cmd: Command, ctx: DefaultsContext, prog: string): void {
@@ -553,7 +568,7 @@ function remote(v: Values) {
     sshPort: n(v, "ssh_port"),
     sshPrivateKey: sn(v, "ssh_private_key"),
     password: sn(v, "password"),
-    nbdPort: n(v, "nbd_port"),
+    nbdPorts: v["nbd_port"] as NbdPorts,
     nbdIp: s(v, "nbd_ip"),
     tls: b(v, "tls"),
     tlsCert: s(v, "tls_cert"),

@@ -51,6 +51,13 @@ const HOME_ENV: Array<[string, string]> = [
 const REMOTE_NOTES: Record<string, string> = {
   "--uri": "The default shown is root's; for any other user it is `qemu:///session`.",
   "--ssh-user": "The default is the user name (see ENVIRONMENT), shown here for root.",
+  "--nbd-port":
+    "A single port is used exactly (virtnbdbackup: offline disks on the port plus the disk's " +
+    "index, as in the original); a run whose port is taken fails. With a range `N-M` or " +
+    "`auto` (10809-10909) each NBD server on the remote host takes the lowest port of the range " +
+    "this run does not use yet, and the next one while the remote host reports it in use " +
+    "(another run, another service): runs started at once never collide. The port taken is " +
+    "logged. Ports outside 1-65535 are a usage error.",
 };
 
 const EVENT_NOTES: Record<string, string> = {
@@ -167,6 +174,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       "A failure to save the configuration, checksums or boot files is an error (exit status 1), not a warning.",
       "An incremental backup whose chain cannot continue is refused with the cause and the fix " +
         "instead of falling back to a full-style stream; `-l auto` starts a new generation instead.",
+      "`-P` also takes a port range or `auto`: a free port of the range on the remote host.",
       "Only one backup of a domain runs at a time (exit status 75 for the second); `--chain` and " +
         "`--check` are options of virtnbdbackup-ts.",
       "`-o -` to a terminal is refused.",
@@ -222,6 +230,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       "`.chksum` and `.integrity` files are checked while a file is applied; `verify` also decodes every stream.",
       "An incremental backup that fell back to a full one writes zeroes over older data instead of leaving it.",
       "`--until` uses `vmconfig.<until>.xml` when the set has it.",
+      "`-P` also takes a port range or `auto`: a free port of the range on the remote host.",
     ],
     seeAlso: ["virtnbdbackup(1)", "virtnbdmap(1)", "virsh(1)", "qemu-img(1)"],
   },

@@ -12,6 +12,7 @@ import { SshHost, type SshTarget } from "../host/ssh.js";
 import type { Connection } from "../libvirt/connection.js";
 import { loadClientCredentials, type ClientTlsOptions } from "../nbd/index.js";
 import type { GivenOptions } from "../util/given-options.js";
+import type { NbdPortPool, NbdPorts } from "./nbd-ports.js";
 import { oneLine } from "../util/one-line.js";
 
 /** `given`: `--ssh-user` and `--ssh-port` override the URI's only when typed. */
@@ -20,7 +21,8 @@ export interface RemoteOptions extends GivenOptions {
   sshUser: string | null;
   sshPort: number;
   sshPrivateKey: string | null;
-  nbdPort: number;
+  /** `-P`: one port, or a range / auto to pick a free one from (./nbd-ports.ts). */
+  nbdPorts: NbdPorts;
   nbdIp: string;
   tls: boolean;
   tlsCert: string;
@@ -28,7 +30,10 @@ export interface RemoteOptions extends GivenOptions {
 
 /** qemu-nbd on the remote hypervisor (offline backup, restore), reached by our client over TCP. */
 export interface RemoteNbd {
-  port: number;
+  /** `-P`: the ports the run's qemu-nbd servers take (./nbd-ports.ts). */
+  ports: NbdPortPool;
+  /** Which server of the run this is: with a single `-P N`, its port is `N + index`. */
+  index: number;
   /** `-b`: only with --nbd-ip. */
   bind?: string;
   connectHost: string;

@@ -13,6 +13,7 @@ import type { BlockWriter } from "../pipeline/types.js";
 import { createImage, type QcowSettings } from "../qemu/img.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
 import type { RemoteNbd } from "../connect/remote.js";
+import { onFreePort } from "../connect/nbd-ports.js";
 import { uniqueExportName } from "../qemu/nbd-tcp.js";
 import { partialPath } from "../storage/durable.js";
 import type { BackupSetSource } from "../storage/set-source.js";
@@ -128,22 +129,11 @@ async function convertLocally(job: DiskRestoreJob, partial: string): Promise<voi
 /** Remote restore (and the original's way): our NBD client writes each file through qemu-nbd. */
 async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promise<void> {
   const { host, log } = job;
-  let server: QemuNbdServer | null = null;
-  let client: NbdClient | null = null;
+  const tcp = job.tcp ?? null;
+  const opened = tcp ? (await onFreePort(tcp.ports, tcp.index, host.name, log, (port) => startQemuNbd(job, partial, port))).value : await startQemuNbd(job, partial, null);
+  let server: QemuNbdServer | null = opened.server;
+  let client: NbdClient | null = opened.client;
   try {
-    const tcp = job.tcp ?? null;
-    if (tcp) log.info(`Starting remote NBD server on socket: [${tcp.connectHost}:${tcp.port}]`);
-    const exportName = tcp ? uniqueExportName(job.disk) : job.disk;
-    server = QemuNbdServer.start(host, {
-      exportName,
-      image: partial,
-      format: "qcow2",
-      ...(tcp ? { port: tcp.port, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: job.socket }),
-      discard: true,
-      compressDriver: job.compress,
-    });
-    client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
-    runEvents.nbdServer(qemuNbdServerEvent(server.target, exportName, !!tcp?.tls, job.disk));
     const writer = nbdWriter(client);
     const pool = BufferPool.fixed(Math.min(client.maxIo, 4 << 20), 8);
     for (const [i, file] of job.chain.entries()) {
@@ -162,6 +152,33 @@ async function writeThroughQemuNbd(job: DiskRestoreJob, partial: string): Promis
     client?.close();
     server?.kill();
     await server?.stop().catch(() => undefined);
+    throw e;
+  } finally {
+    if (tcp && opened.port !== null) tcp.ports.release(opened.port);
+  }
+}
+
+/** qemu-nbd on the new image (remote: on TCP `port`), and our client connected to it; the server is stopped when connecting fails. */
+async function startQemuNbd(job: DiskRestoreJob, partial: string, port: number | null): Promise<{ server: QemuNbdServer; client: NbdClient; port: number | null }> {
+  const { host, log } = job;
+  const tcp = port !== null ? (job.tcp ?? null) : null;
+  if (tcp) log.info(`Starting remote NBD server on socket: [${tcp.connectHost}:${port}]`);
+  const exportName = tcp ? uniqueExportName(job.disk) : job.disk;
+  const server = QemuNbdServer.start(host, {
+    exportName,
+    image: partial,
+    format: "qcow2",
+    ...(tcp ? { port: port!, bind: tcp.bind, connectHost: tcp.connectHost, tlsDir: tcp.tlsDir } : { socket: job.socket }),
+    discard: true,
+    compressDriver: job.compress,
+  });
+  try {
+    const client = await server.connect({ exportName, tls: tcp?.tls ?? null, log: (level, m) => (level === "info" ? log.info(m) : log.debug(m)) });
+    runEvents.nbdServer(qemuNbdServerEvent(server.target, exportName, !!tcp?.tls, job.disk));
+    return { server, client, port };
+  } catch (e) {
+    server.kill();
+    await server.stop().catch(() => undefined);
     throw e;
   }
 }

@@ -22,6 +22,7 @@ import { qcowSettingsFromInfo, type QcowSettings } from "../qemu/img.js";
 import type { BackupSetSource, SetFile } from "../storage/set-source.js";
 import { selectDisks } from "../libvirt/disk-selection.js";
 import type { RemoteNbd } from "../connect/remote.js";
+import { NbdPortPool } from "../connect/nbd-ports.js";
 import { clientTls, isRemoteUri, serverTlsDir } from "../connect/remote.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig, restoredName } from "./config.js";
@@ -186,7 +187,7 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   return exitCodeFromCounts(log.tally);
 }
 
-/** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port`. Null: refused (logged). */
+/** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port` (one disk after the other; a range: a free port of it). Null: refused (logged). */
 async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, log: Logger): Promise<{ host: Host; remote: RemoteNbd | null } | null> {
   if (isRemoteUri(args.uri) && !isAbsolute(args.output)) {
     log.error("Absolute target path required for restore to remote system");
@@ -202,7 +203,8 @@ async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, 
   }
   const { host, nbdHost } = hypervisor;
   if (nbdHost === null) return { host, remote: null };
-  return { host, remote: { port: args.nbdPort, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) } };
+  const ports = new NbdPortPool(args.nbdPorts);
+  return { host, remote: { ports, index: 0, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) } };
 }
 
 /** Every disk of the config: its chain into a new image (or a raw copy), the config adjusted with `-c`. */

@@ -5,7 +5,7 @@
  * own database: this host keeps Debian's virtnbdbackup, which the other tests need) over a
  * stand-in package named virtnbdbackup with the same paths, which ours replaces (Conflicts +
  * Replaces): the commands' `--help` / `--version`, a checked-in backup set restored bit-exact
- * by the installed virtnbdrestore, `man -w` and the completions, then
+ * by the installed virtnbdrestore, `man -w`, the completions and the systemd units, then
  * `dpkg -P` leaves nothing but dpkg's own database behind.
  */
 import { test } from "node:test";
@@ -21,6 +21,12 @@ import { tempDir } from "../helpers/tmp.js";
 
 const NAME = "virtnbdbackup-ts";
 const APP = `usr/lib/${NAME}`;
+/** The systemd units (lib/systemd/system) and the example environment file (doc examples). */
+const SYSTEMD_FILES = [
+  { source: "systemd/virtnbdbackup@.service", installed: "lib/systemd/system/virtnbdbackup@.service" },
+  { source: "systemd/virtnbdbackup@.timer", installed: "lib/systemd/system/virtnbdbackup@.timer" },
+  { source: "systemd/virtnbdbackup.conf.example", installed: `usr/share/doc/${NAME}/examples/virtnbdbackup.conf.example` },
+];
 
 /** Every file and symlink below `dir`, relative to it. */
 async function filesBelow(dir: string): Promise<string[]> {
@@ -83,6 +89,7 @@ test("package:deb: a .deb that installs, runs and purges without leftovers", asy
     `${APP}/node_modules/yazl/package.json`,
     `usr/share/doc/${NAME}/copyright`,
     `usr/share/doc/${NAME}/README.md`,
+    ...SYSTEMD_FILES.map((f) => f.installed),
   ]) {
     assert.ok(paths.includes(p), `${p} in the package`);
   }
@@ -91,6 +98,7 @@ test("package:deb: a .deb that installs, runs and purges without leftovers", asy
     (p) => (own.test(p) && /\.(cc|h|gyp|ts)$|\/(test|bench|fixtures|scripts)\//.test(p)) || /\/node_modules\/(node-gyp|node-addon-api|typescript|esbuild|tsx)\//.test(p),
   );
   assert.deepEqual(unwanted, [], "no addon sources, build tools or tests");
+  assert.deepEqual(paths.filter((p) => p.startsWith(`${APP}/systemd/`)), [], "the units only in their system places");
 
   // A throwaway dpkg root with an empty database.
   const root = join(work, "root");
@@ -127,6 +135,15 @@ test("package:deb: a .deb that installs, runs and purges without leftovers", asy
     assert.equal(r.exitCode, 0, r.all);
     assert.equal(await imageHash(join(restored, `${fixture.disk}.qcow2`), "qcow2"), fixture.checkpoints.at(-1)!.sha256);
 
+    // The systemd units as in the checkout; the commands they run are installed.
+    for (const f of SYSTEMD_FILES) {
+      assert.equal(readFileSync(join(root, f.installed), "utf8"), readFileSync(join(ROOT, f.source), "utf8"), f.installed);
+    }
+    const service = readFileSync(join(root, "lib/systemd/system/virtnbdbackup@.service"), "utf8");
+    assert.match(service, /^ExecStart=\/usr\/bin\/virtnbdbackup /m);
+    assert.ok(existsSync(join(root, "usr/bin/virtnbdbackup")));
+    // virtnbdprune (run by the service) is another command of this package once it exists in the checkout.
+    if (existsSync(join(ROOT, "bin/virtnbdprune.js"))) assert.ok(existsSync(join(root, "usr/bin/virtnbdprune")), "the prune command the service runs");
     for (const c of COMMANDS) {
       assert.equal((await sh("man", ["-M", join(root, "usr/share/man"), "-w", c])).trim(), join(root, `usr/share/man/man1/${c}.1.gz`));
       assert.ok(existsSync(join(root, "usr/share/bash-completion/completions", c)), `bash completion of ${c}`);

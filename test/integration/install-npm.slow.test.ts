@@ -68,6 +68,9 @@ test("npm pack: the tarball has the bundles, the prebuilt addon and its sources,
     "src/native/addon.cc",
     "src/native/libvirt/common.h",
     "scripts/install-native.js",
+    "systemd/virtnbdbackup@.service",
+    "systemd/virtnbdbackup@.timer",
+    "systemd/virtnbdbackup.conf.example",
   ]) {
     assert.ok(files.includes(f), `${f} in the tarball`);
   }

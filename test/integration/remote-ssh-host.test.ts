@@ -179,7 +179,7 @@ test("SshHost: login failures are one line; unknown host keys are added, changed
 });
 
 test("remote options: ssh target from the URI, --ssh-user/--ssh-port only when given, key from the URI's keyfile", () => {
-  const base = { sshUser: "me", sshPort: 22, sshPrivateKey: null, nbdPort: 10809, nbdIp: "", tls: false, tlsCert: "/etc/pki/qemu/" };
+  const base = { sshUser: "me", sshPort: 22, sshPrivateKey: null, nbdPorts: { first: 10809, last: 10809, range: false }, nbdIp: "", tls: false, tlsCert: "/etc/pki/qemu/" };
   const uri = "qemu+ssh://admin@hv1.example:2222/system?keyfile=/k/id&no_verify=1";
   assert.deepEqual(sshTargetFor({ ...base, uri, given: new Set() }), { host: "hv1.example", user: "admin", port: 2222, keyFile: "/k/id" });
   assert.deepEqual(sshTargetFor({ ...base, uri, sshUser: "ops", sshPort: 22, sshPrivateKey: "/other", given: new Set(["ssh_user", "ssh_port", "ssh_private_key"]) }), {

@@ -19,8 +19,27 @@ function pythonVersion(): string | null {
 }
 
 const ORACLE = String.raw`
-import argparse, contextlib, io, json, sys
+import argparse, contextlib, io, json, re, sys
 spec = json.load(sys.stdin)
+def nbd_ports(value):
+    # -P of src/connect/nbd-ports.ts, as an argparse type function.
+    s = value.strip()
+    if s == "auto":
+        return {"first": 10809, "last": 10909, "range": True}
+    def port(t):
+        n = int(t) if re.fullmatch(r"\+?[0-9]+(?:_[0-9]+)*", t) else 0
+        if not 1 <= n <= 65535:
+            raise argparse.ArgumentTypeError("invalid port value: %r (a port 1-65535, a range N-M or auto)" % value)
+        return n
+    m = re.fullmatch(r"(\S+?)-(\S+)", s)
+    if not m:
+        p = port(s)
+        return {"first": p, "last": p, "range": False}
+    first, last = port(m.group(1)), port(m.group(2))
+    if last < first:
+        raise argparse.ArgumentTypeError("invalid port range: %r (the first port is above the last)" % value)
+    return {"first": first, "last": last, "range": True}
+TYPES = {"nbd_port": nbd_ports}
 def build():
     p = argparse.ArgumentParser(prog=spec["prog"], description=spec["description"], epilog=spec["epilog"],
                                 formatter_class=argparse.RawTextHelpFormatter)
@@ -37,7 +56,7 @@ def build():
         elif a["kind"] == "version":
             kw.update(action="version", version=spec["version"])
         else:
-            kw.update(type=int if a["type"] == "int" else str, required=a["required"])
+            kw.update(type=TYPES[a["typed"]] if a["typed"] else int if a["type"] == "int" else str, required=a["required"])
             if a["choices"] is not None:
                 kw["choices"] = a["choices"]
             if a["nargs"] == "?":
@@ -80,7 +99,8 @@ function python(spec: ParserSpec, cases: string[][]): Outcome[] {
     description: spec.command.description(),
     epilog: spec.epilog,
     version: spec.version,
-    actions: actionsOf(spec).map((a) => ({ ...a, choices: a.choices ?? null })),
+    // typedOption's converters have a Python twin in the oracle (TYPES), by dest.
+    actions: actionsOf(spec).map((a) => ({ ...a, choices: a.choices ?? null, typed: a.parse ? a.dest : null })),
     cases,
   });
   const r = spawnSync(PYTHON, ["-c", ORACLE], {
@@ -103,7 +123,7 @@ function fuzzCases(spec: ParserSpec, count: number, seed: number): string[][] {
   const strings = actionsOf(spec).flatMap((a) => a.optionStrings).filter((s) => s !== "-h" && s !== "--help");
   const longs = strings.filter((s) => s.startsWith("--"));
   const shorts = strings.filter((s) => !s.startsWith("--"));
-  const values = ["x", "-", "-1", "7", "", "--", "-x y", "a=b", "full", "inc", "dump", "copy", "1_0", "-1.5", "0x1"];
+  const values = ["x", "-", "-1", "7", "", "--", "-x y", "a=b", "full", "inc", "dump", "copy", "1_0", "-1.5", "0x1", "auto", "7-9", "9-7", "'"];
   const token = (): string => {
     switch (rnd(9)) {
       case 0:

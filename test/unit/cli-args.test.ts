@@ -80,7 +80,7 @@ describe("virtnbdbackup options", () => {
       sshPort: 22,
       sshPrivateKey: null,
       password: null,
-      nbdPort: 10809,
+      nbdPorts: { first: 10809, last: 10809, range: false },
       nbdIp: "",
       tls: false,
       tlsCert: "/etc/pki/qemu/",
@@ -128,7 +128,7 @@ describe("virtnbdbackup options", () => {
       scratchdir: "/s", startDomain: true, pause: true, include: "sda", exclude: "sdb,sdc",
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
       strict: true, noSparseDetection: true, threshold: 100, uri: "qemu+ssh://h/system", user: "u",
-      sshUser: "s", sshPort: 2, sshPrivateKey: "k", password: "p", nbdPort: 1, nbdIp: "1.2.3.4",
+      sshUser: "s", sshPort: 2, sshPrivateKey: "k", password: "p", nbdPorts: { first: 1, last: 1, range: false }, nbdIp: "1.2.3.4",
       tls: true, tlsCert: "/c", syslog: true, quiet: true, nocolor: true, json: false, jsonFile: null, qemu: true,
       startonly: true, killonly: true, printonly: true, verbose: true,
     });
@@ -311,6 +311,26 @@ describe("argparse rules", () => {
     assert.equal(usageError(() => backup(...B, "-z", "--")), "virtnbdbackup: error: unrecognized arguments: --");
   });
 
+  test("-P/--nbd-port: a port, a range N-M or auto; anything else is a usage error naming the value", () => {
+    assert.deepEqual(backup(...B).nbdPorts, { first: 10809, last: 10809, range: false });
+    assert.deepEqual(backup(...B, "-P", "10900").nbdPorts, { first: 10900, last: 10900, range: false });
+    assert.deepEqual(backup(...B, "-P", "+10_900").nbdPorts, { first: 10900, last: 10900, range: false });
+    assert.deepEqual(backup(...B, "--nbd-port=20000-20010").nbdPorts, { first: 20000, last: 20010, range: true });
+    assert.deepEqual(backup(...B, "-P", "20000-20000").nbdPorts, { first: 20000, last: 20000, range: true });
+    assert.deepEqual(backup(...B, "-P", "auto").nbdPorts, { first: 10809, last: 10909, range: true });
+    assert.deepEqual(restore("-i", "/b", "-o", "/t", "-P", "auto").nbdPorts, { first: 10809, last: 10909, range: true });
+    for (const bad of ["x", "0", "65536", "-1", "10809-", "-10809", "10809-x", "1.5", "10809:10810", "auto-10900", ""]) {
+      const line = usageError(() => backup(...B, `--nbd-port=${bad}`));
+      assert.equal(line, `virtnbdbackup: error: argument -P/--nbd-port: invalid port value: '${bad}' (a port 1-65535, a range N-M or auto)`);
+    }
+    assert.equal(
+      usageError(() => backup(...B, "-P", "10900-10800")),
+      "virtnbdbackup: error: argument -P/--nbd-port: invalid port range: '10900-10800' (the first port is above the last)",
+    );
+    // Checked in argparse's order: the bad value before the missing required options.
+    assert.match(usageError(() => backup("-P", "x")), /argument -P\/--nbd-port: invalid port value/);
+  });
+
   test("int values follow Python's int()", () => {
     assert.equal(backup(...B, "-w", " 3 ").worker, 3);
     assert.equal(backup(...B, "-w", "1_0").worker, 10);
@@ -487,7 +507,7 @@ describe("virtnbdrestore options", () => {
       sshPort: 22,
       sshPrivateKey: null,
       password: null,
-      nbdPort: 10809,
+      nbdPorts: { first: 10809, last: 10809, range: false },
       nbdIp: "",
       tls: false,
       tlsCert: "/etc/pki/qemu/",
