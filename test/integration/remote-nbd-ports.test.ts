@@ -3,8 +3,9 @@
  * remote-backup.test.ts): the first port of the range is held by a listening socket of the test
  * (another service on the hypervisor), so libvirt's job start and qemu-nbd's bind fail there
  * with "Address already in use" and the runs move on to the next port, saying so. Two online
- * backups started at once with the same range get distinct ports (the race for the next port is
- * settled by the same retry); an offline copy of two disks and a remote restore do the same with
+ * jobs at once with the same range get distinct ports (one kept up with `-s` while the other
+ * runs, so they overlap whatever the machine's speed; a race for the next port is settled by the
+ * same retry); an offline copy of two disks and a remote restore do the same with
  * qemu-nbd; a single `-P N` that is taken still fails as it did. Every set is restored bit-exact.
  */
 import { test } from "node:test";
@@ -48,22 +49,27 @@ test("online: the range's first port is taken, two backups at once with one rang
   const base = await freePorts(4);
   await holdPort(t, base);
   const range = `${base}-${base + 3}`;
-  const run = (d: TestDomain) => startOurBackup([...hv.args, "-n", "-d", d.name, "-l", "full", "-o", join(work, d.name), "-P", range], { env: hv.env }).result;
-  const [ra, rb] = await Promise.all([run(a!), run(b!)]);
-  assertOk(ra, "backup a");
-  assertOk(rb, "backup b");
-  const [pa, pb] = [endpointPort(ra), endpointPort(rb)];
-  assert.notEqual(pa, pb, "two runs, two ports");
-  for (const [r, p] of [[ra, pa], [rb, pb]] as const) {
+  const run = (d: TestDomain, extra: string[] = []) =>
+    startOurBackup([...hv.args, "-n", "-d", d.name, "-l", "full", "-o", join(work, d.name), "-P", range, ...extra], { env: hv.env }).result;
+  // Overlap for certain: a's job stays up (-s) on its port while b starts; then a's job is ended (-k) and a backed up.
+  const started = assertOk(await run(a!, ["-s"]), "job of a started (-s)");
+  const pa = endpointPort(started);
+  const rb = assertOk(await run(b!), "backup b while a's job holds its port");
+  const pb = endpointPort(rb);
+  assert.notEqual(pa, pb, "two jobs at once, two ports");
+  assertOk(await ourBackup([...hv.args, "-n", "-d", a!.name, "-k", "-o", join(work, "kill")], { env: hv.env }), "job of a ended (-k)");
+  assertOk(await run(a!, ["-o", join(work, `${a!.name}-2`)]), "backup a");
+  for (const [r, p] of [[started, pa], [rb, pb]] as const) {
     assert.ok(p > base && p <= base + 3, `port ${p} in ${range}, not the taken ${base}`);
     assert.match(r.stderr, new RegExp(`INFO .*NBD port \\[${base}\\] is in use on \\[[^\\]]+\\], trying the next port of \\[${range}\\]\\.`));
     assert.match(r.stderr, new RegExp(`INFO .*Using NBD port \\[${p}\\] of \\[${range}\\] on \\[[^\\]]+\\]\\.`));
-    assert.match(r.stderr, new RegExp(`Waiting until NBD server at \\[nbd://[^/]+:${p}/sda\\] is up\\.`));
     assert.deepEqual(logLines(r, "ERROR"), []);
   }
-  for (const d of [a!, b!]) {
+  assert.match(rb.stderr, new RegExp(`Waiting until NBD server at \\[nbd://[^/]+:${pb}/sda\\] is up\\.`));
+  assert.match(rb.stderr, new RegExp(`NBD port \\[${pa}\\] is in use`), "b moved past a's port too");
+  for (const [d, set] of [[a!, join(work, `${a!.name}-2`)], [b!, join(work, b!.name)]] as const) {
     assert.equal((await d.domain.jobInfo()).type, C.VIR_DOMAIN_JOB_NONE, "no libvirt job left");
-    await restoredEqual(join(work, d.name), join(work, `${d.name}-restored`), d, await captureTruth(d));
+    await restoredEqual(set, join(work, `${d.name}-restored`), d, await captureTruth(d));
   }
 
   // -P N means exactly N: taken → the job start fails with libvirt's message, nothing else tried.
