@@ -23,6 +23,8 @@ export interface SyntheticChain {
   first?: number;
   /** `--chain` name. */
   chain?: string;
+  /** Number of diffs after the incs (half an hour after the last inc, then hourly). */
+  diffs?: number;
 }
 
 const p2 = (n: number) => String(n).padStart(2, "0");
@@ -59,6 +61,15 @@ export async function chainFiles(c: SyntheticChain): Promise<Map<string, Buffer>
     files.set(`${file}.chksum`, Buffer.from("1\n"));
     files.set(`checkpoints/${name}.xml`, Buffer.from(checkpointXml(name, Math.floor(when.getTime() / 1000))));
     files.set(`vmconfig.${name}.xml`, Buffer.from(`<domain type='kvm'>\n  <name>${c.domain}</name>\n</domain>\n`));
+  }
+  const last = names.at(-1)!;
+  for (let j = 0; j < (c.diffs ?? 0); j++) {
+    const when = new Date(t0.getTime() + (c.incs ?? 0) * 3_600_000 + 1_800_000 + j * 3_600_000);
+    const stream = await buildStream([{ start: (40 + j) * 64 * 1024, data: pattern(64 * 1024, 100 + j) }], {
+      virtualSize: MiB,
+      meta: { date: localIso(when), checkpointName: last, parentCheckpoint: last, incremental: true },
+    });
+    files.set(`sda.diff.${Math.floor(when.getTime() / 1000)}.data`, stream);
   }
   files.set(`${c.domain}.cpt`, Buffer.from(JSON.stringify(names)));
   return files;

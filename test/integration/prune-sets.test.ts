@@ -35,7 +35,7 @@ describe("virtnbdprune on chains of every layout", () => {
   it("a target with generations: dry run changes nothing; generation 1 goes file by file, later ones as folders", async (t) => {
     const base = await tempDir(t, "vnbt-prune-");
     const target = join(base, "web");
-    await writeChainDir(target, { domain: "web", start: "2026-10-01 02:00", incs: 2 });
+    await writeChainDir(target, { domain: "web", start: "2026-10-01 02:00", incs: 2, diffs: 2 });
     await writeChainDir(join(target, "generation.2"), { domain: "web", start: "2026-11-01 02:00", incs: 1, first: 3 });
     await writeChainDir(join(target, "generation.3"), { domain: "web", start: "2026-12-01 02:00", incs: 1, first: 5 });
     const before = await tree(target);
@@ -45,9 +45,15 @@ describe("virtnbdprune on chains of every layout", () => {
     assert.deepEqual(await tree(target), before, "a dry run changes nothing");
     assert.equal(infoLines(dry, "Would remove").length, 2);
     assert.match(dry.stderr, /Keep \[.*generation\.3\] \(2026-12-01 02:00:00, 2 backups\): keep-last 1/);
-    assert.match(dry.stderr, /Would remove \[.*web\] \(2026-10-01 02:00:00, 3 backups\): no keep rule selects it/);
+    assert.match(dry.stderr, /Would remove \[.*web\] \(2026-10-01 02:00:00, 5 backups\): no keep rule selects it/);
 
-    const r = await prune(t, ["--keep-last", "2", target], base);
+    const r = await prune(t, ["--keep-last", "2", "-v", target], base);
+    const removed = r.stderr.split("\n").flatMap((l) => /Prune step: removed \[.*\/web\/(sda\.[^\]]+\.data)\]$/.exec(l)?.[1] ?? []);
+    assert.deepEqual(
+      removed.map((n) => n.replace(/diff\.\d+/, "diff")),
+      ["sda.diff.data", "sda.diff.data", "sda.inc.virtnbdbackup.2.data", "sda.inc.virtnbdbackup.1.data", "sda.full.data"],
+      "dependants newest first, the full last",
+    );
     assert.equal(r.exitCode, 0);
     assert.deepEqual(readdirSync(target).sort(), ["generation.2", "generation.3"], "generation 1's files are gone, the folders stay");
     assert.deepEqual(await tree(join(target, "generation.3")), before.filter((p) => p.startsWith("generation.3/")).map((p) => p.slice("generation.3/".length)));
