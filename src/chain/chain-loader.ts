@@ -11,6 +11,7 @@ import { MAX_LZ4_PIECE, StreamReader } from "../format/reader.js";
 import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { ChainIndexBuilder, HOLE, Layer, type ChainIndex } from "./chain-index.js";
 import { resolveMapFile, type ResolvedFile } from "./chain-files.js";
+import type { BackupSetSource } from "../storage/set-source.js";
 
 export class ChainLoadError extends Error {}
 
@@ -177,6 +178,34 @@ export async function loadChain(items: string[], opts: LoadOptions = {}): Promis
       opts.onFile?.(member);
     }
     return { index: builder.finish(), members, sources: opened.map((f) => f.source), close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+/**
+ * A chain of a backup set whose order the caller already checked (restore's diskChain): its
+ * files opened from the set (directory or zip archives) and indexed. The set stays the caller's;
+ * `close` closes only the files opened here.
+ */
+export async function loadSetChain(set: BackupSetSource, names: readonly string[], opts: LoadOptions = {}): Promise<MappedChain> {
+  const sources: RandomAccessSource[] = [];
+  const closeAll = async () => {
+    for (const s of sources) await s.close().catch(() => undefined);
+  };
+  try {
+    const builder = new ChainIndexBuilder();
+    const members: ChainMember[] = [];
+    for (const [i, name] of names.entries()) {
+      const source = await set.open(name);
+      sources.push(source);
+      const reader = await StreamReader.open(source);
+      const member: ChainMember = { given: set.shownName(name), name, meta: reader.meta, compressed: reader.compressed, source, frames: await indexFile(builder, i, reader) };
+      members.push(member);
+      opts.onFile?.(member);
+    }
+    return { index: builder.finish(), members, sources, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;

@@ -350,6 +350,13 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
     ),
   );
   cmd.addOption(flagOption("--force", "With --to-raw: write over a device that holds a partition table or filesystem"));
+  cmd.addOption(
+    flagOption(
+      "--live",
+      "Live restore: start the restored domain at once on new images in -o that read from the backup, copy the data while it runs; ends when every disk is copied",
+    ),
+  );
+  cmd.addOption(intOption("--live-bandwidth <MiB/s>", "With --live: copy at most this many MiB/s per disk, 0 for no limit (default: %(default)s)").default(0));
   cmd.optionsGroup("Remote Restore options");
   addRemoteOptions(cmd, ctx);
   cmd.optionsGroup("Logging options");
@@ -596,6 +603,8 @@ export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<Defaults
     preallocate: b(v, "preallocate"),
     compress: b(v, "compress"),
     toRaw: b(v, "to_raw"),
+    live: b(v, "live"),
+    liveBandwidth: n(v, "live_bandwidth"),
     force: b(v, "force"),
     ...remote(v),
     logfile: s(v, "logfile"),

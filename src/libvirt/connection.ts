@@ -110,6 +110,11 @@ export class Connection {
     return lvCall(native.lvConnectGetHostname(this.handle));
   }
 
+  /** The host's capabilities XML (virConnectGetCapabilities). */
+  async capabilities(): Promise<string> {
+    return lvCall(native.lvConnectGetCapabilities(this.handle));
+  }
+
   /** The canonical URI of the connection (virConnectGetURI). */
   async canonicalUri(): Promise<string> {
     return lvCall(native.lvConnectGetURI(this.handle));

@@ -296,6 +296,31 @@ export class DomainDisk {
     return true;
   }
 
+  /**
+   * A qcow2 image over a read-only NBD backing (live restore): `<driver type='qcow2'>`, any
+   * backing chain replaced by `<backingStore type='network'>` with the unix socket, the export
+   * and qemu's reconnect delay (requests wait that long for a server that went away).
+   */
+  setNbdBackingStore(o: { socket: string; exportName: string; reconnectDelay: number }): void {
+    while (this.removeFirstBackingStore());
+    const doc = this.element.ownerDocument!;
+    const el = (name: string, attrs: Record<string, string>): Element => {
+      const e = doc.createElement(name);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      return e;
+    };
+    const driver = childElement(this.element, "driver") ?? (this.element.insertBefore(el("driver", { name: "qemu" }), this.element.firstChild) as Element);
+    driver.setAttribute("type", "qcow2");
+    const bs = el("backingStore", { type: "network" });
+    bs.appendChild(el("format", { type: "raw" }));
+    const src = el("source", { protocol: "nbd", name: o.exportName });
+    bs.appendChild(src);
+    src.appendChild(el("host", { transport: "unix", socket: o.socket }));
+    src.appendChild(el("reconnect", { delay: String(o.reconnectDelay) }));
+    const source = childElement(this.element, "source");
+    this.element.insertBefore(bs, source ? source.nextSibling : null);
+  }
+
   /** Removes this disk from the document. */
   remove(): void {
     removeElement(this.element);

@@ -203,6 +203,16 @@ export class Domain {
     return lvCall(native.lvDomainGetBlockJobInfo(this.handle, disk, flags));
   }
 
+  /** virDomainBlockPull: the disk's backing data copied into its top image (at most `bandwidthMiBs` MiB/s, 0: no limit), then the backing dropped. */
+  async blockPull(disk: string, bandwidthMiBs = 0, flags = 0): Promise<void> {
+    await lvCall(native.lvDomainBlockPull(this.handle, disk, bandwidthMiBs, flags));
+  }
+
+  /** virDomainBlockJobAbort: ends the disk's block job (what it copied stays). */
+  async blockJobAbort(disk: string, flags = 0): Promise<void> {
+    await lvCall(native.lvDomainBlockJobAbort(this.handle, disk, flags));
+  }
+
   /**
    * Freezes guest filesystems through the guest agent (virDomainFSFreeze): the given
    * mountpoints, or all. Resolves with the number frozen. Without an agent: LibvirtError

@@ -49,6 +49,7 @@ export interface LibvirtNative {
   lvConnectClose(conn: LvConnectHandle): Promise<number>;
   lvConnectGetHostname(conn: LvConnectHandle): Promise<string>;
   lvConnectGetURI(conn: LvConnectHandle): Promise<string>;
+  lvConnectGetCapabilities(conn: LvConnectHandle): Promise<string>;
   lvConnectGetLibVersion(conn: LvConnectHandle): Promise<number>;
   lvConnectGetVersion(conn: LvConnectHandle): Promise<number>;
   lvConnectIsAlive(conn: LvConnectHandle): Promise<boolean>;
@@ -106,6 +107,8 @@ export interface LibvirtNative {
     disk: string,
     flags: number,
   ): Promise<{ type: number; bandwidth: number; cur: number; end: number } | null>;
+  lvDomainBlockPull(dom: LvDomainHandle, disk: string, bandwidthMiBs: number, flags: number): Promise<number>;
+  lvDomainBlockJobAbort(dom: LvDomainHandle, disk: string, flags: number): Promise<number>;
   lvDomainFSFreeze(dom: LvDomainHandle, mountpoints: string[] | null, flags: number): Promise<number>;
   lvDomainFSThaw(dom: LvDomainHandle, mountpoints: string[] | null, flags: number): Promise<number>;
   lvDomainGetGuestInfo(dom: LvDomainHandle, types: number, flags: number): Promise<LvTypedParams>;

@@ -58,3 +58,26 @@ export async function createImage(host: Host, target: string, o: CreateImageOpti
   const r = await host.run("qemu-img", createImageArgs(target, o));
   if (r.exitCode !== 0) throw new QemuImgError(`qemu-img create [${target}] failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
 }
+
+/**
+ * The `json:` backing name of a raw image read from an NBD export on a unix socket (qemu's
+ * pseudo-protocol; libvirt parses it back into `<backingStore type='network'>`).
+ */
+export function nbdBackingName(socket: string, exportName: string): string {
+  return `json:${JSON.stringify({ driver: "raw", file: { driver: "nbd", server: { type: "unix", path: socket }, export: exportName } })}`;
+}
+
+/** A qcow2 image over `backing` (raw), created without opening the backing (`-u`: its server may not run yet). */
+export async function createOverlayImage(host: Host, target: string, backing: string, o: CreateImageOptions): Promise<void> {
+  const args = [...createImageArgs(target, { ...o, format: "qcow2", preallocate: false }), "-u", "-F", "raw", "-b", backing];
+  const r = await host.run("qemu-img", args);
+  if (r.exitCode !== 0) throw new QemuImgError(`qemu-img create [${target}] failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+}
+
+/** The image's format and backing file name as its header says (`qemu-img info -U`, backing not opened). */
+export async function imageHeader(host: Host, path: string): Promise<{ format: string; backing: string | null }> {
+  const r = await host.run("qemu-img", ["info", "--output", "json", "--force-share", path]);
+  if (r.exitCode !== 0) throw new QemuImgError(`qemu-img info [${path}] failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+  const info = JSON.parse(r.stdout) as { format?: string; "backing-filename"?: string; "full-backing-filename"?: string };
+  return { format: info.format ?? "", backing: info["backing-filename"] ?? null };
+}

@@ -29,6 +29,10 @@ export interface RestoreArgs extends RemoteOptions, LibvirtLogin, EventOptions {
   toRaw: boolean;
   /** `--force`: with --to-raw, restore over a device that holds a partition table or filesystem */
   force: boolean;
+  /** `--live`: start the domain on images over the served backup at once, copy while it runs */
+  live: boolean;
+  /** `--live-bandwidth`: MiB/s per disk for the copy, 0: no limit */
+  liveBandwidth: number;
   logfile: string;
   nocolor: boolean;
   verbose: boolean;

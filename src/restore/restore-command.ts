@@ -11,6 +11,7 @@ import type { Logger } from "../report/log.js";
 import { runEvents } from "../report/events.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import type { RestoreArgs } from "./options.js";
+import { isRemoteUri } from "../connect/remote.js";
 import { restoreToRaw } from "./raw-target.js";
 import { restoreSet } from "./restore.js";
 
@@ -44,7 +45,22 @@ async function resolveInput(args: RestoreArgs, log: Logger): Promise<string | nu
   return dir;
 }
 
+/** `--live` goes with a restore on this machine (-c is implied; -D, -N, -d, --until as usual). */
+function liveRefusal(args: RestoreArgs): string | null {
+  if (!args.live) return args.liveBandwidth !== 0 ? "Option --live-bandwidth goes with --live." : null;
+  if (args.liveBandwidth < 0) return "Option --live-bandwidth must not be negative.";
+  if (resolveAction(args) !== "restore") return "Option --live restores a domain: it does not go with dump or verify.";
+  if (args.sequence || args.toRaw) return "Option --live restores the domain's disks: it does not go with --sequence or --to-raw.";
+  if (isRemoteUri(args.uri)) return "Option --live serves the backup to a domain on this machine: not for a remote hypervisor (-U qemu+ssh://…).";
+  return null;
+}
+
 export async function runRestoreCommand(args: RestoreArgs, log: Logger, stdout: RestoreOutput): Promise<number> {
+  const refusal = liveRefusal(args);
+  if (refusal) {
+    log.error(refusal);
+    return 1;
+  }
   let set: BackupSetSource;
   try {
     const input = await resolveInput(args, log);

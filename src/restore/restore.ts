@@ -37,6 +37,11 @@ import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
 import { exitCodeFromCounts } from "../report/exit-code.js";
 import { eventsOnStderr, runEvents } from "../report/events.js";
+import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
+import { onSignals } from "../connect/signals.js";
+import { EXIT_TEMPFAIL } from "../report/exit-code.js";
+import { LiveRestoreError, prepareLiveDisk, runLiveCopy, type LiveDisk } from "./live-restore.js";
+import { liveSocketPath } from "./live-server.js";
 
 type Out = { write(s: string): unknown };
 
@@ -154,8 +159,8 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   // A `--sequence` restores files, not a VM: no config adjustment, no define.
   const adjust = !sequence && (args.adjustConfig || args.define);
   const define = !sequence && args.define;
-  run.libvirt = await openLibvirtForRestore(args, define, log, deps.openLibvirt ?? openLibvirt);
-  if (!run.libvirt && define) return 1;
+  run.libvirt = await openLibvirtForRestore(args, define || args.live, log, deps.openLibvirt ?? openLibvirt);
+  if (!run.libvirt && (define || args.live)) return 1;
   const target = await openRestoreTarget(args, run.libvirt, log);
   if (!target) return 1;
   run.host = target.host;
@@ -167,6 +172,7 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   const ctx: RestoreContext = { ...base, host: target.host, remote: target.remote };
   const originalXml = sequence ? null : await set.readFile(configFile.name);
   const domain = originalXml ? DomainXml.parse(originalXml.toString("utf8")) : null;
+  if (args.live && domain && originalXml && run.libvirt) return liveInto(run, ctx, run.libvirt, domain, originalXml);
   if (domain && define && run.libvirt && !(await checkDefineName(run.libvirt, restoredName(domain.name, args.name), log))) return 1;
   run.output = await prepareOutputDir(run.host, args.output, log);
   if (!run.output) return 1;
@@ -185,6 +191,51 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
     if (uuid) await restoreTpmState(domain, set, listing, run.host, log, { uuid });
   }
   return exitCodeFromCounts(log.tally);
+}
+
+/**
+ * `--live` (live-restore.ts): the restored domain's lock, images over the served chains, boot
+ * files, TPM state and config as for a restore with `-c` (and `-D`), then serve, start, copy.
+ */
+async function liveInto(run: RestoreResources, ctx: RestoreContext, libvirt: Connection, domain: DomainXml, originalXml: Buffer): Promise<number> {
+  const { args, set, listing, log } = ctx;
+  const name = restoredName(domain.name, args.name);
+  const me = { pid: process.pid, started: new Date().toISOString(), output: `virtnbdrestore --live ${args.output}` };
+  const lock = await DomainLock.acquire(lockDirectory(), args.uri, name, me);
+  if (!(lock instanceof DomainLock)) {
+    log.error(`Another run for domain [${name}] is active (pid ${lock.heldBy?.pid ?? "?"}): nothing changed, try again when it has ended.`);
+    return EXIT_TEMPFAIL;
+  }
+  const disks: LiveDisk[] = [];
+  let stops = 0;
+  const dispose = onSignals(() => stops++);
+  try {
+    run.output = await prepareOutputDir(run.host, args.output, log);
+    if (!run.output) return 1;
+    const socket = liveSocketPath(args.output);
+    const place: PlaceDisk = async (c, disk, chain, target, settings) => {
+      disks.push(await prepareLiveDisk({ host: c.host, set, socket, log }, disk, chain, target, settings));
+    };
+    await restoreDisks(ctx, domain, true, place);
+    if (disks.length === 0) throw new LiveRestoreError("No disk to restore live: the set holds no qcow2 chain of the selected disks.");
+    await restoreBootFiles(domain, set, listing, run.host, log, resolve(args.output));
+    await writeConfig(ctx, domain, originalXml, true, args.define);
+    const fresh = disks.every((d) => !d.resumed);
+    if (args.define && fresh) {
+      if (!(await checkDefineName(libvirt, name, log))) return 1;
+      const uuid = await defineDomain(libvirt, domain, listing, log);
+      if (uuid) await restoreTpmState(domain, set, listing, run.host, log, { uuid });
+    } else if (fresh) await restoreTpmState(domain, set, listing, run.host, log, { copyDir: resolve(args.output) });
+    return await runLiveCopy({ libvirt, finalXml: domain.toString(), disks, socket, progress: ctx.progress, bandwidth: args.liveBandwidth, log, signals: { count: () => stops } });
+  } catch (e) {
+    if (!(e instanceof LiveRestoreError)) throw e;
+    log.error(e.message);
+    return 1;
+  } finally {
+    dispose();
+    for (const d of disks) await d.chain.close();
+    await lock.release();
+  }
 }
 
 /** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port` (one disk after the other; a range: a free port of it). Null: refused (logged). */
@@ -207,8 +258,11 @@ async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, 
   return { host, remote: { ports, index: 0, bind: args.nbdIp || undefined, connectHost: nbdHost, tlsDir: serverTlsDir(args), tls: clientTls(args) } };
 }
 
+/** What becomes of one disk's chain: restored into a new image (or, live, an image over the served chain). */
+type PlaceDisk = (ctx: RestoreContext, disk: string, chain: ChainFile[], target: string, settings: QcowSettings | undefined) => Promise<void>;
+
 /** Every disk of the config: its chain into a new image (or a raw copy), the config adjusted with `-c`. */
-async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: boolean): Promise<void> {
+async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: boolean, place: PlaceDisk = restoreChain): Promise<void> {
   const { args, set, listing, log } = ctx;
   restoreVolumesAsFiles(domain, args.output, log);
   const disks = await selectDisks(domain, { include: args.disk, raw: args.raw }, log);
@@ -231,7 +285,7 @@ async function restoreDisks(ctx: RestoreContext, domain: DomainXml, adjust: bool
     const chain = await diskChain(set, listing, disk.target, dataFiles, cptNames, args.until);
     const settings = await settingsFor(ctx, disk.target, chain);
     if (settings?.dataFile && adjust) settings.dataFile = join(resolve(args.output), basename(settings.dataFile));
-    await restoreChain(ctx, disk.target, chain, target, settings);
+    await place(ctx, disk.target, chain, target, settings);
     if (disk.backingFiles.length > 0 && !adjust) {
       log.warning(`Target disk [${disk.target}] has a backing store: adjust the VM config or restore with -c.`);
     }

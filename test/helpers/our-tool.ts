@@ -140,6 +140,11 @@ export function ourRestore(args: string[], o: RunOptions = {}): Promise<ToolResu
   return start(OUR_RESTORE, args, o).result;
 }
 
+/** Starts our virtnbdrestore (for signal tests and live restores). */
+export function startOurRestore(args: string[], o: RunOptions = {}): RunningTool {
+  return start(OUR_RESTORE, args, o);
+}
+
 /** Runs our virtnbdprune to its end. */
 export function ourPrune(args: string[], o: RunOptions = {}): Promise<ToolResult> {
   return start(OUR_PRUNE, args, o).result;

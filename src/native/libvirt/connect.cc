@@ -158,6 +158,8 @@ Napi::Value StringCall(const Napi::CallbackInfo& info, char* (*fn)(virConnectPtr
 
 Napi::Value GetHostname(const Napi::CallbackInfo& info) { return StringCall(info, virConnectGetHostname); }
 Napi::Value GetURI(const Napi::CallbackInfo& info) { return StringCall(info, virConnectGetURI); }
+// The host's capabilities XML (security models with the qemu process's DAC label among them).
+Napi::Value GetCapabilities(const Napi::CallbackInfo& info) { return StringCall(info, virConnectGetCapabilities); }
 
 Napi::Value VersionCall(const Napi::CallbackInfo& info, int (*fn)(virConnectPtr, unsigned long*)) {
   Napi::Env env = info.Env();
@@ -339,6 +341,7 @@ void InitConnect(Napi::Env env, Napi::Object exports) {
   exports.Set("lvConnectClose", Napi::Function::New(env, ConnectClose, "lvConnectClose"));
   exports.Set("lvConnectGetHostname", Napi::Function::New(env, GetHostname, "lvConnectGetHostname"));
   exports.Set("lvConnectGetURI", Napi::Function::New(env, GetURI, "lvConnectGetURI"));
+  exports.Set("lvConnectGetCapabilities", Napi::Function::New(env, GetCapabilities, "lvConnectGetCapabilities"));
   exports.Set("lvConnectGetLibVersion", Napi::Function::New(env, GetLibVersion, "lvConnectGetLibVersion"));
   exports.Set("lvConnectGetVersion", Napi::Function::New(env, GetHypervisorVersion, "lvConnectGetVersion"));
   exports.Set("lvConnectIsAlive", Napi::Function::New(env, IsAlive, "lvConnectIsAlive"));

@@ -248,6 +248,50 @@ Napi::Value GetBlockJobInfo(const Napi::CallbackInfo& info) {
       });
 }
 
+// Shape (dom, disk, flags) → number: block job calls on one disk.
+Napi::Value DiskCall(const Napi::CallbackInfo& info, std::function<int(virDomainPtr, const char*, unsigned int)> fn) {
+  Napi::Env env = info.Env();
+  Handle* h;
+  std::string disk;
+  unsigned int flags;
+  if (!ArgHandle(info, 0, Kind::Domain, h) || !ArgString(info, 1, "disk", disk) || !ArgUint(info, 2, "flags", flags)) {
+    return env.Undefined();
+  }
+  virDomainPtr dom = Dom(h);
+  auto out = std::make_shared<int>(0);
+  return Run(
+      env, {h},
+      [=]() {
+        *out = fn(dom, disk.c_str(), flags);
+        return *out >= 0;
+      },
+      [=](Napi::Env env) { return Napi::Number::New(env, *out); });
+}
+
+// lvDomainBlockPull(dom, disk, bandwidthMiBs, flags): copy the backing chain's data into the
+// disk's top image (bandwidth in MiB/s, 0: unlimited); the job ends with the backing dropped.
+Napi::Value BlockPull(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle* h;
+  std::string disk;
+  unsigned int bandwidth, flags;
+  if (!ArgHandle(info, 0, Kind::Domain, h) || !ArgString(info, 1, "disk", disk) || !ArgUint(info, 2, "bandwidth", bandwidth) ||
+      !ArgUint(info, 3, "flags", flags)) {
+    return env.Undefined();
+  }
+  virDomainPtr dom = Dom(h);
+  auto out = std::make_shared<int>(0);
+  return Run(
+      env, {h},
+      [=]() {
+        *out = virDomainBlockPull(dom, disk.c_str(), bandwidth, flags);
+        return *out >= 0;
+      },
+      [=](Napi::Env env) { return Napi::Number::New(env, *out); });
+}
+// lvDomainBlockJobAbort(dom, disk, flags).
+Napi::Value BlockJobAbort(const Napi::CallbackInfo& info) { return DiskCall(info, virDomainBlockJobAbort); }
+
 // lvDomainFSFreeze / lvDomainFSThaw(dom, mountpoints[]|null, flags) → number of filesystems.
 Napi::Value FreezeThaw(const Napi::CallbackInfo& info, bool freeze) {
   Napi::Env env = info.Env();
@@ -375,6 +419,8 @@ void InitDomain(Napi::Env env, Napi::Object exports) {
       {"lvDomainGetJobStats", GetJobStats},
       {"lvDomainGetBlockInfo", GetBlockInfo},
       {"lvDomainGetBlockJobInfo", GetBlockJobInfo},
+      {"lvDomainBlockPull", BlockPull},
+      {"lvDomainBlockJobAbort", BlockJobAbort},
       {"lvDomainFSFreeze", FSFreeze},
       {"lvDomainFSThaw", FSThaw},
       {"lvDomainGetGuestInfo", GetGuestInfo},
