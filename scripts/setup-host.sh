@@ -9,6 +9,8 @@ PACKAGES=(
   nbdkit nbdkit-plugin-python libnbd-bin
   python3-lz4 python3-libnbd python3-libvirt python3-colorlog virtnbdbackup
   openssh-server openssh-client ovmf swtpm swtpm-tools e2fsprogs util-linux bsdutils iproute2 openssl man-db groff-base
+  # The Linux test guest (test/helpers/linux-guest.ts): Debian's kernel, a static busybox, xz to unpack the kernel.
+  linux-image-amd64 busybox-static xz-utils
 )
 
 missing=()

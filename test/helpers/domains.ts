@@ -16,14 +16,22 @@
  *   no agent ever answers), `scsiController` (a virtio-scsi controller, so sd* disks can be
  *   hot-plugged and unplugged), `uri` (default $VNBT_LIBVIRT_URI or qemu:///system),
  *   `connection` (reuse one; otherwise the domain owns a connection and closes it).
+ *   A real guest (test/helpers/linux-guest.ts builds one): `boot` ({ kernel, initrd, cmdline }:
+ *   direct kernel boot), `serialConsole` (serial port 0 on a unix socket `consoleSocket`, all
+ *   its output logged to `consoleLog`), `acpi` (lets the guest power itself off), `memoryMiB`
+ *   (default 64).
  *   DiskSpec: `size` (bytes, default 64 MiB), `format` ("qcow2" default | "raw"), `content`
- *   (ContentOp[], default defaultContent(index)). ContentOp: `{ pattern, offset, length }`
- *   (qemu-io write -P), `{ seed, offset, length }` (seeded random bytes), `{ zero: true,
- *   offset, length }` (write-zeroes). Everything else stays a hole.
+ *   (ContentOp[], default defaultContent(index)), `bus` ("sata" default: sda, sdb, …;
+ *   "virtio": vda, vdb, …), `makeImage(path, format, size)` (makes the image instead of
+ *   qemu-img create + content; its content is unknown to the helpers: `expectedHash` throws).
+ *   ContentOp: `{ pattern, offset, length }` (qemu-io write -P), `{ seed, offset, length }`
+ *   (seeded random bytes), `{ zero: true, offset, length }` (write-zeroes). Everything else
+ *   stays a hole.
  *
  *   TestDomain: `name` ("vnbt-<pid>-<random>"), `dir` (temp dir with the images),
  *   `connection`, `domain` (our binding's Domain), `disks` (TestDisk: target sda/sdb/…,
- *   path, format, size, spec), `start(flags?)`, `destroy()`, `isRunning()`,
+ *   path, format, size, spec), `consoleSocket`, `consoleLog`, `start(flags?)`, `destroy()`,
+ *   `isRunning()`,
  *   `hmp(cmd)`, `blockNode(target)` (qemu node name + qdev of a running disk, from query-block),
  *   `writePattern(target, offset, length, byte)` / `writeRandom(target, offset, length, seed)`
  *   / `writeZeroes(target, offset, length)`: through HMP `qemu-io -d <qdev>` while running,
@@ -80,6 +88,16 @@ export interface DiskSpec {
   size?: number;
   format?: "qcow2" | "raw";
   content?: ContentOp[];
+  bus?: "sata" | "virtio";
+  /** Makes the image at `path` (a `size`-byte `format` image) instead of the spec content. */
+  makeImage?: (path: string, format: "qcow2" | "raw", size: number) => Promise<void>;
+}
+
+/** Direct kernel boot: libvirt's <os> <kernel>, <initrd> and <cmdline>. */
+export interface DirectKernelBoot {
+  kernel: string;
+  initrd: string;
+  cmdline: string;
 }
 
 export interface TestDomainOptions {
@@ -90,6 +108,12 @@ export interface TestDomainOptions {
   guestAgentChannel?: boolean;
   /** Add a virtio-scsi controller, so sd* disks can be hot-plugged and unplugged (attachDisk). */
   scsiController?: boolean;
+  boot?: DirectKernelBoot;
+  /** Serial port 0 on the unix socket `consoleSocket` (qemu listens), its output logged to `consoleLog`. */
+  serialConsole?: boolean;
+  /** ACPI, so the guest can power itself off. */
+  acpi?: boolean;
+  memoryMiB?: number;
   uri?: string;
   connection?: Connection;
 }
@@ -101,6 +125,8 @@ export interface TestDisk {
   size: number;
   /** The content written so far (spec content plus later writes through the helpers). */
   content: ContentOp[];
+  /** Made by DiskSpec.makeImage: `content` does not describe it. */
+  madeByCaller?: true;
 }
 
 interface AfterHook {
@@ -283,45 +309,85 @@ async function warnAboutKvmPermissions(): Promise<void> {
   }
 }
 
-function targetName(index: number): string {
-  // sda … sdz, sdaa … (libvirt's naming).
+function targetName(index: number, prefix = "sd"): string {
+  // sda … sdz, sdaa … (libvirt's naming; vd* alike).
   let n = index;
   let s = "";
   do {
     s = String.fromCharCode(97 + (n % 26)) + s;
     n = Math.floor(n / 26) - 1;
   } while (n >= 0);
-  return `sd${s}`;
+  return `${prefix}${s}`;
 }
 
-function domainXml(name: string, opts: TestDomainOptions, disks: TestDisk[]): string {
+/** Target names in spec order, numbered per bus: sata disks sda, sdb, …; virtio disks vda, …. */
+function diskTargets(specs: DiskSpec[]): string[] {
+  const counts = { sata: 0, virtio: 0 };
+  return specs.map((spec) => {
+    const bus = spec.bus ?? "sata";
+    return targetName(counts[bus]++, bus === "virtio" ? "vd" : "sd");
+  });
+}
+
+/** Where a test domain's serial console listens and logs (a directory qemu may write to). */
+function consolePaths(dir: string): { dir: string; socket: string; log: string } {
+  const consoleDir = join(dir, "console");
+  return { dir: consoleDir, socket: join(consoleDir, "console.sock"), log: join(consoleDir, "console.log") };
+}
+
+function osXml(opts: TestDomainOptions): string[] {
+  const lines = [`  <os>`, `    <type arch='x86_64' machine='${opts.machine ?? "q35"}'>hvm</type>`];
+  if (opts.boot) {
+    lines.push(
+      `    <kernel>${opts.boot.kernel}</kernel>`,
+      `    <initrd>${opts.boot.initrd}</initrd>`,
+      `    <cmdline>${opts.boot.cmdline}</cmdline>`,
+    );
+  }
+  lines.push(`  </os>`);
+  if (opts.acpi) lines.push(`  <features><acpi/></features>`);
+  return lines;
+}
+
+function diskXml(d: TestDisk): string[] {
+  return [
+    `    <disk type='file' device='disk'>`,
+    `      <driver name='qemu' type='${d.format}'/>`,
+    `      <source file='${d.path}'/>`,
+    `      <target dev='${d.target}' bus='${d.target.startsWith("vd") ? "virtio" : "sata"}'/>`,
+    `    </disk>`,
+  ];
+}
+
+function serialConsoleXml(dir: string): string[] {
+  const { socket, log } = consolePaths(dir);
+  return [
+    `    <serial type='unix'>`,
+    `      <source mode='bind' path='${socket}'/>`,
+    `      <log file='${log}' append='off'/>`,
+    `      <target port='0'/>`,
+    `    </serial>`,
+  ];
+}
+
+function domainXml(name: string, dir: string, opts: TestDomainOptions, disks: TestDisk[]): string {
   const lines = [
     `<domain type='qemu'>`,
     `  <name>${name}</name>`,
-    `  <memory unit='MiB'>64</memory>`,
+    `  <memory unit='MiB'>${opts.memoryMiB ?? 64}</memory>`,
     `  <vcpu>1</vcpu>`,
-    `  <os>`,
-    `    <type arch='x86_64' machine='${opts.machine ?? "q35"}'>hvm</type>`,
-    `  </os>`,
+    ...osXml(opts),
     `  <on_poweroff>destroy</on_poweroff>`,
     `  <on_reboot>destroy</on_reboot>`,
     `  <on_crash>destroy</on_crash>`,
     `  <devices>`,
   ];
-  for (const d of disks) {
-    lines.push(
-      `    <disk type='file' device='disk'>`,
-      `      <driver name='qemu' type='${d.format}'/>`,
-      `      <source file='${d.path}'/>`,
-      `      <target dev='${d.target}' bus='sata'/>`,
-      `    </disk>`,
-    );
-  }
+  for (const d of disks) lines.push(...diskXml(d));
   if (opts.cdrom) {
     lines.push(
       `    <disk type='file' device='cdrom'>`,
       `      <driver name='qemu' type='raw'/>`,
-      `      <target dev='${targetName(disks.length)}' bus='sata'/>`,
+      `      <target dev='${targetName(disks.filter((d) => d.target.startsWith("sd")).length)}' bus='sata'/>`,
       `      <readonly/>`,
       `    </disk>`,
     );
@@ -334,6 +400,7 @@ function domainXml(name: string, opts: TestDomainOptions, disks: TestDisk[]): st
     );
   }
   if (opts.scsiController) lines.push(`    <controller type='scsi' index='0' model='virtio-scsi'/>`);
+  if (opts.serialConsole) lines.push(...serialConsoleXml(dir));
   lines.push(`    <memballoon model='none'/>`, `  </devices>`, `</domain>`);
   return lines.join("\n");
 }
@@ -342,6 +409,37 @@ function opToQemuIo(op: ContentOp, randomFile: string | null): string {
   if ("pattern" in op) return `write -P 0x${op.pattern.toString(16)} ${op.offset} ${op.length}`;
   if ("seed" in op) return `write -s ${randomFile} ${op.offset} ${op.length}`;
   return `write -z ${op.offset} ${op.length}`;
+}
+
+/** Creates the disk images: made by the spec's makeImage, or empty with the spec content written by qemu-io. */
+async function makeDiskImages(dir: string, specs: DiskSpec[], disks: TestDisk[]): Promise<void> {
+  for (const [i, d] of disks.entries()) {
+    const make = specs[i]!.makeImage;
+    if (make) await make(d.path, d.format, d.size);
+    else await run("qemu-img", ["create", "-q", "-f", d.format, d.path, String(d.size)]);
+  }
+  for (const d of disks) {
+    const ops = d.content;
+    if (ops.length === 0) continue;
+    const args = ["-f", d.format];
+    for (const op of ops) {
+      let file: string | null = null;
+      if ("seed" in op) {
+        file = join(dir, `random-${op.seed}-${op.length}.bin`);
+        await writeFile(file, seededBytes(op.seed, op.length), { mode: 0o644 });
+      }
+      args.push("-c", opToQemuIo(op, file));
+    }
+    args.push(d.path);
+    await run("qemu-io", args);
+  }
+}
+
+/** The console's directory: qemu (libvirt-qemu) creates the socket there. */
+async function makeConsoleDir(dir: string): Promise<void> {
+  const consoleDir = consolePaths(dir).dir;
+  await mkdir(consoleDir);
+  await chmod(consoleDir, 0o777);
 }
 
 export class TestDomain {
@@ -368,40 +466,22 @@ export class TestDomain {
     // qemu runs as libvirt-qemu: it must reach the images (libvirt relabels the files themselves).
     await chmod(dir, 0o755);
     const specs = opts.disks ?? [{}];
+    const targets = diskTargets(specs);
     const disks: TestDisk[] = specs.map((spec, i) => {
       const format = spec.format ?? "qcow2";
       const size = spec.size ?? 64 * MiB;
-      return {
-        target: targetName(i),
-        path: join(dir, `${targetName(i)}.${format}`),
-        format,
-        size,
-        content: [...(spec.content ?? defaultContent(i, size))],
-      };
+      const target = targets[i]!;
+      const path = join(dir, `${target}.${format}`);
+      if (spec.makeImage) return { target, path, format, size, content: [], madeByCaller: true };
+      return { target, path, format, size, content: [...(spec.content ?? defaultContent(i, size))] };
     });
     const ownsConnection = !opts.connection;
     const conn = opts.connection ?? (await Connection.open(opts.uri ?? DEFAULT_URI));
     let domain: Domain | undefined;
     try {
-      for (const d of disks) {
-        await run("qemu-img", ["create", "-q", "-f", d.format, d.path, String(d.size)]);
-      }
-      for (const d of disks) {
-        const ops = d.content;
-        if (ops.length === 0) continue;
-        const args = ["-f", d.format];
-        for (const op of ops) {
-          let file: string | null = null;
-          if ("seed" in op) {
-            file = join(dir, `random-${op.seed}-${op.length}.bin`);
-            await writeFile(file, seededBytes(op.seed, op.length), { mode: 0o644 });
-          }
-          args.push("-c", opToQemuIo(op, file));
-        }
-        args.push(d.path);
-        await run("qemu-io", args);
-      }
-      domain = await conn.defineXML(domainXml(name, opts, disks));
+      await makeDiskImages(dir, specs, disks);
+      if (opts.serialConsole) await makeConsoleDir(dir);
+      domain = await conn.defineXML(domainXml(name, dir, opts, disks));
       const td = new TestDomain(name, dir, conn, domain, disks, ownsConnection);
       if (opts.start) await td.start();
       return td;
@@ -411,6 +491,16 @@ export class TestDomain {
       await rm(dir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /** The serial console's unix socket (with `serialConsole`; qemu listens while running). */
+  get consoleSocket(): string {
+    return consolePaths(this.dir).socket;
+  }
+
+  /** Everything the serial console printed since the last start (with `serialConsole`). */
+  get consoleLog(): string {
+    return consolePaths(this.dir).log;
   }
 
   disk(target: string): TestDisk {
@@ -516,6 +606,7 @@ export class TestDomain {
   /** sha256 of the content the helpers wrote (what diskHash should report). */
   expectedHash(target: string): string {
     const d = this.disk(target);
+    if (d.madeByCaller) throw new Error(`expectedHash: disk ${target} of ${this.name} was made by DiskSpec.makeImage (content unknown)`);
     return contentHash(d.size, d.content);
   }
 
