@@ -209,6 +209,11 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
         "one holding the `--until` checkpoint, else the newest; `-i <dir>/generation.<N>` reads that one.",
       "--define": "Implies `-c`.",
       "--socketfile": "`<pid>` is the process id.",
+      "--live":
+        "An option of virtnbdrestore-ts. The images are qcow2 files over the backup, served by this " +
+        "process; libvirt block pulls copy the data while the domain runs. The first Ctrl-C only " +
+        "warns; a second one stops serving: the guest then gets read errors for blocks not yet " +
+        "copied, its writes are safe in the images, and the same command resumes. Local hypervisor only.",
     },
     exitStatus: [
       ["0", "The restore completed; a dump; a verify that found no problem."],
