@@ -500,6 +500,8 @@ describe("virtnbdrestore options", () => {
       preallocate: false,
       compress: false,
       toRaw: false,
+      live: false,
+      liveBandwidth: 0,
       force: false,
       uri: "qemu:///system",
       user: null,
