@@ -7,6 +7,7 @@
  */
 import type { Domain } from "../libvirt/domain.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
+import type { DiskEvents } from "../report/events.js";
 import type { DiskProgress } from "../report/progress.js";
 import { oneLine } from "../util/one-line.js";
 
@@ -19,6 +20,10 @@ export interface PulledDisk {
   disk: string;
   target: string;
   bar: DiskProgress;
+  /** `progress` / `disk-done` events (`--json`) */
+  events: DiskEvents;
+  /** bytes of the job's progress reported so far */
+  reported: number;
 }
 
 export type PullResult = { kind: "complete" } | { kind: "failed"; disks: string[] } | { kind: "stopped" };
@@ -58,12 +63,18 @@ export async function waitForPulls(domain: Domain, disks: readonly PulledDisk[],
       const job = await domain.blockJobInfo(d.disk);
       if (job) {
         if (job.end > 0) d.bar.update(Math.min(job.cur, job.end));
+        if (job.cur > d.reported) d.events.progress(job.cur - d.reported);
+        d.reported = Math.max(d.reported, job.cur);
         continue;
       }
       open.delete(d.disk);
       d.bar.done();
-      if (await hasBacking(domain, d.disk)) failed.push(d.disk);
-      else log.info(`Disk [${d.disk}] is complete in [${d.target}] (${((performance.now() - began) / 1000).toFixed(1)} s): it no longer reads from the backup.`);
+      if (await hasBacking(domain, d.disk)) {
+        failed.push(d.disk);
+        continue;
+      }
+      d.events.done({ bytes: d.reported, checksum: null });
+      log.info(`Disk [${d.disk}] is complete in [${d.target}] (${((performance.now() - began) / 1000).toFixed(1)} s): it no longer reads from the backup.`);
     }
     if (failed.length > 0) return { kind: "failed", disks: failed };
     if (open.size > 0) await new Promise((r) => setTimeout(r, POLL_MS));

@@ -23,6 +23,7 @@ import { isLibvirtError } from "../libvirt/errors.js";
 import { dropNbdNode, reconnectNbdBacking } from "../libvirt/nbd-backing.js";
 import { oneLine } from "../util/one-line.js";
 import { createOverlayImage, imageHeader, nbdBackingName, type QcowSettings } from "../qemu/img.js";
+import { runEvents } from "../report/events.js";
 import type { Logger } from "../report/log.js";
 import type { Progress } from "../report/progress.js";
 import { moveInto, partialPath } from "../storage/durable.js";
@@ -30,7 +31,10 @@ import type { BackupSetSource } from "../storage/set-source.js";
 import { LiveServer } from "./live-server.js";
 import { abortPulls, startPulls, waitForPulls, type PulledDisk } from "./live-pull.js";
 
-/** How long qemu holds a guest's reads of not yet copied blocks while no server answers (a rerun restarts it). */
+/**
+ * How long qemu would hold a guest's reads while no server answers (`<reconnect delay>`), where
+ * libvirt passes it on; libvirt 9.0 drops it, so a rerun reconnects the backings itself.
+ */
 export const RECONNECT_DELAY_S = 60;
 
 export class LiveRestoreError extends Error {}
@@ -175,7 +179,13 @@ export async function runLiveCopy(o: LiveRunOptions): Promise<number> {
   try {
     const started = await startLiveDomain(o.libvirt, o.finalXml, o.disks, o.socket, log);
     domain = started.domain;
-    const pulled: PulledDisk[] = o.disks.map((d) => ({ disk: d.disk, target: d.target, bar: o.progress.bar(d.disk, d.chain.index.size) }));
+    const pulled: PulledDisk[] = o.disks.map((d) => ({
+      disk: d.disk,
+      target: d.target,
+      bar: o.progress.bar(d.disk, d.chain.index.size),
+      events: runEvents.disk({ disk: d.disk, source: d.chain.members.map((m) => m.given), target: d.target, total: d.chain.index.size }),
+      reported: 0,
+    }));
     if (started.wasRunning) reconnected = await reconnectBackings(domain, pulled, o.socket, log);
     await startPulls(domain, pulled, o.bandwidth, log);
     let warned = false;

@@ -10,7 +10,8 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod } from "node:fs/promises";
+import { chmod, readFile } from "node:fs/promises";
+import { checkEvents } from "../helpers/events.js";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { testDomain, MiB, TEST_DOMAIN_PREFIX, type TestDomain } from "../helpers/domains.js";
@@ -92,7 +93,8 @@ test("live restore: boots at once from an lz4 chain, guest writes land in the im
     const name = `${TEST_DOMAIN_PREFIX}live-a-${process.pid}`;
     names.push(name);
     const out = join(work, "a");
-    const p = live(out, name, ["--live-bandwidth", "4"]);
+    const eventsFile = join(work, "a-events.jsonl");
+    const p = live(out, name, ["--live-bandwidth", "4", "--json-file", eventsFile]);
     await waitForLine(p, /Copying disk \[sda\]/);
     const dom = await copyDomain(d, name);
     assert.ok(await dom.isActive(), "the domain runs before the copy is done");
@@ -103,6 +105,10 @@ test("live restore: boots at once from an lz4 chain, guest writes land in the im
     const r = assertOk(await p.result, "live restore");
     assert.match(r.stderr, /Disk \[sda\] is complete in \[.*\] \([\d.]+ s\): it no longer reads from the backup\./);
     assert.match(r.stderr, /Live restore complete/);
+    const events = checkEvents(await readFile(eventsFile, "utf8"));
+    assert.deepEqual(events.filter((e) => e.event === "disk-start" || e.event === "disk-done").map((e) => [e.event, e["disk"]]), [["disk-start", "sda"], ["disk-done", "sda"]]);
+    assert.ok(events.some((e) => e.event === "progress"), "progress events while the copy runs");
+    assert.equal(events.at(-1)!["exitCode"], 0);
     assert.ok(await dom.isActive(), "the domain kept running");
     assert.equal(await readsFromBackup(dom, "sda"), false);
     assert.equal(existsSync(liveSocketPath(out)), false, "the socket is gone");
