@@ -6,10 +6,11 @@
  *   nbd-read        NBD read throughput vs nbdcopy, extent enumeration of a 1 TiB image
  *   map-read        virtnbdmap reads vs the original's nbdkit plugin
  *   backup-restore  full / -z backup and restore vs the Python tool, nbdcopy, qemu-img
+ *   live-restore    virtnbdrestore --live of a real Linux guest: time to its first console line, copy vs a normal restore
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["format", "nbd-read", "map-read", "backup-restore"];
+const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore"];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith("--"));
 const flags = args.filter((a) => a.startsWith("--"));

@@ -353,7 +353,7 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
   cmd.addOption(
     flagOption(
       "--live",
-      "Live restore: start the restored domain at once on new images in -o that read from the backup, copy the data while it runs; ends when every disk is copied",
+      "Live restore: start the restored domain at once on new images in -o that read from the backup and take every guest write, copy the data while it runs; ends when every disk is copied. A first CTRL+C only warns; a second stops serving (the guest gets read errors for blocks not yet copied, its writes stay in the images); the same command resumes",
     ),
   );
   cmd.addOption(intOption("--live-bandwidth <MiB/s>", "With --live: copy at most this many MiB/s per disk, 0 for no limit (default: %(default)s)").default(0));

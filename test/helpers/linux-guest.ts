@@ -30,7 +30,8 @@
  * also goes to a log file (libvirt's <log>), which waitForLine reads.
  */
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -265,12 +266,27 @@ export function guestBootFiles(): Promise<GuestBootFiles> {
 
 // ---- the data disk
 
-/** An ext4 image holding `files` (name → content), made without mounting (mkfs.ext4 -d). */
-export async function makeDataDisk(path: string, format: "qcow2" | "raw", size: number, files: Record<string, string>): Promise<void> {
+/** `bytes` of incompressible data (a 16 MiB random block over and over) into `path`. */
+async function writeFiller(path: string, bytes: number): Promise<void> {
+  const block = randomBytes(16 * MiB);
+  const fh = await open(path, "w");
+  try {
+    for (let at = 0; at < bytes; at += block.length) await fh.write(block, 0, Math.min(block.length, bytes - at), at);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * An ext4 image holding `files` (name → content), made without mounting (mkfs.ext4 -d); with
+ * `fillerBytes`, also a file `filler.bin` of that much incompressible data (benchmarks).
+ */
+export async function makeDataDisk(path: string, format: "qcow2" | "raw", size: number, files: Record<string, string>, fillerBytes = 0): Promise<void> {
   const staging = await mkdtemp(`${path}.staging-`);
   const raw = format === "raw" ? path : `${path}.raw`;
   try {
     for (const [name, content] of Object.entries(files)) await writeFile(join(staging, name), content);
+    if (fillerBytes > 0) await writeFiller(join(staging, "filler.bin"), fillerBytes);
     await execa("mkfs.ext4", ["-q", "-F", "-L", "vnbt-data", "-d", staging, raw, `${Math.floor(size / 1024)}k`]);
     if (format === "qcow2") await execa("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, path]);
   } finally {
@@ -290,6 +306,8 @@ export interface LinuxGuestOptions {
   diskSize?: number;
   /** Guest memory (default 256 MiB). */
   memoryMiB?: number;
+  /** Bytes of incompressible data in /filler.bin on the data disk (default none). */
+  fillerBytes?: number;
 }
 
 /** Complete lines (those ended by a newline) of the console log, without line ends. */
@@ -434,7 +452,7 @@ export async function createLinuxGuest(opts: LinuxGuestOptions): Promise<LinuxGu
     memoryMiB: opts.memoryMiB ?? 256,
     acpi: true,
     serialConsole: true,
-    disks: [{ bus: "virtio", format: opts.format ?? "qcow2", size: opts.diskSize ?? 32 * MiB, makeImage: (path, format, size) => makeDataDisk(path, format, size, files) }],
+    disks: [{ bus: "virtio", format: opts.format ?? "qcow2", size: opts.diskSize ?? 32 * MiB, makeImage: (path, format, size) => makeDataDisk(path, format, size, files, opts.fillerBytes ?? 0) }],
   });
   return new LinuxGuest(domain, boot);
 }
