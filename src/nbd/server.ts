@@ -64,6 +64,7 @@ export class NbdServer {
   readonly buffers = new BufferRecycler();
   readonly secureContext: tls.SecureContext | null;
   private boundTarget: NbdTarget | null = null;
+  private connectionWaiters: { atMost: number; resolve: () => void }[] = [];
 
   constructor(readonly opts: ServerOptions) {
     this.exportMap = opts.exports instanceof Map ? new Map(opts.exports) : new Map(Object.entries(opts.exports));
@@ -93,6 +94,12 @@ export class NbdServer {
 
   get target(): NbdTarget | null {
     return this.boundTarget;
+  }
+
+  /** Resolves once at most `n` connections are open (at once when that is so already). */
+  whenConnectionsAtMost(n: number): Promise<void> {
+    if (this.conns.size <= n) return Promise.resolve();
+    return new Promise((resolve) => this.connectionWaiters.push({ atMost: n, resolve }));
   }
 
   /** Starts listening; a stale unix socket file at `path` is replaced. */
@@ -129,7 +136,12 @@ export class NbdServer {
     }
     const c = new ServerConnection(this, s);
     this.conns.add(c);
-    s.once("close", () => this.conns.delete(c));
+    s.once("close", () => {
+      this.conns.delete(c);
+      const left = this.connectionWaiters.filter((w) => w.atMost < this.conns.size);
+      for (const w of this.connectionWaiters) if (w.atMost >= this.conns.size) w.resolve();
+      this.connectionWaiters = left;
+    });
     void c.run();
   }
 
