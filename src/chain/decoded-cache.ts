@@ -14,7 +14,7 @@
  * (the directory too): it takes disk space only while the descriptor is open, and nothing is
  * left behind when the process ends, however it ends.
  */
-import { closeSync, openSync, read, readSync, write, constants as fsConstants } from "node:fs";
+import { closeSync, fstatSync, openSync, read, readSync, write, constants as fsConstants } from "node:fs";
 import { mkdtemp, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -74,6 +74,7 @@ export class DecodedCache {
   private hand = 0;
   /** Pieces a store is running for. */
   private readonly storing = new Set<number>();
+  private storeWaiters: (() => void)[] = [];
   private closed = false;
   /** Reads and writes on libuv's pool (the descriptor stays open until they end). */
   private inflight = 0;
@@ -212,13 +213,27 @@ export class DecodedCache {
           this.pins[s]!--;
         }
         if (this.closed) break;
+        // Unreferenced until read: of a piece decoded for one small read, the chunks nobody
+        // reads go first.
         this.slotOf.set(key, s);
-        this.referenced[s] = 1;
       }
       this.stores++;
     } finally {
       this.storing.delete(piece);
+      if (this.storing.size === 0) for (const w of this.storeWaiters.splice(0)) w();
     }
+  }
+
+  /** Resolves when no store is running. */
+  storesDone(): Promise<void> {
+    if (this.storing.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.storeWaiters.push(resolve));
+  }
+
+  /** The scratch file's size and the bytes it takes on disk. */
+  fileBytes(): { size: number; allocated: number } {
+    const st = fstatSync(this.fd);
+    return { size: st.size, allocated: st.blocks * 512 };
   }
 
   /** A free slot, or the first unreferenced, unpinned one under the clock hand (evicted); FREE when all are busy. */
