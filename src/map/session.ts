@@ -31,7 +31,7 @@ export interface SessionOptions {
   nbdkitBinary?: string;
   /** Parent of the temp directory (default: the OS temp dir). */
   tmpRoot?: string;
-  /** Decoded lz4 frames kept in memory (default: 96 MiB with a decoded-frame cache on disk, else ChainBackend's). */
+  /** Decoded lz4 frames kept in memory (default: ChainBackend's). */
   cacheBytes?: number;
   /** Disk space for decoded lz4 frames of compressed files (DecodedCache); 0 or unset: none. */
   decodedCacheBytes?: number;
@@ -40,12 +40,6 @@ export interface SessionOptions {
   /** Diagnostics of the helper NBD server (connection and protocol errors). */
   log?: (message: string) => void;
 }
-
-/**
- * Decoded lz4 frames kept in memory when they are also stored on disk: the frame being read,
- * the next one decoded ahead, and one being stored (the original's frames are 32 MiB).
- */
-const MEMORY_BESIDE_DISK_CACHE = 96 * 1024 * 1024;
 
 export class MapSession {
   private helper: NbdServer | null = null;
@@ -104,9 +98,8 @@ export class MapSession {
         ...(o.decodedCacheDir !== undefined ? { dir: o.decodedCacheDir } : {}),
       });
     }
-    const cacheBytes = o.cacheBytes ?? (this.decodedCache ? MEMORY_BESIDE_DISK_CACHE : undefined);
     const backend = new ChainBackend(this.chain.index, this.chain.sources, {
-      ...(cacheBytes !== undefined ? { cacheBytes } : {}),
+      ...(o.cacheBytes !== undefined ? { cacheBytes: o.cacheBytes } : {}),
       ...(this.decodedCache ? { decodedCache: this.decodedCache } : {}),
       ...(dump ? { onRead: (off: number, data: Buffer) => void dump.write(hexdump(off, data)) } : {}),
       description: this.chain.members.map((m) => m.given).join(","),
