@@ -1,7 +1,8 @@
 /**
  * An NbdBackend that serves a ChainIndex read-only: raw pieces by positional reads at their
  * payload offsets, compressed pieces by decoding their lz4 frame (whole frames, kept in a
- * small LRU cache so sequential and nearby reads decode each frame once), holes as zeros and
+ * small LRU cache so sequential and nearby reads decode each frame once, and, given a
+ * DecodedCache, stored on disk so later random reads need no decode), holes as zeros and
  * as `hole|zero` in block status.
  */
 import { type BackendExtent, type NbdBackend } from "../nbd/backend.js";
@@ -11,10 +12,16 @@ import { Errno, STATE_HOLE, STATE_ZERO } from "../nbd/protocol.js";
 import { lz4Decompress } from "../format/lz4.js";
 import { readExactly, ShortReadError, type RandomAccessSource } from "../format/source.js";
 import { HOLE, type ChainIndex } from "./chain-index.js";
+import type { DecodedCache } from "./decoded-cache.js";
 
 export interface ChainBackendOptions {
   /** Bytes of decoded lz4 frames kept (default 192 MiB; at least the frame being read is kept). */
   cacheBytes?: number;
+  /**
+   * Decoded lz4 pieces on disk: every piece a read decodes is stored there, and reads it
+   * holds are served from it like raw pieces. The owner closes it after the backend's last read.
+   */
+  decodedCache?: DecodedCache;
   /** Largest block status reply, in extents (default 1024). */
   maxExtents?: number;
   /** Called for every read served (offset, data), e.g. for `--hexdump`. */
@@ -143,6 +150,7 @@ export class ChainBackend implements NbdBackend {
   private readonly lastEnds = new Float64Array(8).fill(-1);
   private lastEndAt = 0;
   private readonly onRead: ((offset: number, data: Buffer) => void) | undefined;
+  private readonly decodedCache: DecodedCache | undefined;
 
   constructor(
     readonly index: ChainIndex,
@@ -159,6 +167,7 @@ export class ChainBackend implements NbdBackend {
     );
     this.maxExtents = opts.maxExtents ?? 1024;
     this.onRead = opts.onRead;
+    this.decodedCache = opts.decodedCache;
     this.description = opts.description;
   }
 
@@ -166,17 +175,22 @@ export class ChainBackend implements NbdBackend {
     return this.index.size;
   }
 
-  async read(offset: number, length: number, into: Buffer): Promise<void> {
-    const ix = this.index;
+  /** Synchronous (no promise) when the read was served on the spot. */
+  read(offset: number, length: number, into: Buffer): Promise<void> | void {
     const end = offset + length;
-    if (end > ix.size) throw new NbdBackendError(Errno.EINVAL, "read beyond the end of the disk");
+    if (end > this.index.size) throw new NbdBackendError(Errno.EINVAL, "read beyond the end of the disk");
     // Alone and small: positional reads right here. A trip through libuv's pool costs more
     // than a page-cache read, and with nothing else in flight there is nothing to overlap.
-    if (this.active === 0 && length <= SYNC_READ_MAX && this.readSyncIfRaw(offset, end, into)) {
+    if (this.active === 0 && length <= SYNC_READ_MAX && this.readSyncIfReady(offset, end, into)) {
       this.lastEnds[this.lastEndAt++ % this.lastEnds.length] = end;
-      this.onRead?.(offset, into.subarray(0, length));
+      if (this.onRead) this.onRead(offset, into.subarray(0, length));
       return;
     }
+    return this.readAsync(offset, end, into);
+  }
+
+  private async readAsync(offset: number, end: number, into: Buffer): Promise<void> {
+    const ix = this.index;
     this.active++;
     try {
       const jobs: Promise<void>[] = [];
@@ -197,16 +211,25 @@ export class ChainBackend implements NbdBackend {
       this.active--;
       this.lastEnds[this.lastEndAt++ % this.lastEnds.length] = end;
     }
-    this.onRead?.(offset, into.subarray(0, length));
+    this.onRead?.(offset, into.subarray(0, end - offset));
   }
 
-  /** Serves the read synchronously when it touches only holes and raw pieces; false otherwise. */
-  private readSyncIfRaw(offset: number, end: number, into: Buffer): boolean {
+  /** Whether piece bytes `[rel, rel+n)` can be read synchronously (raw with `readSync`, or decoded on disk). */
+  private readableSync(piece: number, rel: number, n: number): boolean {
+    const ix = this.index;
+    if (ix.pieceCsize[piece]! >= 0) return this.decodedCache !== undefined && this.decodedCache.has(piece, rel, n);
+    return this.sources[ix.pieceFile[piece]!]!.readSync !== undefined;
+  }
+
+  /** Serves the read synchronously when it touches only holes, raw pieces and decoded pieces on disk; false otherwise. */
+  private readSyncIfReady(offset: number, end: number, into: Buffer): boolean {
     const ix = this.index;
     const first = ix.find(offset);
-    for (let i = first; i < ix.rangeCount && ix.rangeStarts[i]! < end; i++) {
+    for (let i = first, pos = offset; pos < end; i++) {
+      const e = Math.min(ix.rangeEnd(i), end);
       const p = ix.rangePieces[i]!;
-      if (p !== HOLE && (ix.pieceCsize[p]! >= 0 || !this.sources[ix.pieceFile[p]!]!.readSync)) return false;
+      if (p !== HOLE && !this.readableSync(p, pos - ix.pieceStart[p]!, e - pos)) return false;
+      pos = e;
     }
     let i = first;
     for (let pos = offset; pos < end; i++) {
@@ -214,6 +237,7 @@ export class ChainBackend implements NbdBackend {
       const piece = ix.rangePieces[i]!;
       const at = pos - offset;
       if (piece === HOLE) into.fill(0, at, at + e - pos);
+      else if (ix.pieceCsize[piece]! >= 0) this.decodedCache!.readSync(piece, pos - ix.pieceStart[piece]!, into.subarray(at, at + e - pos));
       else {
         const src = this.sources[ix.pieceFile[piece]!]!;
         const filePos = ix.piecePos[piece]! + (pos - ix.pieceStart[piece]!);
@@ -242,19 +266,43 @@ export class ChainBackend implements NbdBackend {
 
   private async readCompressed(piece: number, diskPos: number, into: Buffer, requestStart: number): Promise<void> {
     const ix = this.index;
+    const cache = this.decodedCache;
+    const rel = diskPos - ix.pieceStart[piece]!;
+    if (cache && (await cache.read(piece, rel, into))) {
+      this.prefetchAfter(piece, requestStart);
+      return;
+    }
     const lease = this.pieceCache.use(piece, this.pieceBytes(piece));
+    this.prefetchAfter(piece, requestStart);
+    let storing = false;
     try {
-      // Sequential reading (this request starts where an earlier one ended): decode the next
-      // lz4 frame of the file while this one is being served.
-      const next = piece + 1;
-      if (this.lastEnds.includes(requestStart) && next < ix.pieceCount && ix.pieceCsize[next]! >= 0 && ix.pieceFile[next] === ix.pieceFile[piece]) {
-        this.pieceCache.prefetch(next, this.pieceBytes(next));
-      }
       const buf = await lease.data;
-      const rel = diskPos - ix.pieceStart[piece]!;
       buf.copy(into, 0, rel, rel + into.length);
+      // The first read of a decoded piece stores it; the lease keeps the bytes until then.
+      if (cache?.claim(piece, buf.length)) {
+        storing = true;
+        void cache.store(piece, buf).then(lease.release, lease.release);
+      }
     } finally {
-      lease.release();
+      if (!storing) lease.release();
+    }
+  }
+
+  /**
+   * Sequential reading (this request starts where an earlier one ended): decodes the next lz4
+   * frame of the file while this one is being served, unless it is on disk already.
+   */
+  private prefetchAfter(piece: number, requestStart: number): void {
+    const ix = this.index;
+    const next = piece + 1;
+    if (
+      this.lastEnds.includes(requestStart) &&
+      next < ix.pieceCount &&
+      ix.pieceCsize[next]! >= 0 &&
+      ix.pieceFile[next] === ix.pieceFile[piece] &&
+      !this.decodedCache?.has(next, 0, ix.pieceLength[next]!)
+    ) {
+      this.pieceCache.prefetch(next, this.pieceBytes(next));
     }
   }
 

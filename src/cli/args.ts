@@ -387,7 +387,10 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
   cmd.optionsGroup("General options");
   cmd.addOption(strOption("-f, --file <files>", "List of Backup files to map").makeOptionMandatory());
   cmd.addOption(
-    strOption("-b, --blocksize <size>", "Maximum blocksize passed to nbdkit. (default: %(default)s)").default("4096"),
+    strOption(
+      "-b, --blocksize <size>",
+      "Block size of the copy-on-write overlay that takes the writes to the mapped image (nbdkit's cow filter; rounded up to a power of two, at least 4096); the original passed it to nbdkit as the maximum request size. (default: %(default)s)",
+    ).default("4096"),
   );
   cmd.addOption(strOption("-d, --device <dev>", "Target device. (default: %(default)s)").default("/dev/nbd0"));
   cmd.addOption(
@@ -412,6 +415,12 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
       "--listen-only",
       "Only serve the backup image via nbdkit on listen address and port, do not map it to a block device. (default: %(default)s)",
     ),
+  );
+  cmd.addOption(
+    strOption(
+      "--cache-size <size>",
+      "Disk space for decoded lz4 frames of compressed backups, so that random reads decode each frame once (in $XDG_CACHE_HOME or /var/tmp, freed when the mapping ends; 0: none). (default: %(default)s)",
+    ).default("4G"),
   );
   cmd.addOption(flagOption("-n, --noprogress", "Disable progress bar"));
   cmd.optionsGroup("Logging options");
@@ -626,6 +635,7 @@ export function parseMapArgs(argv: readonly string[], ctx?: Partial<DefaultsCont
     listenAddress: s(v, "listen_address"),
     listenPort: s(v, "listen_port"),
     listenOnly: b(v, "listen_only"),
+    cacheSize: s(v, "cache_size"),
     noprogress: b(v, "noprogress"),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),

@@ -249,16 +249,26 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
         "changed. qemu-nbd(8) attaches the image to the NBD device `-d` (the nbd kernel module " +
         "must be loaded: `modprobe nbd`).",
       "The device stays until virtnbdmap is stopped with CTRL+C, SIGTERM or SIGHUP; then it is " +
-        "detached and nbdkit stopped. `--listen-only` serves the image on the `-l`/`-p` address " +
-        "without a device. Compressed (lz4) sets and zip archives map as well.",
+        "detached and nbdkit stopped. While other NBD clients are connected, the first signal only " +
+        "warns that what they wrote into the overlay will be lost; a second signal, or the last of " +
+        "them disconnecting, stops. `--listen-only` serves the image on the `-l`/`-p` address " +
+        "without a device. Compressed (lz4) sets and zip archives map as well; their decoded " +
+        "frames are cached on disk (`--cache-size`), so random reads decode each frame once.",
       COMPAT,
     ],
     optionNotes: {
       ...LOGFILE_NOTE,
       ...EVENT_NOTES,
       "--file": "Separated by commas; the first must be a full backup.",
-      "--blocksize": "The block size of the copy-on-write overlay (the original passes it to nbdkit as the maximum request size).",
+      "--blocksize":
+        "The block size of the copy-on-write overlay that takes every write to the mapped image " +
+        "(nbdkit's cow filter), rounded up to a power of two, at least 4096; the original passes it " +
+        "to nbdkit as the maximum request size.",
       "--listen-only": "An option of virtnbdbackup-ts.",
+      "--cache-size":
+        "An option of virtnbdbackup-ts. A size in bytes with an optional K, M, G or T suffix. The " +
+        "scratch file is unlinked as soon as it is created and never grows beyond this size; " +
+        "plain (uncompressed) sets need none.",
     },
     exitStatus: [
       ["0", "The mapping ended by a signal (SIGINT, SIGTERM, SIGHUP)."],
@@ -269,13 +279,17 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       ["`/dev/nbd0`", "The default device (`-d`)."],
       ["`$HOME/virtnbdmap.log`", "The log file (`-L`)."],
     ],
-    environment: [...HOME_ENV, ...OUTPUT_ENV],
+    environment: [
+      ...HOME_ENV,
+      ["XDG_CACHE_HOME", "Where the decoded-frame cache of a compressed set is made (an absolute path); else `/var/tmp`."],
+      ...OUTPUT_ENV,
+    ],
     differences: [
       "The chain is merged into one index and served by our own NBD server behind nbdkit, instead " +
         "of replaying incrementals through the device; lz4-compressed sets and zip archives map in place.",
       "`--listen-only` serves the image without a device.",
       "`-b` sets the overlay's block size instead of splitting reads into pieces of that size.",
-      "SIGTERM and SIGHUP detach the device and clean up like SIGINT.",
+      "SIGTERM and SIGHUP detach the device and clean up like SIGINT; with other NBD clients connected it takes a second signal.",
     ],
     seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)", "nbdkit(1)", "qemu-nbd(8)"],
   },

@@ -5,17 +5,10 @@
 import { parseMapArgs } from "./args.js";
 import { logging, LogFileError } from "../report/log.js";
 import { versionLine } from "../report/version.js";
-import { onSignals } from "../connect/signals.js";
-import { mapChain, type Stop } from "../map/map-chain.js";
+import { signalQueue } from "../connect/signals.js";
+import { mapChain } from "../map/map-chain.js";
 import { startEvents } from "./event-output.js";
 import { mapRunStart } from "./run-start.js";
-
-/** Resolves on the first SIGINT/SIGTERM/SIGHUP; `dispose` removes the handlers. */
-function signalWaiter(): { promise: Promise<Stop>; dispose: () => void } {
-  let resolve!: (s: Stop) => void;
-  const promise = new Promise<Stop>((r) => (resolve = r));
-  return { promise, dispose: onSignals((signal) => resolve({ kind: "signal", signal })) };
-}
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseMapArgs(argv);
@@ -36,9 +29,9 @@ export async function main(argv: string[]): Promise<number> {
   log.info(`Logfile: [${args.logfile}]`);
 
   // Signals from here on end the run cleanly (exit 0), also while the chain is being indexed.
-  const signals = signalWaiter();
+  const signals = signalQueue();
   try {
-    return await mapChain(args, log, signals.promise);
+    return await mapChain(args, log, signals.queue);
   } finally {
     signals.dispose();
   }

@@ -19,3 +19,31 @@ export function onSignals(handler: (signal: NodeJS.Signals) => void, signals: re
     for (const s of signals) process.off(s, handler);
   };
 }
+
+/** The terminating signals a run receives, in order. */
+export interface SignalQueue {
+  /** The oldest signal not yet taken; the same promise until a signal resolves it. */
+  next(): Promise<NodeJS.Signals>;
+}
+
+/** Queues every terminating signal from now on; `dispose` removes the handlers. */
+export function signalQueue(signals: readonly NodeJS.Signals[] = TERMINATING_SIGNALS): { queue: SignalQueue; dispose: () => void } {
+  const received: NodeJS.Signals[] = [];
+  let waiting: { promise: Promise<NodeJS.Signals>; resolve: (s: NodeJS.Signals) => void } | null = null;
+  const dispose = onSignals((signal) => {
+    if (waiting) {
+      waiting.resolve(signal);
+      waiting = null;
+    } else received.push(signal);
+  }, signals);
+  const next = (): Promise<NodeJS.Signals> => {
+    if (waiting) return waiting.promise;
+    const first = received.shift();
+    if (first) return Promise.resolve(first);
+    let resolve!: (s: NodeJS.Signals) => void;
+    const promise = new Promise<NodeJS.Signals>((r) => (resolve = r));
+    waiting = { promise, resolve };
+    return promise;
+  };
+  return { queue: { next }, dispose };
+}

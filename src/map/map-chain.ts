@@ -3,7 +3,9 @@
  * lz4-compressed or inside `-o -` zips) as an NBD export through nbdkit, and attach it to
  * `/dev/nbdX` with qemu-nbd, or with `--listen-only` just serve it on `-l`/`-p` as `-e`.
  * Writes go to nbdkit's cow overlay; the backup files are opened read-only.
- * A stop (signal) detaches, stops nbdkit and the helper, removes temp files: exit 0.
+ * A stop (signal) detaches, stops nbdkit and the helper, removes temp files: exit 0. While
+ * NBD clients other than the device are connected, the first signal only warns that their
+ * overlay writes would be lost; a second signal, or the last client leaving, stops.
  */
 import type { Logger } from "../report/log.js";
 import { ChainLoadError, loadChain, type MappedChain } from "../chain/chain-loader.js";
@@ -11,20 +13,24 @@ import { MapFileError } from "../chain/chain-files.js";
 import { StreamFormatError } from "../format/errors.js";
 import { attachDevice, connectHost, detachDevice, deviceErrors } from "../nbdkit-plugin/device.js";
 import { cowBlockSize, describeExit, missingModules, nbdkitInstall, tail, which, type ExitInfo } from "../nbdkit-plugin/nbdkit.js";
-import { signalNumber } from "../connect/signals.js";
-import type { MapArgs } from "./options.js";
+import { signalNumber, type SignalQueue } from "../connect/signals.js";
+import { cacheSizeBytes, type MapArgs } from "./options.js";
 import { MapSession } from "./session.js";
 import { runEvents, type NbdServerFields } from "../report/events.js";
 
-/** Why serving ends: a signal, or nbdkit exiting on its own. */
-export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo };
+/** Why serving ends: a signal, nbdkit exiting on its own, or (after a signal) the last client leaving. */
+export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo } | { kind: "clients" };
 
-/** Serves the chain until `stop` (a signal) resolves; returns the exit code. */
-export async function mapChain(args: MapArgs, log: Logger, stop: Promise<Stop>): Promise<number> {
+/** Serves the chain until a signal stops it; returns the exit code. */
+export async function mapChain(args: MapArgs, log: Logger, signals: SignalQueue): Promise<number> {
   if (!(await prerequisitesMet(args, log))) return 1;
   const chain = await loadChainLogged(args, log);
   if (!chain) return 1;
-  return serve(args, log, chain, stop);
+  return serve(args, log, chain, signals);
+}
+
+function nextSignal(signals: SignalQueue): Promise<Stop> {
+  return signals.next().then((signal): Stop => ({ kind: "signal", signal }));
 }
 
 /** The checks the original does before mapping (docs/cli.md, "virtnbdmap checks"); every problem is logged, then false. */
@@ -53,6 +59,11 @@ async function prerequisitesMet(args: MapArgs, log: Logger): Promise<boolean> {
     cowBlockSize(args.blocksize, 0);
   } catch {
     error(`Invalid blocksize [${args.blocksize}]: expected a size in bytes (4096, 64k, 1M).`);
+  }
+  try {
+    cacheSizeBytes(args.cacheSize);
+  } catch (e) {
+    error(`${(e as Error).message[0]!.toUpperCase()}${(e as Error).message.slice(1)}.`);
   }
   if (args.file.split(",").length > 1 && args.readonly) error("Device mapping with incrementals doesn't work in readonly mode");
   return ok;
@@ -86,7 +97,7 @@ function nbdkitServerEvent(session: MapSession): NbdServerFields {
 }
 
 /** Starts the helper and nbdkit, attaches the device (unless --listen-only), waits for the stop. */
-async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Promise<Stop>): Promise<number> {
+async function serve(args: MapArgs, log: Logger, chain: MappedChain, signals: SignalQueue): Promise<number> {
   const session = await MapSession.create(chain, {
     exportName: args.exportName,
     listenAddress: args.listenAddress,
@@ -96,6 +107,7 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Pro
     readOnly: args.readonly,
     verbose: args.verbose,
     hexdump: args.hexdump,
+    decodedCacheBytes: cacheSizeBytes(args.cacheSize),
     log: (m) => log.debug(`Helper: ${m}`),
   });
   let attached: string | null = null;
@@ -112,7 +124,7 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Pro
 
   try {
     const started = session.start().then(() => null);
-    const first = await Promise.race([started, signal]);
+    const first = await Promise.race([started, nextSignal(signals)]);
     if (first) {
       await started.catch(() => undefined);
       log.info(`Received signal: [${signalNumber(first.kind === "signal" ? first.signal : "SIGTERM")}]`);
@@ -126,36 +138,69 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signal: Pro
   }
   log.info(`Started nbdkit process pid: [${session.nbdkitPid}], Logfile: [${session.nbdkitLog}]`);
   runEvents.nbdServer(nbdkitServerEvent(session));
+  const cache = session.decodedFrames;
+  if (cache) log.info(`Decoded lz4 frames are cached on disk: up to [${cache.maxBytes}] bytes`);
   const nbdkitGone = session.nbdkitExited!.then((exit): Stop => ({ kind: "nbdkit", exit: exit as ExitInfo }));
 
-  const host = connectHost(args.listenAddress);
-  const uri = `nbd://${host}:${args.listenPort}/${args.exportName}`;
-  if (args.listenOnly) {
-    log.info(`Serving backup chain on ${uri}${args.readonly ? " (read-only)" : ""}`);
-  } else {
-    if (args.readonly) {
-      log.warning("Device will be mapped readonly without cow.");
-      log.warning("Mounting will only work with '-o norecovery,ro'");
-    }
-    const r = await attachDevice({ device: args.device, uri, readOnly: args.readonly, log });
-    if (r.code !== 0) {
-      log.error("Failed to map device:");
-      log.error(`Stderr: [${r.stderr}]`);
-      await teardown();
-      return 1;
-    }
-    attached = args.device;
-    log.info(`Done mapping backup image to [${args.device}]`);
+  if (!(await announceOrAttach(args, log))) {
+    await teardown();
+    return 1;
   }
+  if (!args.listenOnly) attached = args.device;
+  // The device's own connection (qemu-nbd) is not a client to wait for.
+  const deviceConnections = args.listenOnly ? 0 : session.clientConnections;
   log.info("Press CTRL+C to disconnect");
 
-  const stop = await Promise.race([signal, nbdkitGone]);
+  const stop = await waitForStop(session, signals, nbdkitGone, deviceConnections, log);
   if (stop.kind === "nbdkit") {
     log.error(`nbdkit process exited unexpectedly (${describeExit(stop.exit)}): ${await tail(session.nbdkitLog)}`);
     await teardown();
     return 1;
   }
-  log.info(`Received signal: [${signalNumber(stop.signal)}]`);
   await teardown();
   return 0;
+}
+
+/** `--listen-only`: logs the URI; otherwise attaches the device (false: it failed, logged). */
+async function announceOrAttach(args: MapArgs, log: Logger): Promise<boolean> {
+  const host = connectHost(args.listenAddress);
+  const uri = `nbd://${host}:${args.listenPort}/${args.exportName}`;
+  if (args.listenOnly) {
+    log.info(`Serving backup chain on ${uri}${args.readonly ? " (read-only)" : ""}`);
+    return true;
+  }
+  if (args.readonly) {
+    log.warning("Device will be mapped readonly without cow.");
+    log.warning("Mounting will only work with '-o norecovery,ro'");
+  }
+  const r = await attachDevice({ device: args.device, uri, readOnly: args.readonly, log });
+  if (r.code !== 0) {
+    log.error("Failed to map device:");
+    log.error(`Stderr: [${r.stderr}]`);
+    return false;
+  }
+  log.info(`Done mapping backup image to [${args.device}]`);
+  return true;
+}
+
+/**
+ * Waits for a signal (or nbdkit dying). A signal while NBD clients other than the device are
+ * connected only warns that their overlay writes would be lost; then a second signal or the
+ * last of them leaving is the stop.
+ */
+async function waitForStop(session: MapSession, signals: SignalQueue, nbdkitGone: Promise<Stop>, deviceConnections: number, log: Logger): Promise<Stop> {
+  const stop = await Promise.race([nextSignal(signals), nbdkitGone]);
+  if (stop.kind !== "signal") return stop;
+  log.info(`Received signal: [${signalNumber(stop.signal)}]`);
+  const clients = session.clientConnections - deviceConnections;
+  if (clients <= 0) return stop;
+  log.warning(
+    `[${clients}] NBD client connection(s) still open: what they wrote went into the copy-on-write overlay ` +
+      "and is lost when the mapping stops. Stopping when they disconnect; send the signal again to stop now.",
+  );
+  const lastClientLeft = session.clientsAtMost(deviceConnections).then((): Stop => ({ kind: "clients" }));
+  const second = await Promise.race([nextSignal(signals), lastClientLeft, nbdkitGone]);
+  if (second.kind === "signal") log.info(`Received signal: [${signalNumber(second.signal)}]`);
+  if (second.kind === "clients") log.info("All NBD clients disconnected");
+  return second;
 }

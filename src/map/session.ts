@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { NbdServer } from "../nbd/server.js";
 import { cowBlockSize, NbdkitProcess, type NbdkitConfig } from "../nbdkit-plugin/nbdkit.js";
 import { ChainBackend } from "../chain/chain-backend.js";
+import { DecodedCache } from "../chain/decoded-cache.js";
 import type { MappedChain } from "../chain/chain-loader.js";
 import { hexdump } from "./hexdump.js";
 
@@ -30,8 +31,12 @@ export interface SessionOptions {
   nbdkitBinary?: string;
   /** Parent of the temp directory (default: the OS temp dir). */
   tmpRoot?: string;
-  /** Decoded lz4 frames kept in memory. */
+  /** Decoded lz4 frames kept in memory (default: ChainBackend's). */
   cacheBytes?: number;
+  /** Disk space for decoded lz4 frames of compressed files (DecodedCache); 0 or unset: none. */
+  decodedCacheBytes?: number;
+  /** Where the decoded-frame cache's scratch file is made (default: cacheDirectory()). */
+  decodedCacheDir?: string;
   /** Diagnostics of the helper NBD server (connection and protocol errors). */
   log?: (message: string) => void;
 }
@@ -40,6 +45,7 @@ export class MapSession {
   private helper: NbdServer | null = null;
   private nbdkit: NbdkitProcess | null = null;
   private dump: WriteStream | null = null;
+  private decodedCache: DecodedCache | null = null;
   private stopped = false;
 
   private constructor(
@@ -57,6 +63,21 @@ export class MapSession {
     return new MapSession(chain, opts, dir, log);
   }
 
+  /** NBD connections to the helper: nbdkit opens one for each client connection it serves. */
+  get clientConnections(): number {
+    return this.helper?.connectionCount ?? 0;
+  }
+
+  /** Resolves when at most `n` client connections are left (at once when that is so). */
+  clientsAtMost(n: number): Promise<void> {
+    return this.helper?.whenConnectionsAtMost(n) ?? Promise.resolve();
+  }
+
+  /** The decoded-frame cache of a compressed chain (null: plain chain, or switched off). */
+  get decodedFrames(): DecodedCache | null {
+    return this.decodedCache;
+  }
+
   get nbdkitPid(): number | null {
     return this.nbdkit?.pid ?? null;
   }
@@ -71,8 +92,15 @@ export class MapSession {
     const o = this.opts;
     if (o.hexdump) this.dump = createWriteStream(this.nbdkitLog, { flags: "a" });
     const dump = this.dump;
+    if (o.decodedCacheBytes && this.chain.members.some((m) => m.compressed)) {
+      this.decodedCache = await DecodedCache.create({
+        maxBytes: o.decodedCacheBytes,
+        ...(o.decodedCacheDir !== undefined ? { dir: o.decodedCacheDir } : {}),
+      });
+    }
     const backend = new ChainBackend(this.chain.index, this.chain.sources, {
       ...(o.cacheBytes !== undefined ? { cacheBytes: o.cacheBytes } : {}),
+      ...(this.decodedCache ? { decodedCache: this.decodedCache } : {}),
       ...(dump ? { onRead: (off: number, data: Buffer) => void dump.write(hexdump(off, data)) } : {}),
       description: this.chain.members.map((m) => m.given).join(","),
     });
@@ -102,6 +130,7 @@ export class MapSession {
     this.stopped = true;
     await this.nbdkit?.stop();
     await this.helper?.close();
+    await this.decodedCache?.close();
     await this.chain.close();
     if (this.dump) await new Promise<void>((r) => this.dump!.end(() => r()));
     await rm(this.tmpDir, { recursive: true, force: true });

@@ -23,6 +23,9 @@ import {
   Errno,
   REPLY_FLAG_DONE,
   ReplyType,
+  SIMPLE_REPLY_LEN,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
   STATE_ZERO,
   TFlag,
   toNbdErrno,
@@ -54,6 +57,8 @@ export interface ServerOptions {
 
 /** Bound on descriptors in one block status reply. */
 const MAX_REPLY_EXTENTS = 64 * 1024;
+/** A structured OFFSET_DATA chunk's header: 20 bytes, then the 8-byte offset. */
+const READ_DATA_HEADER_LEN = 28;
 /** Replies queued in the socket beyond this stop further request processing until drained. */
 const WRITE_HIGH_WATER = 8 * 1024 * 1024;
 
@@ -64,6 +69,7 @@ export class NbdServer {
   readonly buffers = new BufferRecycler();
   readonly secureContext: tls.SecureContext | null;
   private boundTarget: NbdTarget | null = null;
+  private connectionWaiters: { atMost: number; resolve: () => void }[] = [];
 
   constructor(readonly opts: ServerOptions) {
     this.exportMap = opts.exports instanceof Map ? new Map(opts.exports) : new Map(Object.entries(opts.exports));
@@ -93,6 +99,12 @@ export class NbdServer {
 
   get target(): NbdTarget | null {
     return this.boundTarget;
+  }
+
+  /** Resolves once at most `n` connections are open (at once when that is so already). */
+  whenConnectionsAtMost(n: number): Promise<void> {
+    if (this.conns.size <= n) return Promise.resolve();
+    return new Promise((resolve) => this.connectionWaiters.push({ atMost: n, resolve }));
   }
 
   /** Starts listening; a stale unix socket file at `path` is replaced. */
@@ -129,7 +141,12 @@ export class NbdServer {
     }
     const c = new ServerConnection(this, s);
     this.conns.add(c);
-    s.once("close", () => this.conns.delete(c));
+    s.once("close", () => {
+      this.conns.delete(c);
+      const left = this.connectionWaiters.filter((w) => w.atMost < this.conns.size);
+      for (const w of this.connectionWaiters) if (w.atMost >= this.conns.size) w.resolve();
+      this.connectionWaiters = left;
+    });
     void c.run();
   }
 
@@ -320,23 +337,99 @@ class ServerConnection {
       return false;
     }
     this.inflight++;
-    this.handle(r)
-      .catch((e) => {
-        this.log(`NBD request handling failed: ${(e as Error).message}`);
-        this.socket.destroy();
-      })
-      .finally(() => {
-        if (r.backing) this.server.buffers.release(r.backing);
-        this.inflight--;
-        if (this.disconnecting) {
-          if (this.inflight === 0) this.socket.end();
-        } else this.maybeResume();
-      });
+    const atOnce = r.type === Cmd.READ ? this.readAtOnce(r) : false;
+    if (atOnce === true) this.requestDone(r, true);
+    else {
+      (atOnce || this.handle(r))
+        .catch((e) => {
+          this.log(`NBD request handling failed: ${(e as Error).message}`);
+          this.socket.destroy();
+        })
+        .finally(() => this.requestDone(r, false));
+    }
     if (this.inflight >= this.maxInflight || this.congested()) {
       this.pause();
+      // Nothing in flight will resume reading when it ends: look again once the parser is out.
+      if (this.inflight === 0) queueMicrotask(() => this.maybeResume());
       return false;
     }
     return true;
+  }
+
+  /** Bookkeeping after a request; `sync`: it ended inside onRequest (the parser is still feeding). */
+  private requestDone(r: ParsedRequest, sync: boolean): void {
+    if (r.backing) this.server.buffers.release(r.backing);
+    this.inflight--;
+    if (this.disconnecting) {
+      if (this.inflight === 0) this.socket.end();
+    } else if (!sync) this.maybeResume();
+  }
+
+  /**
+   * A READ of data only (no hole in it), answered with one socket write: the reply header
+   * sits in the buffer right before the data. Synchronous backends (a page-cache read) finish
+   * here without a promise: true. A backend returning a promise: the promise of the reply.
+   * False when the request needs the general path (nothing was read or sent).
+   */
+  private readAtOnce(r: ParsedRequest): boolean | Promise<void> {
+    const s = this.session!;
+    const b = s.export.backend;
+    if (r.length === 0 || r.length > s.maxBlock || !(r.offset + r.length <= b.size)) return false;
+    if ((r.flags & ~this.allowedFlags(Cmd.READ)) !== 0) return false;
+    if (this.sparseReads(r)) {
+      const ext = b.blockStatus!(r.offset, r.length);
+      if (!Array.isArray(ext)) return false;
+      for (const e of ext) if (e.flags & STATE_ZERO) return false;
+    }
+    const room = s.structured ? READ_DATA_HEADER_LEN : SIMPLE_REPLY_LEN;
+    const buffers = this.server.buffers;
+    const buf = buffers.acquire(room + r.length);
+    const fail = (e: unknown): void => {
+      buffers.release(buf);
+      this.sendError(r, toNbdErrno(e), `${commandName(r.type)} failed: ${(e as Error)?.message ?? String(e)}`);
+    };
+    let pending: Promise<void> | void;
+    try {
+      pending = b.read(r.offset, r.length, buf.subarray(room, room + r.length));
+    } catch (e) {
+      fail(e);
+      return true;
+    }
+    if (!pending) {
+      this.sendReadReply(r, buf, room);
+      return true;
+    }
+    return pending.then(() => this.sendReadReply(r, buf, room), fail);
+  }
+
+  /** Sends `buf` = header room + the data read; the buffer goes back to the pool once written. */
+  private sendReadReply(r: ParsedRequest, buf: Buffer, room: number): void {
+    const buffers = this.server.buffers;
+    if (this.closed) {
+      buffers.release(buf);
+      return;
+    }
+    if (room === READ_DATA_HEADER_LEN) {
+      buf.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
+      buf.writeUInt16BE(REPLY_FLAG_DONE, 4);
+      buf.writeUInt16BE(ReplyType.OFFSET_DATA, 6);
+      buf.writeUInt32BE(r.cookieHi >>> 0, 8);
+      buf.writeUInt32BE(r.cookieLo >>> 0, 12);
+      buf.writeUInt32BE(8 + r.length, 16);
+      writeU64(buf, r.offset, 20);
+    } else {
+      buf.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+      buf.writeUInt32BE(0, 4);
+      buf.writeUInt32BE(r.cookieHi >>> 0, 8);
+      buf.writeUInt32BE(r.cookieLo >>> 0, 12);
+    }
+    this.socket.write(buf.subarray(0, room + r.length), () => buffers.release(buf));
+  }
+
+  /** Whether reads of zero ranges are answered with hole chunks. */
+  private sparseReads(r: ParsedRequest): boolean {
+    const s = this.session!;
+    return s.structured && !(r.flags & CmdFlag.DF) && this.server.opts.sparseReads !== false && !!s.export.backend.blockStatus;
   }
 
   // --- replies ---------------------------------------------------------------------
@@ -501,8 +594,7 @@ class ServerConnection {
     try {
       // Pieces: [relStart, length, isHole].
       let pieces: [number, number, boolean][] = [[0, r.length, false]];
-      const sparse = s.structured && !(r.flags & CmdFlag.DF) && this.server.opts.sparseReads !== false && !!b.blockStatus;
-      if (sparse) {
+      if (this.sparseReads(r)) {
         const ext = await this.extents(b, r.offset, r.length);
         if (ext.some((e) => (e.flags & STATE_ZERO) !== 0)) {
           pieces = [];

@@ -136,7 +136,7 @@ async function readAll(backend: ChainBackend, step: number, oneByOne = false): P
   const jobs: Promise<void>[] = [];
   for (let off = 0; off < backend.size; off += step) {
     const n = Math.min(step, backend.size - off);
-    const job = backend.read(off, n, out.subarray(off, off + n));
+    const job = Promise.resolve(backend.read(off, n, out.subarray(off, off + n)));
     if (oneByOne) await job;
     else jobs.push(job);
   }

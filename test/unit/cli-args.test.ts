@@ -564,6 +564,7 @@ describe("virtnbdmap options", () => {
       listenAddress: "127.0.0.1",
       listenPort: "10809",
       listenOnly: false,
+      cacheSize: "4G",
       noprogress: false,
       logfile: "/root/virtnbdmap.log",
       nocolor: false,
@@ -578,12 +579,12 @@ describe("virtnbdmap options", () => {
   test("all options, string-typed numbers stay strings", () => {
     const m = map(
       "-f", "a,b", "-b", "8192", "-d", "/dev/nbd2", "-e", "vda", "-t", "x", "-l", "0.0.0.0",
-      "-p", "10810", "--listen-only", "-n", "-L", "/x.log", "--nocolor", "-r", "-H", "-v",
+      "-p", "10810", "--listen-only", "--cache-size", "512M", "-n", "-L", "/x.log", "--nocolor", "-r", "-H", "-v",
     );
     assert.deepEqual(m, {
-      given: new Set(["file", "blocksize", "device", "export_name", "threads", "listen_address", "listen_port", "listen_only", "noprogress", "logfile", "nocolor", "readonly", "hexdump", "verbose"]),
+      given: new Set(["file", "blocksize", "device", "export_name", "threads", "listen_address", "listen_port", "listen_only", "cache_size", "noprogress", "logfile", "nocolor", "readonly", "hexdump", "verbose"]),
       file: "a,b", blocksize: "8192", device: "/dev/nbd2", exportName: "vda", threads: "x",
-      listenAddress: "0.0.0.0", listenPort: "10810", listenOnly: true, noprogress: true,
+      listenAddress: "0.0.0.0", listenPort: "10810", listenOnly: true, cacheSize: "512M", noprogress: true,
       logfile: "/x.log", nocolor: true, json: false, jsonFile: null, readonly: true, hexdump: true, verbose: true,
     });
   });
