@@ -15,6 +15,8 @@
  *     /usr/bin/virtnbd-nbdkit-plugin maxlen=4096 blockmap=… disk=… debug=0 -t 1`), block map
  *     written by the original's own getDataRanges/dumpBlockMap. It serves the full only: its
  *     plugin ignores inc entries, incs are replayed onto a /dev/nbdX device, and there is none.
+ *   - ours direct: the chain served by our NBD server without nbdkit in front (bench/serve-chain.ts),
+ *     as `virtnbdrestore --live` serves it to qemu, plain and lz4;
  *   - ours, full only (same data as the original) and ours, full + inc (the whole chain),
  *     and ours on an lz4-compressed copy of the chain (the original cannot map those):
  *     `bin/virtnbdmap.js --listen-only` with default options (-b 4096). Both get `-t --threads`
@@ -259,6 +261,14 @@ async function startOurs(label: string, files: string[], extra: string[] = []): 
   return { label, port, proc };
 }
 
+/** Our server reading the chain directly, no nbdkit in front: how `virtnbdrestore --live` serves qemu. */
+async function startDirect(label: string, files: string[]): Promise<Server> {
+  const port = nextPort++;
+  const proc = spawn(process.execPath, ["--import", "tsx", join(root, "bench/serve-chain.ts"), String(port), files.join(",")], { stdio: ["ignore", "ignore", "inherit"] });
+  await waitPort(port, proc, "serve-chain");
+  return { label, port, proc };
+}
+
 // ------------------------------------------------------------------ measurements
 
 function timeNbdcopy(uri: string, noExtents: boolean): number {
@@ -400,6 +410,15 @@ async function main(): Promise<void> {
       servers.push(oursZ);
       rows.push(await measure(oursZ));
       await stopProc(oursZ.proc);
+    }
+    for (const [label, files] of [
+      ["ours direct (live restore's path), full + inc", [ds.full, ds.inc]],
+      ...(COMPRESSED ? [["ours direct (live restore's path), full + inc, lz4", [ds.fullZ, ds.incZ]] as [string, string[]]] : []),
+    ] as [string, string[]][]) {
+      const direct = await startDirect(label, files);
+      servers.push(direct);
+      rows.push(await measure(direct));
+      await stopProc(direct.proc);
     }
   } finally {
     await cleanup();
