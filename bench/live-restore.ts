@@ -52,6 +52,7 @@ interface LiveResult {
 }
 
 async function live(set: string, out: string, name: string, consoleLog: string): Promise<LiveResult> {
+  rmSync(consoleLog, { force: true }); // the original guest's MARKER is in it: wait for the restored one's
   const t0 = performance.now();
   const p = startOurRestore(["-i", set, "-o", out, "--live", "-N", name, "-n"]);
   await consoleLine(consoleLog, /^MARKER /);
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const gib = (n: number) => `${(n / 1024 / MiB).toFixed(0)} GiB`;
+  const gib = (n: number) => (n >= 1024 * MiB ? `${(n / 1024 / MiB).toFixed(0)} GiB` : `${(n / MiB).toFixed(0)} MiB`);
   const mibs = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
   console.log("| disk (data) | set | first console line | live copy complete (data rate) | normal restore (data rate) | live copy / normal restore | qemu-img convert |");
   console.log("|---|---|---|---|---|---|---|");
