@@ -153,6 +153,14 @@ function addEventOptions(cmd: Command): void {
   );
 }
 
+/** The "Logging options" group of virtnbdrestore, virtnbdmap and virtnbdprune (virtnbdbackup's has syslog and quiet instead of a log file). */
+function addLoggingGroup(cmd: Command, ctx: DefaultsContext, prog: string): void {
+  cmd.optionsGroup("Logging options");
+  addLogfileOption(cmd, ctx, prog);
+  addNocolorOption(cmd);
+  addEventOptions(cmd);
+}
+
 function addDebugOptions(cmd: Command): void {
   cmd.addOption(flagOption("-v, --verbose", "Enable debug output"));
   cmd.addOption(flagOption("-V, --version", "Show version and exit"));
@@ -359,10 +367,7 @@ function restoreSpec(ctx: DefaultsContext, prog = "virtnbdrestore"): ParserSpec 
   cmd.addOption(intOption("--live-bandwidth <MiB/s>", "With --live: copy at most this many MiB/s per disk, 0 for no limit (default: %(default)s)").default(0));
   cmd.optionsGroup("Remote Restore options");
   addRemoteOptions(cmd, ctx);
-  cmd.optionsGroup("Logging options");
-  addLogfileOption(cmd, ctx, prog);
-  addNocolorOption(cmd);
-  addEventOptions(cmd);
+  addLoggingGroup(cmd, ctx, prog);
   cmd.optionsGroup("Debug options");
   addDebugOptions(cmd);
   return { command: cmd, prog, epilog: RESTORE_EPILOG, version: FULL_VERSION, columns: ctx.columns };
@@ -423,10 +428,7 @@ function mapSpec(ctx: DefaultsContext, prog = "virtnbdmap"): ParserSpec {
     ).default("4G"),
   );
   cmd.addOption(flagOption("-n, --noprogress", "Disable progress bar"));
-  cmd.optionsGroup("Logging options");
-  addLogfileOption(cmd, ctx, prog);
-  addNocolorOption(cmd);
-  addEventOptions(cmd);
+  addLoggingGroup(cmd, ctx, prog);
   cmd.optionsGroup("Debug options");
   cmd.addOption(flagOption("-r, --readonly", "Map image readonly (default: %(default)s)"));
   cmd.addOption(flagOption("-H, --hexdump", "Hexdump data to logfile for debugging (default: %(default)s)"));
@@ -464,10 +466,7 @@ function pruneSpec(ctx: DefaultsContext, prog = "virtnbdprune"): ParserSpec {
   cmd.addOption(
     strOption("-U, --uri <uri>", "Libvirt connection URI: the domains' backup locks and checkpoints. (default: %(default)s)").default(session),
   );
-  cmd.optionsGroup("Logging options");
-  addLogfileOption(cmd, ctx, prog);
-  addNocolorOption(cmd);
-  addEventOptions(cmd);
+  addLoggingGroup(cmd, ctx, prog);
   cmd.optionsGroup("Debug options");
   addDebugOptions(cmd);
   return {
