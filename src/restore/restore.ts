@@ -194,6 +194,19 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
 }
 
 /**
+ * A live domain starts at once: a disk `-d` left out would still point at the original's image
+ * (which the original may be using), so it is removed from the config, with a WARNING.
+ */
+function leaveOutUnrestoredDisks(domain: DomainXml, outputDir: string, log: Logger): void {
+  for (const disk of domain.disks()) {
+    const path = disk.sourcePath;
+    if (disk.device !== "disk" || !disk.target || (path && path.startsWith(`${outputDir}/`))) continue;
+    log.warning(`Disk [${disk.target}] is not restored here: it is left out of the live domain.`);
+    domain.removeDisk(disk.target);
+  }
+}
+
+/**
  * `--live` (live-restore.ts): the restored domain's lock, images over the served chains, boot
  * files, TPM state and config as for a restore with `-c` (and `-D`), then serve, start, copy.
  */
@@ -218,6 +231,7 @@ async function liveInto(run: RestoreResources, ctx: RestoreContext, libvirt: Con
     };
     await restoreDisks(ctx, domain, true, place);
     if (disks.length === 0) throw new LiveRestoreError("No disk to restore live: the set holds no qcow2 chain of the selected disks.");
+    leaveOutUnrestoredDisks(domain, resolve(args.output), log);
     await restoreBootFiles(domain, set, listing, run.host, log, resolve(args.output));
     await writeConfig(ctx, domain, originalXml, true, args.define);
     const fresh = disks.every((d) => !d.resumed);

@@ -177,3 +177,20 @@ test("live restore: boots at once from an lz4 chain, guest writes land in the im
     assert.match(alone.stderr, /ERROR .*Option --live-bandwidth goes with --live\./);
   });
 });
+
+test("live restore of one disk (-d): the other disk is left out of the started domain, not pointed at the original's image", async (t: TestContext) => {
+  const d = await testDomain(t, { disks: [{ size: 16 * MiB }, { size: 16 * MiB }], start: true });
+  const work = await tempDir(t, "vnbt-live-");
+  await chmod(work, 0o755);
+  const set = join(work, "set");
+  assertOk(await ourBackup(["-d", d.name, "-l", "full", "-o", set, "-n"]), "full");
+  await d.destroy();
+  const name = `${TEST_DOMAIN_PREFIX}live-d-${process.pid}`;
+  t.after(() => removeCopy(name));
+  const p = startOurRestore(["-i", set, "-o", join(work, "out"), "--live", "-N", name, "-n", "-d", "sda", "--live-bandwidth", "1"]);
+  await waitForLine(p, /Copying disk \[sda\]/);
+  const running = DomainXml.parse(await (await copyDomain(d, name)).xmlDesc(0));
+  assert.deepEqual(running.disks().filter((x) => x.device === "disk").map((x) => x.target), ["sda"]);
+  const r = assertOk(await p.result, "live restore of sda");
+  assert.match(r.stderr, /WARNING .*Disk \[sdb\] is not restored here: it is left out of the live domain\./);
+});
