@@ -121,7 +121,7 @@ Version: $version
 Architecture: $arch
 Maintainer: virtnbdbackup-ts developers <root@localhost>
 Installed-Size: $installed_size
-Depends: nodejs (>= 20.17), libc6, libstdc++6, libvirt0, liblz4-1, libdeflate0, zlib1g, qemu-utils, nbdkit
+Depends: nodejs (>= 20.17), libc6, libstdc++6, libvirt0, liblz4-1, libdeflate0, zlib1g, qemu-utils
 Recommends: libvirt-daemon-system
 Conflicts: virtnbdbackup
 Replaces: virtnbdbackup
@@ -132,7 +132,7 @@ Description: backup, restore and instant recovery for libvirt/qemu/KVM domains
  virtnbdbackup takes full, incremental and differential backups of running or
  shut-off domains through libvirt's backup API and NBD, virtnbdrestore restores,
  dumps or verifies backup sets, and virtnbdmap serves a backup chain over NBD
- (through nbdkit) or maps it to a /dev/nbdX device for instant recovery.
+ or maps it to a /dev/nbdX device for instant recovery.
  .
  It installs the same command names as Debian's virtnbdbackup package (the
  original Python tool) and so conflicts with it.

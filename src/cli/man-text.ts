@@ -244,12 +244,12 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     description: [
       "virtnbdmap makes a backup available as a block device without restoring it, for instance " +
         "to copy single files or to boot the domain from it (instant recovery). The files given " +
-        "with `-f` (a full backup, then incrementals) are merged into one image and served " +
-        "through nbdkit(1); writes go into a copy-on-write overlay, the backup files are never " +
+        "with `-f` (a full backup, then incrementals) are merged into one image and served by " +
+        "virtnbdmap's own NBD server (no nbdkit(1) needed); writes go into a copy-on-write overlay, the backup files are never " +
         "changed. qemu-nbd(8) attaches the image to the NBD device `-d` (the nbd kernel module " +
         "must be loaded: `modprobe nbd`).",
       "The device stays until virtnbdmap is stopped with CTRL+C, SIGTERM or SIGHUP; then it is " +
-        "detached and nbdkit stopped. While other NBD clients are connected, the first signal only " +
+        "detached and the server stopped. While other NBD clients are connected, the first signal only " +
         "warns that what they wrote into the overlay will be lost; a second signal, or the last of " +
         "them disconnecting, stops. `--listen-only` serves the image on the `-l`/`-p` address " +
         "without a device. Compressed (lz4) sets and zip archives map as well; their decoded " +
@@ -261,9 +261,10 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       ...EVENT_NOTES,
       "--file": "Separated by commas; the first must be a full backup.",
       "--blocksize":
-        "The block size of the copy-on-write overlay that takes every write to the mapped image " +
-        "(nbdkit's cow filter), rounded up to a power of two, at least 4096; the original passes it " +
-        "to nbdkit as the maximum request size.",
+        "The block size of the copy-on-write overlay that takes every write to the mapped image, " +
+        "rounded up to a power of two, at least 4096; the original passes it to nbdkit as the " +
+        "maximum request size.",
+      "--threads": "No effect: the original passes it to nbdkit; our server serves every connection's requests concurrently.",
       "--listen-only": "An option of virtnbdbackup-ts.",
       "--cache-size":
         "An option of virtnbdbackup-ts. A size in bytes with an optional K, M, G or T suffix. The " +
@@ -272,7 +273,7 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
     },
     exitStatus: [
       ["0", "The mapping ended by a signal (SIGINT, SIGTERM, SIGHUP)."],
-      ["1", "A failed check, an unreadable chain, nbdkit or qemu-nbd failing."],
+      ["1", "A failed check, an unreadable chain, the port in use, qemu-nbd failing."],
       ["2", "A usage error."],
     ],
     files: [
@@ -285,13 +286,13 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       ...OUTPUT_ENV,
     ],
     differences: [
-      "The chain is merged into one index and served by our own NBD server behind nbdkit, instead " +
+      "The chain is merged into one index and served by our own NBD server (no nbdkit), instead " +
         "of replaying incrementals through the device; lz4-compressed sets and zip archives map in place.",
       "`--listen-only` serves the image without a device.",
       "`-b` sets the overlay's block size instead of splitting reads into pieces of that size.",
       "SIGTERM and SIGHUP detach the device and clean up like SIGINT; with other NBD clients connected it takes a second signal.",
     ],
-    seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)", "nbdkit(1)", "qemu-nbd(8)"],
+    seeAlso: ["virtnbdbackup(1)", "virtnbdrestore(1)", "qemu-nbd(8)"],
   },
 
   virtnbdprune: {

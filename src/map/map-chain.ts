@@ -1,9 +1,9 @@
 /**
  * `virtnbdmap`: serve a backup chain (full + incs/diffs up to a point in time, plain,
- * lz4-compressed or inside `-o -` zips) as an NBD export through nbdkit, and attach it to
- * `/dev/nbdX` with qemu-nbd, or with `--listen-only` just serve it on `-l`/`-p` as `-e`.
- * Writes go to nbdkit's cow overlay; the backup files are opened read-only.
- * A stop (signal) detaches, stops nbdkit and the helper, removes temp files: exit 0. While
+ * lz4-compressed or inside `-o -` zips) as an NBD export on `-l`/`-p` as `-e` (our server,
+ * session.ts), and attach it to `/dev/nbdX` with qemu-nbd unless `--listen-only`.
+ * Writes go to a copy-on-write overlay; the backup files are opened read-only.
+ * A stop (signal) detaches, stops the server, removes temp files: exit 0. While
  * NBD clients other than the device are connected, the first signal only warns that their
  * overlay writes would be lost; a second signal, or the last client leaving, stops.
  */
@@ -11,15 +11,14 @@ import type { Logger } from "../report/log.js";
 import { ChainLoadError, loadChain, type MappedChain } from "../chain/chain-loader.js";
 import { MapFileError } from "../chain/chain-files.js";
 import { StreamFormatError } from "../format/errors.js";
-import { attachDevice, connectHost, detachDevice, deviceErrors } from "../nbdkit-plugin/device.js";
-import { cowBlockSize, describeExit, missingModules, nbdkitInstall, tail, which, type ExitInfo } from "../nbdkit-plugin/nbdkit.js";
+import { attachDevice, connectHost, detachDevice, deviceErrors, which } from "../qemu/nbd-device.js";
 import { signalNumber, type SignalQueue } from "../connect/signals.js";
-import { cacheSizeBytes, type MapArgs } from "./options.js";
+import { cacheSizeBytes, cowBlockSize, type MapArgs } from "./options.js";
 import { MapSession } from "./session.js";
 import { runEvents, type NbdServerFields } from "../report/events.js";
 
-/** Why serving ends: a signal, nbdkit exiting on its own, or (after a signal) the last client leaving. */
-export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "nbdkit"; exit: ExitInfo } | { kind: "clients" };
+/** Why serving ends: a signal, or (after a signal) the last client leaving. */
+export type Stop = { kind: "signal"; signal: NodeJS.Signals } | { kind: "clients" };
 
 /** Serves the chain until a signal stops it; returns the exit code. */
 export async function mapChain(args: MapArgs, log: Logger, signals: SignalQueue): Promise<number> {
@@ -40,20 +39,10 @@ async function prerequisitesMet(args: MapArgs, log: Logger): Promise<boolean> {
     log.error(line);
     ok = false;
   };
-  const nbdkit = await which("nbdkit");
-  if (!nbdkit) error("Please install required [nbdkit] utility.");
+  if (args.given.has("threads")) log.info("Option -t has no effect: virtnbdmap serves the export itself, without nbdkit.");
   if (!args.listenOnly) {
     if (!(await which("qemu-nbd"))) error("Please install required [qemu-nbd] utility.");
     for (const e of deviceErrors(args.device)) error(e);
-  }
-  if (nbdkit) {
-    try {
-      const install = await nbdkitInstall(nbdkit);
-      for (const m of await missingModules(install)) error(`Failed to locate nbdkit plugin: [${m}]`);
-      log.info(`Plugin location: [${install.plugindir}/nbdkit-nbd-plugin.so]`);
-    } catch (e) {
-      error(`Failed to locate nbdkit plugin: [nbd]: ${(e as Error).message}`);
-    }
   }
   try {
     cowBlockSize(args.blocksize, 0);
@@ -90,25 +79,24 @@ async function loadChainLogged(args: MapArgs, log: Logger): Promise<MappedChain 
   return chain;
 }
 
-/** Where the session's nbdkit listens, as the `nbd-server` event says it (docs/events.md). */
-function nbdkitServerEvent(session: MapSession): NbdServerFields {
+/** Where the session's server listens, as the `nbd-server` event says it (docs/events.md). */
+function mapServerEvent(session: MapSession): NbdServerFields {
   const o = session.opts;
-  return { server: "nbdkit", transport: "tcp", host: o.listenAddress, port: Number(o.port), exports: [o.exportName], tls: false };
+  return { server: "virtnbdmap", transport: "tcp", host: o.listenAddress, port: Number(o.port), exports: [o.exportName], tls: false };
 }
 
-/** Starts the helper and nbdkit, attaches the device (unless --listen-only), waits for the stop. */
+/** Starts the server, attaches the device (unless --listen-only), waits for the stop. */
 async function serve(args: MapArgs, log: Logger, chain: MappedChain, signals: SignalQueue): Promise<number> {
   const session = await MapSession.create(chain, {
     exportName: args.exportName,
     listenAddress: args.listenAddress,
     port: args.listenPort,
-    threads: args.threads,
     blocksize: args.blocksize,
     readOnly: args.readonly,
     verbose: args.verbose,
     hexdump: args.hexdump,
     decodedCacheBytes: cacheSizeBytes(args.cacheSize),
-    log: (m) => log.debug(`Helper: ${m}`),
+    log: (m) => log.debug(`NBD server: ${m}`),
   });
   let attached: string | null = null;
   const teardown = async (): Promise<void> => {
@@ -118,7 +106,7 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signals: Si
       attached = null;
     }
     await session.stop();
-    if (args.verbose) log.info(`Keeping nbdkit logfile: [${session.nbdkitLog}]`);
+    if (args.verbose) log.info(`Keeping server logfile: [${session.serverLog}]`);
     else log.info(`Removing temporary directory: [${session.tmpDir}]`);
   };
 
@@ -132,15 +120,15 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signals: Si
       return 0;
     }
   } catch (e) {
-    log.error(`Failed to start nbdkit process: [${(e as Error).message}]`);
+    log.error(`Failed to start NBD server on [${args.listenAddress}:${args.listenPort}]: [${(e as Error).message}]`);
     await teardown();
     return 1;
   }
-  log.info(`Started nbdkit process pid: [${session.nbdkitPid}], Logfile: [${session.nbdkitLog}]`);
-  runEvents.nbdServer(nbdkitServerEvent(session));
+  const overlay = session.overlayBlockBytes;
+  log.info(`Started NBD server on [${args.listenAddress}:${args.listenPort}]${overlay ? `, writes into a copy-on-write overlay of [${overlay}] byte blocks` : ", read-only"}, temporary directory: [${session.tmpDir}]`);
+  runEvents.nbdServer(mapServerEvent(session));
   const cache = session.decodedFrames;
   if (cache) log.info(`Decoded lz4 frames are cached on disk: up to [${cache.maxBytes}] bytes`);
-  const nbdkitGone = session.nbdkitExited!.then((exit): Stop => ({ kind: "nbdkit", exit: exit as ExitInfo }));
 
   if (!(await announceOrAttach(args, log))) {
     await teardown();
@@ -151,12 +139,7 @@ async function serve(args: MapArgs, log: Logger, chain: MappedChain, signals: Si
   const deviceConnections = args.listenOnly ? 0 : session.clientConnections;
   log.info("Press CTRL+C to disconnect");
 
-  const stop = await waitForStop(session, signals, nbdkitGone, deviceConnections, log);
-  if (stop.kind === "nbdkit") {
-    log.error(`nbdkit process exited unexpectedly (${describeExit(stop.exit)}): ${await tail(session.nbdkitLog)}`);
-    await teardown();
-    return 1;
-  }
+  await waitForStop(session, signals, deviceConnections, log);
   await teardown();
   return 0;
 }
@@ -184,12 +167,12 @@ async function announceOrAttach(args: MapArgs, log: Logger): Promise<boolean> {
 }
 
 /**
- * Waits for a signal (or nbdkit dying). A signal while NBD clients other than the device are
+ * Waits for a signal. A signal while NBD clients other than the device are
  * connected only warns that their overlay writes would be lost; then a second signal or the
  * last of them leaving is the stop.
  */
-async function waitForStop(session: MapSession, signals: SignalQueue, nbdkitGone: Promise<Stop>, deviceConnections: number, log: Logger): Promise<Stop> {
-  const stop = await Promise.race([nextSignal(signals), nbdkitGone]);
+async function waitForStop(session: MapSession, signals: SignalQueue, deviceConnections: number, log: Logger): Promise<Stop> {
+  const stop = await nextSignal(signals);
   if (stop.kind !== "signal") return stop;
   log.info(`Received signal: [${signalNumber(stop.signal)}]`);
   const clients = session.clientConnections - deviceConnections;
@@ -199,7 +182,7 @@ async function waitForStop(session: MapSession, signals: SignalQueue, nbdkitGone
       "and is lost when the mapping stops. Stopping when they disconnect; send the signal again to stop now.",
   );
   const lastClientLeft = session.clientsAtMost(deviceConnections).then((): Stop => ({ kind: "clients" }));
-  const second = await Promise.race([nextSignal(signals), lastClientLeft, nbdkitGone]);
+  const second = await Promise.race([nextSignal(signals), lastClientLeft]);
   if (second.kind === "signal") log.info(`Received signal: [${signalNumber(second.signal)}]`);
   if (second.kind === "clients") log.info("All NBD clients disconnected");
   return second;

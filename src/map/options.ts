@@ -34,3 +34,20 @@ export function cacheSizeBytes(size: string): number {
   if (!Number.isSafeInteger(n)) throw new RangeError(`invalid cache size [${size}]: too large`);
   return n;
 }
+
+/** Largest overlay bitmap we accept: 2^25 blocks. */
+const MAX_OVERLAY_BLOCKS = 2 ** 25;
+
+/**
+ * The overlay block size for `-b` and a disk: `-b` rounded up to a power of two, at least 4 KiB,
+ * and large enough that the overlay bitmap of a huge disk stays small. Throws a RangeError for a
+ * `-b` that is not a positive integer (with an optional k/M suffix).
+ */
+export function cowBlockSize(blocksize: string, diskSize: number): number {
+  const m = /^(\d+)([kKmM]?)$/.exec(blocksize.trim());
+  const n = m ? Number(m[1]) * (m[2] ? (m[2].toLowerCase() === "k" ? 1024 : 1024 * 1024) : 1) : NaN;
+  if (!(n > 0) || !Number.isSafeInteger(n)) throw new RangeError(`invalid blocksize [${blocksize}]`);
+  let bs = 4096;
+  while (bs < n || diskSize / bs > MAX_OVERLAY_BLOCKS) bs *= 2;
+  return bs;
+}

@@ -98,8 +98,8 @@ export interface DiskDoneFields {
 
 /** An NBD server a run starts or uses, where it listens. */
 export interface NbdServerFields {
-  /** what serves: libvirt's backup job (qemu), a qemu-nbd we started, nbdkit (virtnbdmap) */
-  server: "libvirt-backup-job" | "qemu-nbd" | "nbdkit";
+  /** what serves: libvirt's backup job (qemu), a qemu-nbd we started, virtnbdmap's own server (earlier versions: nbdkit) */
+  server: "libvirt-backup-job" | "qemu-nbd" | "virtnbdmap" | "nbdkit";
   transport: "unix" | "tcp";
   socket?: string;
   host?: string;

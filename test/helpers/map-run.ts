@@ -9,6 +9,7 @@
  * `startMap` waits for "Press CTRL+C to disconnect" and registers a SIGKILL fallback with
  * `t.after`. `runMap` runs it to completion (for the error cases).
  */
+import net from "node:net";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, readdirSync, statSync } from "node:fs";
@@ -53,9 +54,7 @@ export interface MapProcess {
   wait(): Promise<{ code: number | null; output: string }>;
   /** Sends the signal and resolves with the exit code and the whole output. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; output: string }>;
-  /** "Started nbdkit process pid: [N]". */
-  nbdkitPid(): number;
-  /** The map's temp directory (where nbdkit's log and socket live). */
+  /** The map's temp directory (the overlay's, and the server log's without -v). */
   tmpDir(): string;
 }
 
@@ -100,14 +99,9 @@ export async function startMap(t: After, files: string[], opts: { args?: string[
       const code = await exited;
       return { code, output: out };
     },
-    nbdkitPid() {
-      const p = /Started nbdkit process pid: \[(\d+)\]/.exec(out);
-      if (!p) throw new Error(`no nbdkit pid in:\n${out}`);
-      return Number(p[1]);
-    },
     tmpDir() {
-      const d = /Logfile: \[([^\]]+)\/nbdkit\.log\]/.exec(out);
-      if (!d) throw new Error(`no nbdkit log in:\n${out}`);
+      const d = /temporary directory: \[([^\]]+)\]/.exec(out);
+      if (!d) throw new Error(`no temporary directory in:\n${out}`);
       return d[1]!;
     },
   };
@@ -156,3 +150,15 @@ export function fileHash(path: string): Promise<string> {
 }
 
 export { pidAlive } from "./process.js";
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, "127.0.0.1");
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once("error", () => resolve(false));
+  });
+}

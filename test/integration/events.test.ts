@@ -94,15 +94,15 @@ test("backup full + inc, restore, verify and map: every event valid, facts as th
   }
   assert.deepEqual(restore.at(-1)!.totals, { bytes: eventsNamed(restore, "disk-done").reduce((a, e) => a + (e.bytes as number), 0), disks: 2 });
 
-  // map: nbdkit's endpoint, run-end 0 after SIGTERM.
+  // map: its server's endpoint, run-end 0 after SIGTERM.
   const mapPath = join(work, "map-events.jsonl");
   const m = await startMap(t, [join(set, "sda.full.data"), join(set, "sda.inc.virtnbdbackup.1.data")], { args: ["--json-file", mapPath], logFile: join(work, "map.log") });
   assert.equal(await exportHash(m.uri), (await d.diskHashes())["sda"]);
   assert.equal((await m.stop("SIGTERM")).code, 0);
   const map = checkEvents(await readFile(mapPath, "utf8"));
   assert.equal(map[0]!.tool, "virtnbdmap");
-  const [nbdkit] = eventsNamed(map, "nbd-server");
-  assert.deepEqual([nbdkit!.server, nbdkit!.transport, nbdkit!.host, nbdkit!.port, nbdkit!.exports], ["nbdkit", "tcp", "127.0.0.1", m.port, ["sda"]]);
+  const [mapServer] = eventsNamed(map, "nbd-server");
+  assert.deepEqual([mapServer!.server, mapServer!.transport, mapServer!.host, mapServer!.port, mapServer!.exports], ["virtnbdmap", "tcp", "127.0.0.1", m.port, ["sda"]]);
   assert.equal(map.at(-1)!.exitCode, 0);
 
   // Shut off: a copy through one qemu-nbd per disk, each announced with its disk and socket.

@@ -3,7 +3,7 @@
  * bootable image built here: a boot sector whose code reads LBA 2048 (1 MiB) with BIOS int 13h
  * (extended read) and prints the string found there to the serial port. The full backup holds
  * the boot sector and the message "full"; the incremental changes only the message. So the
- * marker on the serial console shows that the BIOS booted through nbdkit + our helper and that
+ * marker on the serial console shows that the BIOS booted through virtnbdmap's NBD server and that
  * the chain was merged (plain files for the full alone, lz4 in zips for full + inc).
  */
 import { test } from "node:test";

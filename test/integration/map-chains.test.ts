@@ -91,7 +91,7 @@ test("our chains: plain full + 2 incs (with writes into the overlay), lz4 (full 
   const plain = await makeChain(d, "ours", { dir: join(dir, "plain") }, 2);
   await checkPoints(t, plain, "ours plain");
 
-  // Writes through the export land in nbdkit's overlay: the export changes, the files do not.
+  // Writes through the export land in the copy-on-write overlay: the export changes, the files do not.
   const last = plain.at(-1)!;
   const before = await Promise.all(last.files.map(fileHash));
   const m = await startMap(t, last.files);

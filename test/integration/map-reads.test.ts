@@ -1,5 +1,5 @@
 /**
- * virtnbdmap serving reads (bin/virtnbdmap.js --listen-only, real nbdkit): an lz4 chain reads
+ * virtnbdmap serving reads (bin/virtnbdmap.js --listen-only, its own NBD server): an lz4 chain reads
  * like the same chain uncompressed, through the decoded-frame cache; SIGINT while a client is
  * connected warns and waits for a second signal or the client to leave.
  */

@@ -1,11 +1,28 @@
 /**
- * Attaching the nbdkit export to a kernel NBD device with qemu-nbd, as the original does
- * (docs/behaviour.md, "virtnbdmap"). Needs the nbd kernel module, so it is not exercised where
- * there is none (`--listen-only` serves without a device). No replay of incrementals is
- * needed afterwards: the helper already serves the merged chain.
+ * Attaching an NBD export (virtnbdmap's) to a kernel NBD device with qemu-nbd, as the original
+ * does (docs/behaviour.md, "virtnbdmap"). Needs the nbd kernel module, so it is not exercised
+ * where there is none (`--listen-only` serves without a device). No replay of incrementals is
+ * needed afterwards: the server already serves the merged chain.
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { constants as fsConstants, existsSync } from "node:fs";
+import { access } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+
+/** `which`: the first executable `name` on PATH, or null. */
+export async function which(name: string, path = process.env["PATH"] ?? "/usr/bin:/bin"): Promise<string | null> {
+  for (const dir of path.split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      await access(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
 
 export interface RunResult {
   code: number | null;
