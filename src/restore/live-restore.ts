@@ -144,7 +144,7 @@ export interface LiveRunOptions {
 async function reconnectBackings(domain: Domain, disks: readonly PulledDisk[], socket: string, log: Logger): Promise<string[]> {
   const nodes: string[] = [];
   for (const d of disks) {
-    if (await domain.blockJobInfo(d.disk)) continue;
+    await endOrphanedPull(domain, d.disk, log);
     const nodeName = `vnb-live-${d.disk}-${process.pid}`;
     if (await reconnectNbdBacking(domain, d.disk, { socket, exportName: d.disk, nodeName })) {
       nodes.push(nodeName);
@@ -152,6 +152,19 @@ async function reconnectBackings(domain: Domain, disks: readonly PulledDisk[], s
     }
   }
   return nodes;
+}
+
+/**
+ * A pull the dead run started may not have failed yet (its reads of the gone server are still
+ * on their way): it can only fail, so it is ended (what it copied stays) before the backing is
+ * reconnected and a new pull starts.
+ */
+export async function endOrphanedPull(domain: Pick<Domain, "blockJobInfo" | "blockJobAbort">, disk: string, log: Pick<Logger, "info">): Promise<void> {
+  if (!(await domain.blockJobInfo(disk))) return;
+  log.info(`Ending the copy of disk [${disk}] that the earlier run started.`);
+  await domain.blockJobAbort(disk).catch(() => undefined); // it may have ended by itself meanwhile
+  for (let i = 0; i < 600 && (await domain.blockJobInfo(disk)); i++) await new Promise((r) => setTimeout(r, 50));
+  if (await domain.blockJobInfo(disk)) throw new LiveRestoreError(`The copy of disk [${disk}] that the earlier run started does not end: retry, or end it with 'virsh blockjob --abort'.`);
 }
 
 /** The nodes reconnectBackings added, deleted once the pulls dropped the backings (a leftover only costs a little memory). */

@@ -1,7 +1,7 @@
 // The pure parts of `virtnbdrestore --live`: the boot XML, the socket path, qemu's DAC owner, the backing name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { liveDomainXml, RECONNECT_DELAY_S, type LiveDisk } from "../../src/restore/live-restore.js";
+import { endOrphanedPull, liveDomainXml, RECONNECT_DELAY_S, type LiveDisk } from "../../src/restore/live-restore.js";
 import { liveSocketPath } from "../../src/restore/live-server.js";
 import { qemuProcessOwner } from "../../src/libvirt/capabilities.js";
 import { nbdBackingName } from "../../src/qemu/img.js";
@@ -45,4 +45,19 @@ test("the backing name is qemu's json: pseudo-protocol for raw over NBD on a uni
   const name = nbdBackingName("/run/x.sock", "vda");
   assert.ok(name.startsWith("json:"));
   assert.deepEqual(JSON.parse(name.slice(5)), { driver: "raw", file: { driver: "nbd", server: { type: "unix", path: "/run/x.sock" }, export: "vda" } });
+});
+
+test("a pull the dead run left running is ended before the backing is reconnected; without one nothing is done", async () => {
+  const calls: string[] = [];
+  let polls = 0;
+  const dying = {
+    blockJobInfo: async () => (calls.includes("abort") && ++polls > 2 ? null : { type: 1, bandwidth: 0, cur: 5, end: 10 }),
+    blockJobAbort: async () => void calls.push("abort"),
+  };
+  const lines: string[] = [];
+  await endOrphanedPull(dying, "sda", { info: (m: string) => lines.push(m) });
+  assert.deepEqual(calls, ["abort"]);
+  assert.deepEqual(lines, ["Ending the copy of disk [sda] that the earlier run started."]);
+  const none = { blockJobInfo: async () => null, blockJobAbort: async () => assert.fail("nothing to end") };
+  await endOrphanedPull(none, "sda", { info: () => assert.fail("nothing to say") });
 });
