@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end demo on a throwaway domain (as root, fresh Debian/Ubuntu is fine):
 # set up the host, build, create a small TCG domain with an ext4 disk holding a marker file,
-# then full backup → change the disk → incremental (lz4) → verify → restore → compare →
+# then full backup → change the disk → incremental (lz4) → verify → restore → compare → live
+# restore (a copy runs at once from the backup while its disk moves into place) → retention →
 # instant recovery (map the chain and read the marker file from it). Cleans up on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ MAPPID=""
 cleanup() {
   [ -n "$MAPPID" ] && kill "$MAPPID" 2>/dev/null && wait "$MAPPID" 2>/dev/null || true
   virsh -q destroy "$DOM" >/dev/null 2>&1 || true
+  virsh -q destroy "$DOM-live" >/dev/null 2>&1 || true
   virsh -q undefine "$DOM" --checkpoints-metadata >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -72,6 +74,12 @@ virsh -q destroy "$DOM" >/dev/null
 node bin/virtnbdrestore.js -i "$BK" -o "$WORK/restore" --nocolor -n >/dev/null 2>"$WORK/restore.log" || { cat "$WORK/restore.log"; exit 1; }
 qemu-img compare -q "$WORK/disk.qcow2" "$WORK/restore/disk.qcow2" && echo "restored image is identical to the domain's disk"
 
+step "Live restore: a copy of the domain runs at once from the backup, its disk moves into place while it runs"
+node bin/virtnbdrestore.js -i "$BK" -o "$WORK/live" --live -N "$DOM-live" --nocolor -n 2>&1 | grep -E "Started domain|is complete|Live restore complete|ERROR"
+virsh -q domstate "$DOM-live" | grep -q running && echo "the copy $DOM-live runs on its own image now"
+virsh -q destroy "$DOM-live" >/dev/null
+qemu-img compare -q "$WORK/disk.qcow2" "$WORK/live/disk.qcow2" && echo "live-restored image is identical to the domain's disk"
+
 step "Retention: a newer chain (an offline copy) beside a copy of the first, then virtnbdprune --keep-last 1"
 mkdir -p "$WORK/chains"
 cp -a "$BK" "$WORK/chains/2026-11"
@@ -94,4 +102,4 @@ if [ -x bin/virtnbdmap.js ]; then
 fi
 
 step "Summary"
-echo "full + incremental backup, verify, restore (bit-exact), retention, instant recovery (marker read) of $DOM: OK"
+echo "full + incremental backup, verify, restore (bit-exact), live restore (bit-exact), retention, instant recovery (marker read) of $DOM: OK"
