@@ -9,12 +9,14 @@
  * `startMap` waits for "Press CTRL+C to disconnect" and registers a SIGKILL fallback with
  * `t.after`. `runMap` runs it to completion (for the error cases).
  */
-import net from "node:net";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "./nbd-servers.js";
+import { canConnect, freePort } from "./nbd-servers.js";
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export const portOpen = canConnect;
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const MAP_BIN = join(ROOT, "bin/virtnbdmap.js");
@@ -151,14 +153,3 @@ export function fileHash(path: string): Promise<string> {
 
 export { pidAlive } from "./process.js";
 
-/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
-export function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, "127.0.0.1");
-    c.once("connect", () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once("error", () => resolve(false));
-  });
-}

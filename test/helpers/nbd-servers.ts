@@ -109,7 +109,8 @@ async function waitReady(p: ChildProcess, target: NbdTarget, output: () => strin
   throw new Error(`${what} did not come up: ${output()}`);
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, "127.0.0.1");
     s.once("connect", () => {
