@@ -28,7 +28,7 @@ import { latestGeneration, placeIn, startNewGeneration } from "./generation.js";
 import { Cleanup, interruptOnSignals } from "./interruption.js";
 import { planCheckpoints, startJob } from "./job-phases.js";
 import { JobStartError, runningBackupJob } from "./job.js";
-import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
+import { describeLockOwner, DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
 import { chooseDisks, domainState, leftoverJobHint, lookupDomain, refuseMissingData, reportLeftoverJob, saveConfigWithoutDisks } from "./preflight.js";
@@ -100,9 +100,7 @@ async function takeDomainLock(args: BackupArgs, outDir: string): Promise<DomainL
   const me = { pid: process.pid, started: new Date().toISOString(), output: outDir };
   const got = await DomainLock.acquire(lockDirectory(), args.uri, args.domain, me);
   if (got instanceof DomainLock) return got;
-  const o = got.heldBy;
-  const owner = o ? ` (pid ${o.pid}, started ${o.started}, into [${o.output}])` : "";
-  return { refusal: `Another backup of domain [${args.domain}] is running${owner}: nothing changed, try again when it has ended.` };
+  return { refusal: `Another backup of domain [${args.domain}] is running${describeLockOwner(got.heldBy)}: nothing changed, try again when it has ended.` };
 }
 
 async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Logger, place: RunPlace, stats: RunStats): Promise<number> {

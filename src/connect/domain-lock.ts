@@ -30,6 +30,11 @@ export function lockFileName(uri: string, domain: string): string {
   return `${safe}.${hash}.lock`;
 }
 
+/** ` (pid N, started T, into [target])` for messages about a held lock; "" when its file said nothing readable. */
+export function describeLockOwner(o: LockOwner | null): string {
+  return o ? ` (pid ${o.pid}, started ${o.started}, into [${o.output}])` : "";
+}
+
 export class DomainLock {
   private constructor(
     readonly path: string,

@@ -3,7 +3,7 @@
  * `--chain`'s) chains against the keep rules, then remove what goes, domain by domain under the
  * domain's backup lock, each chain's own libvirt checkpoints first. Returns the exit code.
  */
-import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
+import { describeLockOwner, DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { Connection } from "../libvirt/connection.js";
 import { EXIT_TEMPFAIL, exitCodeFromCounts } from "../report/exit-code.js";
 import { runEvents } from "../report/events.js";
@@ -87,9 +87,7 @@ async function removeGroup(doomed: Chain[], args: PruneArgs, libvirt: LazyConnec
     const me = { pid: process.pid, started: new Date().toISOString(), output: `virtnbdprune ${args.paths.join(" ")}` };
     const got = await DomainLock.acquire(lockDirectory(), args.uri, domain, me);
     if (!(got instanceof DomainLock)) {
-      const o = got.heldBy;
-      const owner = o ? ` (pid ${o.pid}, started ${o.started}, into [${o.output}])` : "";
-      log.warning(`A backup of domain [${domain}] is running${owner}: its chains are left alone, try again when it has ended.`);
+      log.warning(`A backup of domain [${domain}] is running${describeLockOwner(got.heldBy)}: its chains are left alone, try again when it has ended.`);
       return "busy";
     }
     lock = got;

@@ -37,7 +37,7 @@ import { readExactly, type RandomAccessSource } from "../format/source.js";
 import { oneLine } from "../util/one-line.js";
 import { exitCodeFromCounts } from "../report/exit-code.js";
 import { eventsOnStderr, runEvents } from "../report/events.js";
-import { DomainLock, lockDirectory } from "../connect/domain-lock.js";
+import { describeLockOwner, DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { onSignals } from "../connect/signals.js";
 import { EXIT_TEMPFAIL } from "../report/exit-code.js";
 import { LiveRestoreError, prepareLiveDisk, runLiveCopy, type LiveDisk } from "./live-restore.js";
@@ -216,7 +216,7 @@ async function liveInto(run: RestoreResources, ctx: RestoreContext, libvirt: Con
   const me = { pid: process.pid, started: new Date().toISOString(), output: `virtnbdrestore --live ${args.output}` };
   const lock = await DomainLock.acquire(lockDirectory(), args.uri, name, me);
   if (!(lock instanceof DomainLock)) {
-    log.error(`Another run for domain [${name}] is active (pid ${lock.heldBy?.pid ?? "?"}): nothing changed, try again when it has ended.`);
+    log.error(`Another run for domain [${name}] is active${describeLockOwner(lock.heldBy)}: nothing changed, try again when it has ended.`);
     return EXIT_TEMPFAIL;
   }
   const disks: LiveDisk[] = [];
