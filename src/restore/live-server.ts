@@ -42,7 +42,6 @@ export class LiveServer {
   private constructor(
     private readonly server: NbdServer,
     readonly socket: string,
-    private readonly chains: MappedChain[],
     private readonly caches: DecodedCache[],
   ) {}
 
@@ -69,14 +68,13 @@ export class LiveServer {
       for (const c of caches) await c.close();
       throw e;
     }
-    return new LiveServer(server, o.socket, [...chains.values()], caches);
+    return new LiveServer(server, o.socket, caches);
   }
 
-  /** Stops serving (qemu's client then waits for a server, see the reconnect delay) and closes the files. */
+  /** Stops serving and drops the caches; the chains stay open (their owner, the restore, closes them). */
   async close(): Promise<void> {
     await this.server.close();
     await unlink(this.socket).catch(() => undefined);
     for (const c of this.caches) await c.close();
-    for (const c of this.chains) await c.close();
   }
 }
