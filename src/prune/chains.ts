@@ -7,7 +7,7 @@
 import type { Dirent } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { generationNumbers, listGenerations } from "../backupset/generations.js";
+import { generationNumbers, listGenerations, type Generation } from "../backupset/generations.js";
 import { CHECKPOINT_DIR, chainOfCheckpoint, isDataFileName } from "../backupset/layout.js";
 import { DirectorySource } from "../storage/directory-source.js";
 import { ZipSource } from "../storage/zip-source.js";
@@ -110,10 +110,10 @@ async function holdsOnlyItsSet(dir: string): Promise<boolean> {
  * `.cpt` and vmconfig a killed prune already removed) takes its target's: it is weighed with
  * the same chains again, and the next prune finishes it.
  */
-async function targetChains(dir: string): Promise<Chain[]> {
+async function targetChains(dir: string, generations: Generation[]): Promise<Chain[]> {
   const later = (await generationNumbers(dir)).length > 0;
   const out: Chain[] = [];
-  for (const g of await listGenerations(dir)) {
+  for (const g of generations) {
     const facts = await readSetFacts(new DirectorySource(g.dir));
     const whole = g.index > 1 || (!later && (await holdsOnlyItsSet(dir)));
     const shape: ChainShape = whole ? "folder" : "top-level";
@@ -179,8 +179,9 @@ async function walk(path: string, depth: number, found: Discovery): Promise<void
   if (!info.isDirectory()) return;
   const entries = await entriesOf(path);
   for (const e of entries) if (e.isDirectory() && isPruningLeftover(e.name)) found.leftovers.push(join(path, e.name));
-  if ((await listGenerations(path)).length > 0) {
-    found.chains.push(...(await targetChains(path)));
+  const generations = await listGenerations(path);
+  if (generations.length > 0) {
+    found.chains.push(...(await targetChains(path, generations)));
     return;
   }
   const archives = entries.filter((e) => e.isFile() && e.name.endsWith(".zip")).map((e) => join(path, e.name));
