@@ -73,6 +73,11 @@ test("random writes, zeroes and trims read back like a model; the backend is unt
     assert.ok(part.equals(model.subarray(offset, offset + length)), `read ${offset}+${length}`);
   }
   assert.ok(b.bytes.equals(original), "the backend below never changes");
+  await cow.trim(0, SIZE);
+  assert.deepEqual(await cow.blockStatus!(0, SIZE), [{ length: SIZE, flags: 3 }], "a whole-device discard marks every block zero");
+  const after = Buffer.alloc(SIZE, 0xff);
+  await cow.read(0, SIZE, after);
+  assert.ok(after.equals(Buffer.alloc(SIZE)), "and it reads as zeroes");
 });
 
 test("untouched ranges read straight from the backend (synchronously when it answers so); block status", async (t) => {
