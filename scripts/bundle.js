@@ -2,6 +2,8 @@
 // Bundles each command into one ES module (dist/bin/<command>.mjs): Node then loads one file
 // instead of ~200 modules, which halves the start-up time (0.40 s → 0.2 s for `--help` here).
 // yazl stays a separate package: storage/yazl-fast-crc.ts patches the crc32 module it loads.
+// Code shared by the commands and what they load on demand (the S3 SDK, only for s3:// paths)
+// goes into dist/bin/chunk-*.mjs: a command that writes to a directory never parses the SDK.
 import { build } from "esbuild";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -13,6 +15,8 @@ await build({
   bundle: true,
   platform: "node",
   format: "esm",
+  splitting: true,
+  chunkNames: "chunk-[hash]",
   target: "node20",
   external: ["yazl"],
   // CommonJS dependencies call require(); an ES module has none of its own.

@@ -6,8 +6,11 @@
  * marker: planCheckpoints → startJob (job-phases.ts) → backupDisks (disk-workers.ts) →
  * finishRun (finish.ts).
  */
-import { mkdir, stat } from "node:fs/promises";
+import { isObjectPath, mkdir, shownPath, stat } from "../storage/files.js";
+import { readFile as readLocalFile, rm as rmLocal } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { writeFileDurably } from "../storage/durable.js";
 import { backupLogFileName, runMarkerFileName } from "../backupset/layout.js";
 import { CptError, readCpt } from "../backupset/cpt.js";
 import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
@@ -87,12 +90,27 @@ async function runBackupOnce(args: BackupArgs, argv: string[], io: BackupIO, sta
     log.error(lock.refusal);
     return EXIT_TEMPFAIL;
   }
+  // An object-storage set gets its log once the run is over: written locally until then.
+  const logName = backupLogFileName(args.level);
+  const staged = isObjectPath(place.outDir) && !args.check ? join(tmpdir(), `virtnbdbackup.${process.pid}.${logName}`) : null;
   try {
-    const logFile = args.check ? undefined : join(place.outDir, backupLogFileName(args.level));
+    const logFile = args.check ? undefined : (staged ?? join(place.outDir, logName));
     logging.configure({ ...loggingOptions, syslog: args.syslog, logFile });
     return await lockedRun(args, argv, io, log, place, stats);
   } finally {
+    if (staged) await uploadStagedLog(staged, join(place.outDir, logName), log);
     await lock?.release();
+  }
+}
+
+/** The run's log into the object-storage set (a failure to is logged, not fatal: the data is there). */
+async function uploadStagedLog(staged: string, to: string, log: Logger): Promise<void> {
+  try {
+    await writeFileDurably(to, await readLocalFile(staged), true);
+  } catch (e) {
+    log.warning(`Unable to save the run's log as [${shownPath(to)}]: ${oneLine((e as Error).message)}`);
+  } finally {
+    await rmLocal(staged, { force: true }).catch(() => undefined);
   }
 }
 
@@ -127,8 +145,10 @@ async function lockedRun(args: BackupArgs, argv: string[], io: BackupIO, log: Lo
  */
 async function prepareOutput(args: BackupArgs, io: BackupIO): Promise<RunPlace> {
   const stdoutMode = args.output === "-";
-  const target = stdoutMode ? process.cwd() : resolve(args.output);
-  if (!stdoutMode) {
+  const target = stdoutMode ? process.cwd() : isObjectPath(args.output) ? shownPath(args.output) : resolve(args.output);
+  if (isObjectPath(target)) {
+    await checkBucket(target, args.check);
+  } else if (!stdoutMode) {
     try {
       const s = await stat(target).catch(() => null);
       if (s && !s.isDirectory()) throw new Error("Specified target is a file, not a directory");
@@ -143,6 +163,20 @@ async function prepareOutput(args: BackupArgs, io: BackupIO): Promise<RunPlace> 
   const continues = !stdoutMode && (args.level === "inc" || args.level === "diff" || args.level === "auto" || args.check);
   const generation = continues ? await latestGeneration(target) : { dir: target, number: 1 };
   return placeIn(args, stdoutMode, target, generation);
+}
+
+/** An `s3://` target: its bucket answers, and the prefix is no object (`--check`: a set is there). */
+async function checkBucket(target: string, check: boolean): Promise<void> {
+  const bucket = target.replace(/^(s3:\/\/[^/]+).*$/, "$1");
+  try {
+    await stat(bucket);
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
+    throw new Error(missing ? `Can't open output: bucket of [${target}] does not exist` : `Can't open output: ${oneLine((e as Error).message)}`);
+  }
+  const s = bucket === target ? null : await stat(target).catch(() => null);
+  if (s?.isFile()) throw new Error(`Can't open output: [${target}] is an object, not a folder of objects`);
+  if (!s && check) throw new Error(`Target directory [${target}] does not exist`);
 }
 
 /**
@@ -197,7 +231,7 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
   const host = hypervisor.host;
   // Interrupted: remote qemu-nbd and the ssh master end when their stdin closes.
   if (host instanceof SshHost) cleanup.add(() => host.abandon());
-  const stopSignals = interruptOnSignals(cleanup, log, p.stdoutMode ? io.stdout : null);
+  const stopSignals = interruptOnSignals(cleanup, log, p.stdoutMode ? io.stdout : null, { sigpipe: !isObjectPath(p.outDir) });
   try {
     const nbdPorts = new NbdPortPool(args.nbdPorts);
     return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p, nbdPorts, nbdPort: null });

@@ -5,7 +5,7 @@
  * every checkpoint made after it; offline the image bitmap must exist and not be flagged
  * in-use. Read-only apart from redefining lost checkpoints from the set.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, stat } from "../storage/files.js";
 import { join } from "node:path";
 import { checkpointIndex, parseDataFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";

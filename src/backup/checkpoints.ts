@@ -3,7 +3,7 @@
  * before a full, choosing name and parent for inc/diff (falling back to full when the parent's
  * bitmap is broken), and recording a new checkpoint in `<dom>.cpt` and the checkpoint dir.
  */
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { readdir, readFile, stat, unlink } from "../storage/files.js";
 import { join } from "node:path";
 import { checkpointIndex, checkpointName, checkpointXmlName, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import { formatCpt, readCpt } from "../backupset/cpt.js";

@@ -8,6 +8,8 @@ import { Progress, type DiskProgress } from "../report/progress.js";
 import { DirectoryTarget } from "../storage/directory-target.js";
 import type { BackupTarget } from "../storage/target.js";
 import { ZipTarget } from "../storage/zip-target.js";
+import { isObjectPath, shownPath } from "../storage/object-path.js";
+import { ObjectTarget } from "../storage/s3/target.js";
 import { oneLine } from "../util/one-line.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
@@ -29,9 +31,17 @@ export interface CopiedDisks {
   failures: number;
 }
 
+/** The run's directory, or its folder in a bucket (uploads under way are aborted on a signal). */
+function targetFor(r: RunContext): BackupTarget {
+  if (!isObjectPath(r.outDir)) return new DirectoryTarget(r.outDir);
+  const target = new ObjectTarget(r.outDir);
+  r.cleanup.add(() => target.abortAll());
+  return target;
+}
+
 export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint): Promise<CopiedDisks> {
   const archive: ZipTarget | null = r.stdoutMode ? new ZipTarget(r.io.stdout, r.outDir) : null;
-  const target: BackupTarget = archive ?? new DirectoryTarget(r.outDir);
+  const target: BackupTarget = archive ?? targetFor(r);
   const progress = new Progress({ noprogress: r.noprogress });
   logging.setConsole(progress);
   const pool = BufferPool.budget(READ_BUDGET);
@@ -53,7 +63,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
             log: dlog,
             onStart: ({ file, total }) => {
               bar = progress.bar(d.target, total);
-              events = runEvents.disk({ disk: d.target, level: d.raw ? "copy" : c.level, target: r.stdoutMode ? file : join(r.outDir, file), total });
+              events = runEvents.disk({ disk: d.target, level: d.raw ? "copy" : c.level, target: r.stdoutMode ? file : shownPath(join(r.outDir, file)), total });
             },
             onProgress: (n) => {
               bar?.increment(n);

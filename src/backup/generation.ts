@@ -3,7 +3,7 @@
  * continues the target's latest `generation.<N>` folder (the top level when there is none); a
  * chain that cannot continue starts the next one.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir } from "../storage/files.js";
 import { basename, join, resolve } from "node:path";
 import { generationNumbers, nextGenerationDir } from "../backupset/generations.js";
 import { CHECKPOINT_DIR, cptFileName, generationDirName, parseGenerationDirName } from "../backupset/layout.js";

@@ -4,7 +4,7 @@
  * their flags, the disks vs the set, an unfinished run. One WARNING line per finding, then a
  * summary; exit 0 when healthy, 1 otherwise. Nothing is changed, no log file is written.
  */
-import { readdir } from "node:fs/promises";
+import { readdir } from "../storage/files.js";
 import { checkpointIndex, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { diskDrift, libvirtChainProblem } from "./chain-continuation.js";

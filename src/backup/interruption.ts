@@ -22,18 +22,22 @@ export class Cleanup {
   /** A job start in flight (a signal during `backupBegin`): settles true when the job runs. */
   jobStart: { domain: Domain; started: Promise<boolean> } | null = null;
   frozen: { domain: Domain; mountpoints: string[] | null } | null = null;
-  private readonly hooks = new Set<() => void>();
-  add(fn: () => void): void {
+  private readonly hooks = new Set<() => void | Promise<void>>();
+  /** Runs first on cleanup; one that returns a promise is waited for (uploads being aborted). */
+  add(fn: () => void | Promise<void>): void {
     this.hooks.add(fn);
   }
   async run(log: Logger): Promise<void> {
+    const waits: Promise<void>[] = [];
     for (const fn of this.hooks) {
       try {
-        fn();
+        const p = fn();
+        if (p) waits.push(p.catch(() => undefined));
       } catch {
         /* best effort */
       }
     }
+    await Promise.all(waits);
     if (this.jobStart) {
       // The job may come up after the signal: wait for the start (it thaws and resumes itself), then abort it.
       const { domain, started } = this.jobStart;
@@ -60,9 +64,11 @@ export class Cleanup {
  * On a signal (or EPIPE on `stdout`: Node ignores SIGPIPE, the write fails): log it, run the
  * cleanup (at most CLEANUP_LIMIT_MS: libvirt may not answer at all), end the event stream
  * (`run-end`, exit code 1), close the log, exit 1.
+ * `sigpipe: false` (object storage): SIGPIPE stays ignored, as Node has it: with a handler, a
+ * write to an HTTP connection the server closed (a refused upload) raises it.
  * Returns the function that removes the handlers.
  */
-export function interruptOnSignals(cleanup: Cleanup, log: Logger, stdout: NodeJS.WritableStream | null): () => void {
+export function interruptOnSignals(cleanup: Cleanup, log: Logger, stdout: NodeJS.WritableStream | null, options: { sigpipe?: boolean } = {}): () => void {
   let handling = false;
   const abort = (line: string) => {
     if (handling) return;
@@ -84,7 +90,7 @@ export function interruptOnSignals(cleanup: Cleanup, log: Logger, stdout: NodeJS
     });
   };
   const outputGone = (e: NodeJS.ErrnoException) => abort(`Output stream closed: [${e.code ?? e.message}]: the reader of stdout went away, stopping backup.`);
-  const removeSignals = onSignals((signal) => abort(`Signal caught: ${signalNumber(signal)}`), [...TERMINATING_SIGNALS, "SIGPIPE"]);
+  const removeSignals = onSignals((signal) => abort(`Signal caught: ${signalNumber(signal)}`), options.sigpipe === false ? TERMINATING_SIGNALS : [...TERMINATING_SIGNALS, "SIGPIPE"]);
   stdout?.on("error", outputGone);
   return () => {
     removeSignals();

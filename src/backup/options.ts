@@ -2,12 +2,13 @@
 import type { RemoteOptions } from "../connect/remote.js";
 import type { LibvirtLogin } from "../connect/session.js";
 import type { EventOptions } from "../report/events.js";
+import type { ObjectStorageOptions } from "../storage/object-path.js";
 
 export type BackupLevel = "copy" | "full" | "inc" | "diff" | "auto";
 export type BackupType = "stream" | "raw";
 
 /** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
-export interface BackupArgs extends RemoteOptions, LibvirtLogin, EventOptions {
+export interface BackupArgs extends RemoteOptions, LibvirtLogin, EventOptions, ObjectStorageOptions {
   domain: string;
   level: BackupLevel;
   type: BackupType;

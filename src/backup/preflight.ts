@@ -2,7 +2,7 @@
  * The checks of a backup run before anything changes: the domain and its state, foreign
  * checkpoints, online/offline (-S), the disks and the level, a leftover job, an unfinished set.
  */
-import { stat } from "node:fs/promises";
+import { stat } from "../storage/files.js";
 import { join } from "node:path";
 import { dataFileName, unixIdent, type Level } from "../backupset/layout.js";
 import { openLibvirt } from "../connect/session.js";

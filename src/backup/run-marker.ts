@@ -4,7 +4,7 @@
  * durable. A later inc/diff that finds it refuses (like the original with any `*.partial`),
  * because the checkpoint list may name a checkpoint whose data was never saved.
  */
-import { readFile, unlink } from "node:fs/promises";
+import { readFile, unlink } from "../storage/files.js";
 import { join } from "node:path";
 import { runMarkerFileName } from "../backupset/layout.js";
 import { fsyncDirectory, writeFileDurably } from "../storage/durable.js";

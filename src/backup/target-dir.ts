@@ -3,7 +3,7 @@
  * auto-level resolution, refusing full/copy into a used directory, inc/diff without a full,
  * and leftovers of failed runs.
  */
-import { readdir } from "node:fs/promises";
+import { readdir } from "../storage/files.js";
 import { mentionsDataFile, parseDataFileName } from "../backupset/layout.js";
 import { isPartialPath } from "../storage/durable.js";
 

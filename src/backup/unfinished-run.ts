@@ -6,7 +6,7 @@
  * the set; its `.partial` files are removed, complete files of the dropped checkpoint moved
  * aside into `unfinished.<pid>/`. A checkpoint whose data is complete stays.
  */
-import { mkdir, readdir, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, readdir, rename, stat, unlink } from "../storage/files.js";
 import { join } from "node:path";
 import { checkpointIndex, checkpointXmlName, dataFileName, parseDataFileName, runMarkerFileName } from "../backupset/layout.js";
 import { formatCpt, readCpt } from "../backupset/cpt.js";

@@ -1,5 +1,5 @@
 /** `<dom>.cpt`: the JSON list of checkpoint names, oldest first (Python `json.dumps(list)`). */
-import { readFile } from "node:fs/promises";
+import { readFile } from "../storage/files.js";
 import { pythonJsonDumps } from "../util/python-json.js";
 
 export class CptError extends Error {}

@@ -3,11 +3,9 @@
  * generation 1, each `generation.<N>` folder (N ≥ 2) a later chain started over inside the same
  * target. Checkpoint names go on across generations, so one names a single generation.
  */
-import type { Dirent } from "node:fs";
-import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { StreamReader } from "../format/reader.js";
-import { openFileSource } from "../format/source.js";
+import { openSource, readdirEntries, type EntryInfo as Dirent } from "../storage/files.js";
 import { CptError, readCpt } from "./cpt.js";
 import { generationDirName, isCptFileName, isDataFileName, parseDataFileName, parseGenerationDirName } from "./layout.js";
 
@@ -20,7 +18,7 @@ export interface Generation {
 /** The entries of a directory; [] when it does not exist or is not a directory. */
 async function entriesOf(dir: string): Promise<Dirent[]> {
   try {
-    return await readdir(dir, { withFileTypes: true });
+    return await readdirEntries(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return [];
@@ -102,7 +100,7 @@ async function baseFileCarries(g: Generation, checkpoint: string): Promise<boole
     if (level !== "full" && level !== "copy") continue;
     let source;
     try {
-      source = await openFileSource(join(g.dir, name));
+      source = await openSource(join(g.dir, name));
     } catch {
       continue;
     }

@@ -2,7 +2,7 @@
  * Opens what `-i/--input` names: a backup directory, a zip archive made with `-o -`, or a
  * directory holding such archives (a chain of zips, read together in place).
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, stat } from "../storage/files.js";
 import { join } from "node:path";
 import { DirectorySource } from "../storage/directory-source.js";
 import type { BackupSetSource } from "../storage/set-source.js";

@@ -10,6 +10,7 @@ import { basename } from "node:path";
 import { isDataFileName } from "../backupset/layout.js";
 import { openFileSource, type RandomAccessSource } from "../format/source.js";
 import { ZipSource } from "../storage/zip-source.js";
+import { isObjectPath, openSource, shownPath } from "../storage/files.js";
 
 export class MapFileError extends Error {}
 
@@ -65,8 +66,20 @@ async function openZipEntry(given: string, archive: string, entry: string | null
   }
 }
 
+/** A stream file in a bucket, read through ranged GETs and the process's bounded block cache. */
+async function openObject(given: string): Promise<ResolvedFile> {
+  let source: RandomAccessSource;
+  try {
+    source = await openSource(given);
+  } catch (e) {
+    throw new MapFileError(`[${shownPath(given)}]: ${(e as Error).message}`);
+  }
+  return { given, name: basename(given), source, close: () => source.close() };
+}
+
 /** Opens one `-f` item. */
 export async function resolveMapFile(given: string): Promise<ResolvedFile> {
+  if (isObjectPath(given)) return openObject(given);
   if (await isFile(given)) {
     if (await isZip(given)) return openZipEntry(given, given, null);
     const source = await openFileSource(given);

@@ -159,6 +159,18 @@ function addLoggingGroup(cmd: Command, ctx: DefaultsContext, prog: string): void
   addLogfileOption(cmd, ctx, prog);
   addNocolorOption(cmd);
   addEventOptions(cmd);
+  addObjectStorageGroup(cmd);
+}
+
+/** `s3://BUCKET/PREFIX` paths (docs/s3.md): where the bucket is. */
+function addObjectStorageGroup(cmd: Command): void {
+  cmd.optionsGroup("Object storage options");
+  cmd.addOption(
+    strOption(
+      "--s3-endpoint <url>",
+      "S3 endpoint for s3://BUCKET/PREFIX paths, e.g. http://rgw.example:7480 (path-style addressing); default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS. Credentials and region: the AWS environment variables and profile files",
+    ).default(null),
+  );
 }
 
 function addDebugOptions(cmd: Command): void {
@@ -276,6 +288,7 @@ function backupSpec(ctx: DefaultsContext, prog = "virtnbdbackup"): ParserSpec {
   cmd.addOption(
     strOption("--metrics-file <path>", "Write the run's metrics for Prometheus' node_exporter textfile collector to this file at the end").default(null),
   );
+  addObjectStorageGroup(cmd);
   cmd.optionsGroup("Debug options");
   cmd.addOption(flagOption("-q, --qemu", "Use Qemu tools to query extents."));
   cmd.addOption(
@@ -567,6 +580,7 @@ export function parseBackupArgs(argv: readonly string[], ctx?: Partial<DefaultsC
     quiet: b(v, "quiet"),
     nocolor: b(v, "nocolor"),
     ...eventOptions(v),
+    s3Endpoint: sn(v, "s3_endpoint"),
     qemu: b(v, "qemu"),
     startonly: b(v, "startonly"),
     killonly: b(v, "killonly"),
@@ -618,6 +632,7 @@ export function parseRestoreArgs(argv: readonly string[], ctx?: Partial<Defaults
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
     ...eventOptions(v),
+    s3Endpoint: sn(v, "s3_endpoint"),
     verbose: b(v, "verbose"),
   };
 }
@@ -639,6 +654,7 @@ export function parseMapArgs(argv: readonly string[], ctx?: Partial<DefaultsCont
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
     ...eventOptions(v),
+    s3Endpoint: sn(v, "s3_endpoint"),
     readonly: b(v, "readonly"),
     hexdump: b(v, "hexdump"),
     verbose: b(v, "verbose"),
@@ -663,6 +679,7 @@ export function parsePruneArgs(argv: readonly string[], ctx?: Partial<DefaultsCo
     dryRun: b(v, "dry_run"),
     uri: s(v, "uri"),
     ...eventOptions(v),
+    s3Endpoint: sn(v, "s3_endpoint"),
     logfile: s(v, "logfile"),
     nocolor: b(v, "nocolor"),
     verbose: b(v, "verbose"),

@@ -6,6 +6,7 @@
 import { handleUsageExit, UsageExit } from "./args.js";
 import { logging, type LogManager } from "../report/log.js";
 import { runEvents, type EventStream } from "../report/events.js";
+import { closeS3 } from "../storage/s3/client.js";
 
 export interface RunIO {
   stdout: { write(s: string): unknown };
@@ -43,5 +44,6 @@ export async function runCommand(
   }
   (io.events ?? runEvents).end(code);
   await io.manager.close();
+  await closeS3().catch(() => undefined);
   return code;
 }

@@ -1,8 +1,9 @@
 /** The options of a `virtnbdmap` run, as parsed by src/cli/args.ts. */
 import type { GivenOptions } from "../util/given-options.js";
 import type { EventOptions } from "../report/events.js";
+import type { ObjectStorageOptions } from "../storage/object-path.js";
 
-export interface MapArgs extends GivenOptions, EventOptions {
+export interface MapArgs extends GivenOptions, EventOptions, ObjectStorageOptions {
   /** comma list of data files as given */
   file: string;
   blocksize: string;

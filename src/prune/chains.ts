@@ -4,8 +4,7 @@
  * a folder of zips, and, for a folder that is neither, the targets and zip folders below it (the
  * monthly-folder layout: `/backup/<domain>/<month>/`). A chain is only ever deleted as a whole.
  */
-import type { Dirent } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
+import { lstat, readdirEntries, type EntryInfo as Dirent } from "../storage/files.js";
 import { basename, dirname, join } from "node:path";
 import { generationNumbers, listGenerations, type Generation } from "../backupset/generations.js";
 import { CHECKPOINT_DIR, chainOfCheckpoint, isDataFileName } from "../backupset/layout.js";
@@ -56,7 +55,7 @@ const PRUNING = /^\..+\.pruning(\.\d+)?$/;
 export const isPruningLeftover = (name: string): boolean => PRUNING.test(name);
 
 async function entriesOf(dir: string): Promise<Dirent[]> {
-  return (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return (await readdirEntries(dir)).sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
 /** Dependants newest first, then the bases. */

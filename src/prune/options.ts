@@ -1,9 +1,10 @@
 /** The options of a `virtnbdprune` run, as parsed by src/cli/args.ts. */
 import type { GivenOptions } from "../util/given-options.js";
 import type { EventOptions } from "../report/events.js";
+import type { ObjectStorageOptions } from "../storage/object-path.js";
 import type { KeepRules } from "./retention.js";
 
-export interface PruneArgs extends GivenOptions, EventOptions {
+export interface PruneArgs extends GivenOptions, EventOptions, ObjectStorageOptions {
   /** Targets, zip archives, folders of zips, or folders of those. */
   paths: string[];
   keep: KeepRules;

@@ -6,7 +6,7 @@
  * first (each file's `.chksum`/`.integrity` before the file), the base last; zip archives go
  * dependants first, the base last. Each step is made durable (the folder fsynced) before the next.
  */
-import { lstat, readdir, rename, rm, unlink } from "node:fs/promises";
+import { isObjectPath, lstat, readdirEntries, removeTree, rename, unlink } from "../storage/files.js";
 import { basename, dirname, join } from "node:path";
 import { CHECKPOINT_DIR, checksumFileName, integrityFileName, isDataFileName, parseGenerationDirName } from "../backupset/layout.js";
 import { fsyncDirectory } from "../storage/durable.js";
@@ -45,7 +45,7 @@ async function asideName(dir: string): Promise<string> {
 
 /** Removes a folder a prune renamed aside (now, or a killed one earlier). */
 export async function finishLeftover(path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true });
+  await removeTree(path);
   await fsyncDirectory(dirname(path));
 }
 
@@ -61,7 +61,7 @@ async function removeFolder(chain: Chain, step: RemovalStep): Promise<void> {
 /** Generation 1's files at a target's top level: not its data files, not the later generations. */
 async function sideFilesOf(dir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
+  for (const e of await readdirEntries(dir)) {
     if (e.isDirectory()) {
       if (e.name === CHECKPOINT_DIR) out.push(e.name);
       continue;
@@ -93,8 +93,20 @@ async function removeArchives(chain: Chain, step: RemovalStep): Promise<void> {
   }
 }
 
+/**
+ * A generation folder in a bucket: no rename of a folder there (it would copy every object), so
+ * its files go in the top level's order (side files, then data dependants first, the base
+ * last: what is left is a shorter valid chain), then whatever else the prefix holds.
+ */
+async function removeObjectFolder(chain: Chain, step: RemovalStep): Promise<void> {
+  await removeTopLevel(chain, step);
+  await removeTree(chain.dir);
+  step(`removed [${chain.dir}]`);
+}
+
 export async function removeChain(chain: Chain, step: RemovalStep): Promise<void> {
-  if (chain.shape === "folder") await removeFolder(chain, step);
+  if (chain.shape === "folder" && isObjectPath(chain.dir)) await removeObjectFolder(chain, step);
+  else if (chain.shape === "folder") await removeFolder(chain, step);
   else if (chain.shape === "top-level") await removeTopLevel(chain, step);
   else await removeArchives(chain, step);
 }

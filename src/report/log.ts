@@ -118,9 +118,13 @@ export function stderrStyle(nocolor: boolean, env: NodeJS.ProcessEnv = process.e
   return isTTY ? "color" : "nocolor-env";
 }
 
+/**
+ * The message as logged. Object-storage paths are joined like file paths, which folds
+ * `s3://bucket/…` into `s3:/bucket/…` (src/storage/object-path.ts): shown as typed.
+ */
 function messageText(msg: unknown): string {
-  if (msg instanceof Error) return msg.message;
-  return typeof msg === "string" ? msg : String(msg);
+  const text = msg instanceof Error ? msg.message : typeof msg === "string" ? msg : String(msg);
+  return text.includes("s3:/") ? text.replace(/\bs3:\/(?!\/)/g, "s3://") : text;
 }
 
 // ------------------------------------------------------------------ threads

@@ -2,11 +2,12 @@
 import type { RemoteOptions } from "../connect/remote.js";
 import type { LibvirtLogin } from "../connect/session.js";
 import type { EventOptions } from "../report/events.js";
+import type { ObjectStorageOptions } from "../storage/object-path.js";
 
 export type RestoreAction = "dump" | "restore" | "verify";
 
 /** The connection options (`-U`, `--user`/`--password`, ssh, NBD, TLS) are those of connect/. */
-export interface RestoreArgs extends RemoteOptions, LibvirtLogin, EventOptions {
+export interface RestoreArgs extends RemoteOptions, LibvirtLogin, EventOptions, ObjectStorageOptions {
   action: RestoreAction;
   input: string;
   /** target dir; the literal values `dump` / `verify` select those actions (command's job) */

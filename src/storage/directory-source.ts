@@ -1,16 +1,21 @@
-/** A backup set in a directory (top level plus one level of subdirectories such as `checkpoints/`). */
-import { readdir, readFile, stat } from "node:fs/promises";
+/**
+ * A backup set in a directory (top level plus one level of subdirectories such as
+ * `checkpoints/`), or in a bucket folder (`s3://…`, src/storage/files.ts).
+ */
 import { join } from "node:path";
-import { openFileSource, type RandomAccessSource } from "../format/source.js";
+import type { RandomAccessSource } from "../format/source.js";
+import { isObjectPath, openSource, readdirEntries, readFile, shownPath, stat } from "./files.js";
+import { listTree } from "./s3/store.js";
 import type { BackupSetSource, SetFile } from "./set-source.js";
 
 export class DirectorySource implements BackupSetSource {
   constructor(readonly location: string) {}
 
   async list(): Promise<SetFile[]> {
+    if (isObjectPath(this.location)) return listTree(this.location, 1);
     const out: SetFile[] = [];
     const walk = async (rel: string, depth: number) => {
-      for (const entry of await readdir(join(this.location, rel), { withFileTypes: true })) {
+      for (const entry of await readdirEntries(join(this.location, rel))) {
         const name = rel ? `${rel}/${entry.name}` : entry.name;
         if (entry.isDirectory()) {
           if (depth === 0) await walk(name, 1);
@@ -25,19 +30,20 @@ export class DirectorySource implements BackupSetSource {
   }
 
   open(name: string): Promise<RandomAccessSource> {
-    return openFileSource(join(this.location, name));
+    return openSource(join(this.location, name));
   }
 
   readFile(name: string): Promise<Buffer> {
     return readFile(join(this.location, name));
   }
 
-  pathOf(name: string): string {
-    return join(this.location, name);
+  /** A local path; null for objects (tools that need a file read them through us). */
+  pathOf(name: string): string | null {
+    return isObjectPath(this.location) ? null : join(this.location, name);
   }
 
   shownName(name: string): string {
-    return this.pathOf(name);
+    return shownPath(join(this.location, name));
   }
 
   async close(): Promise<void> {}

@@ -1,12 +1,16 @@
 /** Durable file operations: fsync of files and directories, rename that never replaces. */
 import { link, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { isObjectPath, shownPath } from "./object-path.js";
+import { ObjectExistsError, rename as renameObject, stat as statObject, writeObject } from "./s3/store.js";
 
 /** `<path>.partial`: a file being written; it gets its real name once complete and durable. */
 export const partialPath = (path: string): string => `${path}.partial`;
 export const isPartialPath = (path: string): boolean => path.endsWith(".partial");
 
+/** Objects are durable once the server answered: nothing to do for an `s3://` folder. */
 export async function fsyncDirectory(dir: string): Promise<void> {
+  if (isObjectPath(dir)) return;
   const fh = await open(dir, "r");
   try {
     await fh.sync();
@@ -27,6 +31,11 @@ export class TargetExistsError extends Error {
  * (link + unlink: atomic, never clobbers). The directory is fsynced afterwards.
  */
 export async function moveInto(from: string, to: string, replace: boolean): Promise<void> {
+  if (isObjectPath(to)) {
+    const taken = !replace && (await statObject(to).then(() => true, () => false));
+    if (taken) throw new TargetExistsError(shownPath(to));
+    return renameObject(from, to);
+  }
   if (replace) {
     await rename(from, to);
   } else {
@@ -53,6 +62,10 @@ export function fileError(e: unknown, path: string): Error {
 
 /** Writes a small file completely and durably: `<path>.partial`, fsync, move into place. */
 export async function writeFileDurably(path: string, data: string | Uint8Array, replace: boolean): Promise<void> {
+  if (isObjectPath(path)) {
+    // One PUT: the object appears whole or not at all.
+    return writeObject(path, data, replace).catch((e) => Promise.reject(e instanceof ObjectExistsError ? new TargetExistsError(shownPath(path)) : e));
+  }
   const tmp = partialPath(path);
   try {
     const fh = await open(tmp, "w", 0o600);

@@ -89,6 +89,7 @@ describe("virtnbdbackup options", () => {
       nocolor: false,
       json: false,
       jsonFile: null,
+      s3Endpoint: null,
       qemu: false,
       startonly: false,
       killonly: false,
@@ -129,7 +130,7 @@ describe("virtnbdbackup options", () => {
       socketfile: "/tmp/sock", noprogress: true, compress: 2, worker: 3, freezeMountpoint: "/,/boot",
       strict: true, noSparseDetection: true, threshold: 100, uri: "qemu+ssh://h/system", user: "u",
       sshUser: "s", sshPort: 2, sshPrivateKey: "k", password: "p", nbdPorts: { first: 1, last: 1, range: false }, nbdIp: "1.2.3.4",
-      tls: true, tlsCert: "/c", syslog: true, quiet: true, nocolor: true, json: false, jsonFile: null, qemu: true,
+      tls: true, tlsCert: "/c", syslog: true, quiet: true, nocolor: true, json: false, jsonFile: null, s3Endpoint: null, qemu: true,
       startonly: true, killonly: true, printonly: true, verbose: true,
     });
   });
@@ -180,11 +181,11 @@ describe("argparse rules", () => {
   test("ambiguous prefixes are usage errors listing candidates in declaration order", () => {
     assert.equal(
       usageError(() => backup(...B, "--s", "x")),
-      "virtnbdbackup: error: ambiguous option: --s could match --scratchdir, --start-domain, --socketfile, --strict, --ssh-user, --ssh-port, --ssh-private-key, --syslog, --startonly",
+      "virtnbdbackup: error: ambiguous option: --s could match --scratchdir, --start-domain, --socketfile, --strict, --ssh-user, --ssh-port, --ssh-private-key, --syslog, --s3-endpoint, --startonly",
     );
     assert.equal(
       usageError(() => backup(...B, "--s=x")),
-      "virtnbdbackup: error: ambiguous option: --s=x could match --scratchdir, --start-domain, --socketfile, --strict, --ssh-user, --ssh-port, --ssh-private-key, --syslog, --startonly",
+      "virtnbdbackup: error: ambiguous option: --s=x could match --scratchdir, --start-domain, --socketfile, --strict, --ssh-user, --ssh-port, --ssh-private-key, --syslog, --s3-endpoint, --startonly",
     );
     assert.equal(
       usageError(() => backup(...B, "--ssh-p", "2")),
@@ -517,6 +518,7 @@ describe("virtnbdrestore options", () => {
       nocolor: false,
       json: false,
       jsonFile: null,
+      s3Endpoint: null,
       verbose: false,
     });
   });
@@ -570,6 +572,7 @@ describe("virtnbdmap options", () => {
       nocolor: false,
       json: false,
       jsonFile: null,
+      s3Endpoint: null,
       readonly: false,
       hexdump: false,
       verbose: false,
@@ -585,7 +588,7 @@ describe("virtnbdmap options", () => {
       given: new Set(["file", "blocksize", "device", "export_name", "threads", "listen_address", "listen_port", "listen_only", "cache_size", "noprogress", "logfile", "nocolor", "readonly", "hexdump", "verbose"]),
       file: "a,b", blocksize: "8192", device: "/dev/nbd2", exportName: "vda", threads: "x",
       listenAddress: "0.0.0.0", listenPort: "10810", listenOnly: true, cacheSize: "512M", noprogress: true,
-      logfile: "/x.log", nocolor: true, json: false, jsonFile: null, readonly: true, hexdump: true, verbose: true,
+      logfile: "/x.log", nocolor: true, json: false, jsonFile: null, s3Endpoint: null, readonly: true, hexdump: true, verbose: true,
     });
   });
 

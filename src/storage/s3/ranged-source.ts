@@ -1,0 +1,133 @@
+/**
+ * An object read at random positions through ranged GETs, in blocks kept in one cache for the
+ * whole process (bounded: `setObjectCacheBytes`, 64 MiB by default). A read that follows the
+ * previous one fetches the next blocks ahead, several GETs at a time: a restore reading a data
+ * file front to back keeps the link busy, a map's random reads fetch only their blocks.
+ */
+import type { RandomAccessSource } from "../../format/source.js";
+import type { ObjectPath } from "../object-path.js";
+import { s3 } from "./client.js";
+import { objectError } from "./errors.js";
+
+const BLOCK = 4 * 1024 * 1024;
+const READ_AHEAD = 3;
+
+/** Blocks by id, least recently used first; evicted buffers are not reused (a reader may still copy from one). */
+class BlockCache {
+  private readonly blocks = new Map<string, { data: Promise<Buffer>; bytes: number }>();
+  private bytes = 0;
+  constructor(public budget: number) {}
+
+  get(id: string, size: number, fetch: (into: Buffer) => Promise<Buffer>): Promise<Buffer> {
+    const hit = this.blocks.get(id);
+    if (hit) {
+      this.blocks.delete(id); // most recently used goes last
+      this.blocks.set(id, hit);
+      return hit.data;
+    }
+    this.makeRoom(size);
+    const data = fetch(Buffer.allocUnsafe(size));
+    const entry = { data, bytes: size };
+    this.blocks.set(id, entry);
+    this.bytes += size;
+    data.catch(() => {
+      if (this.blocks.get(id) === entry) this.remove(id);
+    });
+    return data;
+  }
+
+  private remove(id: string): void {
+    const entry = this.blocks.get(id);
+    if (!entry) return;
+    this.blocks.delete(id);
+    this.bytes -= entry.bytes;
+  }
+
+  private makeRoom(size: number): void {
+    for (const id of this.blocks.keys()) {
+      if (this.bytes + size <= this.budget) return;
+      this.remove(id);
+    }
+  }
+
+  dropPrefix(prefix: string): void {
+    for (const id of [...this.blocks.keys()]) if (id.startsWith(prefix)) this.remove(id);
+  }
+
+  get usedBytes(): number {
+    return this.bytes;
+  }
+}
+
+const cache = new BlockCache(64 * 1024 * 1024);
+
+/** The cache's bound for every object read in this process. */
+export function setObjectCacheBytes(bytes: number): void {
+  cache.budget = Math.max(bytes, 2 * BLOCK);
+}
+
+/** Bytes the cache holds now (tests). */
+export const objectCacheBytes = (): number => cache.usedBytes;
+
+let nextSourceId = 0;
+
+export class RangedObjectSource implements RandomAccessSource {
+  private readonly id = `${nextSourceId++}:`;
+  private lastBlock = -2;
+  constructor(
+    private readonly where: ObjectPath,
+    readonly name: string,
+    readonly size: number,
+  ) {}
+
+  async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    const n = Math.max(0, Math.min(length, this.size - position));
+    let done = 0;
+    while (done < n) {
+      const at = position + done;
+      const index = Math.floor(at / BLOCK);
+      const block = await this.block(index);
+      const from = at - index * BLOCK;
+      const take = Math.min(n - done, block.length - from);
+      buf.set(block.subarray(from, from + take), offset + done);
+      done += take;
+    }
+    return done;
+  }
+
+  private block(index: number): Promise<Buffer> {
+    const sequential = index === this.lastBlock || index === this.lastBlock + 1;
+    this.lastBlock = index;
+    const got = this.fetchBlock(index);
+    if (sequential) for (let k = 1; k <= READ_AHEAD; k++) if ((index + k) * BLOCK < this.size) void this.fetchBlock(index + k).catch(() => undefined);
+    return got;
+  }
+
+  private fetchBlock(index: number): Promise<Buffer> {
+    const start = index * BLOCK;
+    const size = Math.min(BLOCK, this.size - start);
+    return cache.get(this.id + index, size, (into) => this.getRange(into, start));
+  }
+
+  private async getRange(into: Buffer, start: number): Promise<Buffer> {
+    const { sdk, client } = await s3();
+    const { bucket, key } = this.where;
+    try {
+      const got = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${start + into.length - 1}` }));
+      let at = 0;
+      for await (const chunk of got.Body as AsyncIterable<Uint8Array>) {
+        if (at + chunk.length > into.length) throw new Error(`more bytes than asked for at byte ${start}`);
+        into.set(chunk, at);
+        at += chunk.length;
+      }
+      if (at !== into.length) throw new Error(`short read at byte ${start + at}: the object changed while being read`);
+      return into;
+    } catch (e) {
+      throw objectError(e, `s3://${bucket}/${key}`, "read");
+    }
+  }
+
+  async close(): Promise<void> {
+    cache.dropPrefix(this.id);
+  }
+}
