@@ -40,6 +40,8 @@ const FRESH_LIBVIRTD = new Set([
   "backup-interrupt.test.ts",
   "remote-backup.test.ts",
   "checkpoint-heal-kill.test.ts",
+  "s3-backup.test.ts",
+  "s3-crash.test.ts",
 ]);
 
 /**

@@ -170,7 +170,10 @@ export const MAN_TEXT: Record<CommandName, ManText> = {
       "An offline incremental backup is named `<disk>.inc.<checkpoint>.<unix time>.data` instead " +
         "of replacing the online incremental of that checkpoint.",
       "SIGTERM, SIGHUP and SIGPIPE (also the reader of `-o -` going away) end a run like SIGINT: " +
-        "the libvirt job is aborted and the exit status is 1.",
+        "the libvirt job is aborted and the exit status is 1 (an `s3://` target ignores SIGPIPE and aborts its uploads under way).",
+      "`-o s3://BUCKET/PREFIX` writes the set into object storage, objects named like the files " +
+        "of a directory set (multipart uploads, Content-MD5 on every part); `--s3-endpoint` or " +
+        "AWS_ENDPOINT_URL names the server, credentials come from the AWS environment and profile files.",
       "A failure to save the configuration, checksums or boot files is an error (exit status 1), not a warning.",
       "An incremental backup whose chain cannot continue is refused with the cause and the fix " +
         "instead of falling back to a full-style stream; `-l auto` starts a new generation instead.",

@@ -6,7 +6,8 @@
  * nobody set is `us-east-1` (RGW ignores it). A custom endpoint gets path-style addressing
  * (`http://host/bucket/key`), which RGW and other S3-compatible servers accept without DNS
  * names per bucket. Integrity is ours (Content-MD5 on every part and object, docs/s3.md), so
- * the SDK sends no checksum headers of its own: older servers (Ceph 16) refuse them.
+ * the SDK sends no checksum headers of its own: older servers (Ceph 16) refuse its streamed
+ * aws-chunked bodies (411) and do not check the others.
  */
 import type * as Sdk from "@aws-sdk/client-s3";
 
@@ -43,6 +44,10 @@ export function s3(): Promise<{ sdk: S3Sdk; client: Sdk.S3Client }> {
         ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
         requestChecksumCalculation: "WHEN_REQUIRED",
         responseChecksumValidation: "WHEN_REQUIRED",
+        // With `Expect: 100-continue` (the SDK's default for bodies over 2 MB) Ceph 16 says
+        // "continue" before it checks the quota, then drops the connection: a full bucket
+        // would show as EPIPE/timeouts instead of its QuotaExceeded answer.
+        expectContinueHeader: false,
         maxAttempts: 4,
       });
     let client = make();
