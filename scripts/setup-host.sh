@@ -11,6 +11,8 @@ PACKAGES=(
   openssh-server openssh-client ovmf swtpm swtpm-tools e2fsprogs util-linux bsdutils iproute2 openssl man-db groff-base
   # The Linux test guest (test/helpers/linux-guest.ts): Debian's kernel, a static busybox, xz to unpack the kernel.
   linux-image-amd64 busybox-static xz-utils
+  # The local Ceph RGW for the S3 target tests and benchmarks (scripts/ceph-rgw.sh).
+  ceph-mon ceph-osd radosgw s3cmd
 )
 
 missing=()
