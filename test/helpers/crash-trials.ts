@@ -19,7 +19,8 @@
  * The tool is pluggable so the same trials can be run against the original (outside the suite).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { readdir, readFile } from "../../src/storage/files.js";
 import { join } from "node:path";
 import * as C from "../../src/libvirt/constants.js";
 import type { TestDomain } from "./domains.js";
@@ -168,10 +169,12 @@ export class CrashHarness {
     readonly work: string,
     readonly tool: BackupTool,
     private readonly log: (m: string) => void = () => undefined,
+    /** Where the sets go: `work` (restores always go there), or an `s3://` prefix. */
+    readonly setsIn: string = work,
   ) {}
 
-  private fresh(prefix: string): string {
-    return join(this.work, `${prefix}${this.n++}`);
+  private fresh(prefix: string, under = this.work): string {
+    return join(under, `${prefix}${this.n++}`);
   }
 
   /** New random data somewhere on the disk (what an inc after it must carry). */
@@ -215,7 +218,7 @@ export class CrashHarness {
 
   /** A complete full backup into a fresh directory, restorable: the base for inc/diff trials. */
   async newFull(): Promise<GoodSet> {
-    const dir = this.fresh("set");
+    const dir = this.fresh("set", this.setsIn);
     const r = await this.tool.backup(this.backupArgs("full", dir, false)).result;
     if (r.exitCode !== 0) throw new Error(`full backup failed (${r.exitCode}):\n${r.output}`);
     const t = await this.truth();
@@ -255,7 +258,7 @@ export class CrashHarness {
     console.error(`crash trial: ${spec.signal} ${spec.level}${spec.compress ? " -z" : ""} at ${spec.phase.name} +${spec.delayMs}ms`);
     const r: TrialResult = { spec, killed: false, lastPhase: "-", exitCode: null, exitMs: null, jobLeft: false, recovery: "", problems: [], loud: [], notes: [] };
     const base = spec.level === "full" ? null : await this.ensureSet();
-    const dir = base ? base.dir : this.fresh("full");
+    const dir = base ? base.dir : this.fresh("full", this.setsIn);
     await this.change();
     const before = await this.truth();
     const namesBefore = new Set(await readdir(dir).catch(() => [] as string[]));

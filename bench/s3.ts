@@ -1,0 +1,180 @@
+/**
+ * Object storage benchmark against the local Ceph RGW (scripts/ceph-rgw.sh start), side by side
+ * in one run on one throwaway TCG domain with a 2 GiB qcow2 disk holding 1 GiB of mixed data
+ * (half random, half text, in 64 MiB regions with holes between them):
+ *
+ *   backup:   ours `-o s3://…` (plain, -z) | s3cmd put of the same data file (made once by
+ *             our backup into a local folder) | ours into a local folder (what the network costs)
+ *   restore:  ours `-i s3://…` (plain, -z) | s3cmd get of the same data file | ours from the
+ *             local folder
+ *
+ * Peak RSS is sampled from /proc every 20 ms. Each case runs --rounds times (default 3) in
+ * rotating order; medians go to stdout and bench/results/s3.json.
+ *
+ *   scripts/ceph-rgw.sh start && node --import tsx bench/s3.ts [--rounds=3]
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { Connection } from "../src/libvirt/connection.js";
+
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+const WORK = "/var/tmp/vnb-bench-s3";
+const IMAGE = join(WORK, "disk.qcow2");
+const RECIPE = "v1: 2GiB, 16 regions of 64MiB every 128MiB, alternating random/text";
+const DOMAIN = "vnb-bench-s3";
+const ROUNDS = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 3);
+const ENDPOINT = process.env["S3_ENDPOINT"] ?? "http://127.0.0.1:7480";
+const KEYS = { AWS_ACCESS_KEY_ID: process.env["AWS_ACCESS_KEY_ID"] ?? "VNBDCIACCESSKEY00001", AWS_SECRET_ACCESS_KEY: process.env["AWS_SECRET_ACCESS_KEY"] ?? "virtnbdbackup-ci-secret-key-000000000001" };
+const ENV = { ...process.env, ...KEYS, AWS_REGION: "us-east-1", AWS_ENDPOINT_URL: ENDPOINT };
+const BUCKET = `vnb-bench-${process.pid}`;
+
+interface Run {
+  seconds: number;
+  peakRssMiB: number;
+}
+
+async function buildImage(): Promise<void> {
+  const stamp = join(WORK, "recipe");
+  if (existsSync(IMAGE) && existsSync(stamp) && readFileSync(stamp, "utf8") === RECIPE) return;
+  console.log("building the benchmark image (once)…");
+  const raw = join(WORK, "disk.raw");
+  const fh = await open(raw, "w");
+  await fh.truncate(2 * GiB);
+  const region = Buffer.allocUnsafe(64 * MiB);
+  const line = Buffer.from("2026-12-05 s3 bench: the quick brown fox jumps over the lazy dog 0123456789\n");
+  for (let i = 0; i < 16; i++) {
+    if (i % 2 === 0) randomFillSync(region);
+    else for (let at = 0; at < region.length; at += line.length) line.copy(region, at, 0, Math.min(line.length, region.length - at));
+    await fh.write(region, 0, region.length, i * 128 * MiB);
+  }
+  await fh.close();
+  execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, IMAGE]);
+  rmSync(raw);
+  writeFileSync(stamp, RECIPE);
+}
+
+function measure(cmd: string, args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: ENV });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let peak = 0;
+    const timer = setInterval(() => {
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      } catch {
+        /* exited */
+      }
+    }, 20);
+    child.on("exit", (code) => {
+      clearInterval(timer);
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${code}): ${stderr}`));
+      else resolve({ seconds: (performance.now() - t) / 1000, peakRssMiB: peak });
+    });
+  });
+}
+
+const ours = (tool: string, args: string[]) => measure("node", [join(process.cwd(), "bin", `${tool}.js`), ...args]);
+
+function s3cmdConfig(): string {
+  const path = join(WORK, "s3cmd.cfg");
+  const host = new URL(ENDPOINT).host;
+  writeFileSync(path, `[default]\naccess_key = ${KEYS.AWS_ACCESS_KEY_ID}\nsecret_key = ${KEYS.AWS_SECRET_ACCESS_KEY}\nhost_base = ${host}\nhost_bucket = ${host}\nuse_https = False\nsignature_v2 = False\n`);
+  return path;
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK, { recursive: true });
+  execFileSync("chmod", ["0755", WORK]);
+  await buildImage();
+  execFileSync("chmod", ["0644", IMAGE]);
+  const cfg = s3cmdConfig();
+  const s3cmd = (args: string[]) => measure("s3cmd", ["-c", cfg, "--no-progress", "--quiet", ...args]);
+  execFileSync("s3cmd", ["-c", cfg, "mb", `s3://${BUCKET}`]);
+  const conn = await Connection.open("qemu:///system");
+  const xml = `<domain type='qemu'><name>${DOMAIN}</name><memory unit='MiB'>64</memory>
+    <os><type arch='x86_64' machine='pc'>hvm</type></os>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${IMAGE}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
+  try {
+    const old = await conn.lookupDomain(DOMAIN);
+    if (await old.isActive()) await old.destroy();
+    await old.undefine(16);
+  } catch {
+    /* not there */
+  }
+  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", IMAGE], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
+  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", IMAGE, b.name]);
+  const dom = await conn.defineXML(xml);
+  await dom.create();
+  const results: Record<string, Run> = {};
+  try {
+    // The reference data file, and a warm page cache for everyone.
+    const local = join(WORK, "local-ref");
+    rmSync(local, { recursive: true, force: true });
+    await ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", local, "-n", "--nocolor"]);
+    const dataFile = join(local, "sda.copy.data");
+    const dataMiB = statSync(dataFile).size / MiB;
+    let n = 0;
+    const fresh = (name: string) => `${name}-${n++}`;
+    const backupCases: [string, () => Promise<Run>][] = [
+      ["backup: ours -o s3://", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", `s3://${BUCKET}/${fresh("plain")}`, "-n", "--nocolor"])],
+      ["backup: ours -z -o s3://", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-z", "-o", `s3://${BUCKET}/${fresh("lz4")}`, "-n", "--nocolor"])],
+      ["backup: s3cmd put (same data file)", () => s3cmd(["put", dataFile, `s3://${BUCKET}/${fresh("s3cmd")}/sda.copy.data`])],
+      ["backup: ours -o local folder", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", join(WORK, fresh("local")), "-n", "--nocolor"])],
+    ];
+    await rounds(backupCases, results);
+    // Round 0 runs the cases in order: its sets are plain-0 and lz4-1; the reference object goes up once more.
+    const plainSet = `s3://${BUCKET}/plain-0`;
+    const lz4Set = `s3://${BUCKET}/lz4-1`;
+    execFileSync("s3cmd", ["-c", cfg, "--quiet", "put", dataFile, `s3://${BUCKET}/ref/sda.copy.data`]);
+    const out = (name: string) => {
+      const d = join(WORK, `restore-${name}`);
+      rmSync(d, { recursive: true, force: true });
+      return d;
+    };
+    const restoreCases: [string, () => Promise<Run>][] = [
+      ["restore: ours -i s3://", () => ours("virtnbdrestore", ["-i", plainSet, "-o", out("plain"), "-n", "--nocolor"])],
+      ["restore: ours -i s3:// (-z set)", () => ours("virtnbdrestore", ["-i", lz4Set, "-o", out("lz4"), "-n", "--nocolor"])],
+      ["restore: s3cmd get (same data file)", () => s3cmd(["get", "--force", `s3://${BUCKET}/ref/sda.copy.data`, join(out("s3cmd") + ".data")])],
+      ["restore: ours -i local folder", () => ours("virtnbdrestore", ["-i", local, "-o", out("local"), "-n", "--nocolor"])],
+    ];
+    await rounds(restoreCases, results);
+    report(results, dataMiB);
+  } finally {
+    await dom.destroy().catch(() => undefined);
+    await dom.undefine(16).catch(() => undefined);
+    execFileSync("s3cmd", ["-c", cfg, "rb", "--recursive", "--force", `s3://${BUCKET}`], { stdio: "ignore" });
+    for (const d of execFileSync("ls", [WORK], { encoding: "utf8" }).split("\n")) if (/^(local|restore|local-ref)/.test(d)) rmSync(join(WORK, d), { recursive: true, force: true });
+    await conn.close();
+  }
+}
+
+async function rounds(cases: [string, () => Promise<Run>][], results: Record<string, Run>): Promise<void> {
+  const runs = new Map<string, Run[]>(cases.map(([name]) => [name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < cases.length; k++) {
+      const [name, fn] = cases[(k + round) % cases.length]!;
+      runs.get(name)!.push(await fn());
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  for (const [name, rs] of runs) results[name] = { seconds: median(rs.map((r) => r.seconds)), peakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)) };
+}
+
+function report(results: Record<string, Run>, dataMiB: number): void {
+  const rows = Object.entries(results).map(([name, r]) => `| ${name} | ${r.seconds.toFixed(2)} s | ${(dataMiB / r.seconds).toFixed(0)} MiB/s | ${r.peakRssMiB.toFixed(0)} MiB |`);
+  const ratio = (a: string, b: string) => (results[a]!.seconds / results[b]!.seconds).toFixed(2);
+  console.log(`data file: ${dataMiB.toFixed(0)} MiB; medians of ${ROUNDS}`);
+  console.log("| case | time | rate (data file) | peak RSS |\n|---|---|---|---|\n" + rows.join("\n"));
+  console.log(`ours backup / s3cmd put: ${ratio("backup: ours -o s3://", "backup: s3cmd put (same data file)")}×; ours restore / s3cmd get: ${ratio("restore: ours -i s3://", "restore: s3cmd get (same data file)")}×`);
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync("bench/results/s3.json", JSON.stringify({ date: new Date().toISOString(), machine: `${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`, dataMiB, rounds: ROUNDS, results }, null, 2));
+}
+
+await main();
