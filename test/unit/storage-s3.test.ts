@@ -12,6 +12,7 @@ import { folderPrefix, parseObjectPath, shownPath } from "../../src/storage/obje
 import { useS3Client } from "../../src/storage/s3/client.js";
 import { MultipartFile, partSizeOf } from "../../src/storage/s3/multipart-file.js";
 import { objectCacheBytes, setObjectCacheBytes } from "../../src/storage/s3/ranged-source.js";
+import { BufferPool } from "../../src/util/buffer-pool.js";
 import * as store from "../../src/storage/s3/store.js";
 
 interface Upload {
@@ -150,6 +151,27 @@ test("a multipart file: odd writes land in order, parts under way never exceed t
   assert.ok(fake.mostUnderWay >= 2, "parts do go up while the next fills");
   assert.ok(fake.objects.get("b/set/sda.full.data")!.equals(data));
   assert.equal(fake.uploads.size, 0);
+  useS3Client(null);
+});
+
+test("part buffers come from one pool for every upload: several files at once stay within its budget, and every buffer goes back", async () => {
+  const fake = withFake();
+  const pool = BufferPool.budget(256 * 1024);
+  const files = await Promise.all([0, 1, 2].map((i) => MultipartFile.create("b", `set/sd${i}.full.data`, { inFlight: 3, partSize: () => 64 * 1024, pool })));
+  let most = 0;
+  await Promise.all(
+    files.map(async (file) => {
+      for (let k = 0; k < 24; k++) {
+        await file.write(randomBytes(40 * 1024));
+        most = Math.max(most, pool.bytesInUse);
+      }
+      await file.commit();
+    }),
+  );
+  assert.ok(most <= 256 * 1024, `pool bytes in use: ${most}`);
+  assert.equal(pool.bytesInUse, 0, "every part buffer was released");
+  assert.equal(fake.objects.size, 3);
+  for (const o of fake.objects.values()) assert.equal(o.length, 24 * 40 * 1024);
   useS3Client(null);
 });
 

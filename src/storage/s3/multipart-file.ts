@@ -1,12 +1,15 @@
 /**
  * A file written front to back as one multipart upload: bytes fill a part buffer; a full part
  * goes up (Content-MD5: the server checks every part) while the next fills; at most
- * `inFlight` parts are under way, so memory is (inFlight + 1) × part size whatever the file's
- * size. Parts start at 8 MiB and grow with the part number (S3 allows 10 000 parts), reaching
- * 64 MiB for files past ~55 GiB: the largest file is ~490 GiB. `commit` completes the upload:
+ * `inFlight` parts of a file are under way. Part buffers come from one pool for the whole
+ * process (96 MiB: every disk of a run together), so memory does not grow with the file's size
+ * or the number of disks; a file waits for a buffer when the pool is spent. Parts start at
+ * 8 MiB and grow with the part number (S3 allows 10 000 parts), reaching 64 MiB for files past
+ * ~55 GiB (one fills while one goes up): the largest file is ~490 GiB. `commit` completes the upload:
  * only then does the object exist under its name, whole. `abort` aborts it; a process killed
  * before leaves an upload under way, listed as `<name>.partial` (src/storage/s3/store.ts).
  */
+import { BufferPool } from "../../util/buffer-pool.js";
 import type { TargetFile } from "../target.js";
 import { shownPath } from "../object-path.js";
 import { s3 } from "./client.js";
@@ -15,6 +18,9 @@ import { contentMd5 } from "./store.js";
 
 const MiB = 1024 * 1024;
 const MAX_PARTS = 10_000;
+
+/** Part buffers of every upload of the process. */
+const PART_POOL = BufferPool.budget(96 * MiB);
 
 /** Part `n`'s size (1-based): 8 MiB for the first 1000, then 16, 32, and 64 MiB from part 3001. */
 export function partSizeOf(n: number): number {
@@ -29,6 +35,8 @@ export interface MultipartOptions {
   inFlight?: number;
   /** Part sizes by part number (tests use small ones). */
   partSize?: (n: number) => number;
+  /** Where part buffers come from (default: the process's 96 MiB pool). */
+  pool?: BufferPool;
 }
 
 export class MultipartFile implements TargetFile {
@@ -42,28 +50,35 @@ export class MultipartFile implements TargetFile {
   private readonly uploading = new Set<Promise<void>>();
   private failure: Error | null = null;
   private ended = false;
-  private readonly spare: Buffer[] = [];
+  private readonly pool: BufferPool;
+  /** The buffer `part` views (its size class). */
+  private buffer: Buffer | null;
 
   private constructor(
     private readonly bucket: string,
     private readonly key: string,
     private readonly uploadId: string,
     options: MultipartOptions,
+    first: Buffer,
   ) {
     this.location = `${shownPath(`s3://${bucket}/${key}`)} (upload under way)`;
     this.partSize = options.partSize ?? partSizeOf;
     this.inFlight = Math.max(1, options.inFlight ?? 3);
-    this.part = Buffer.allocUnsafe(this.partSize(1));
+    this.pool = options.pool ?? PART_POOL;
+    this.buffer = first;
+    this.part = first.subarray(0, this.partSize(1));
   }
 
   static async create(bucket: string, key: string, options: MultipartOptions = {}): Promise<MultipartFile> {
     const { sdk, client } = await s3();
+    let uploadId: string;
     try {
-      const { UploadId } = await client.send(new sdk.CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
-      return new MultipartFile(bucket, key, UploadId!, options);
+      uploadId = (await client.send(new sdk.CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))).UploadId!;
     } catch (e) {
       throw objectError(e, `s3://${bucket}/${key}`, "start the upload of");
     }
+    const first = await (options.pool ?? PART_POOL).acquire((options.partSize ?? partSizeOf)(1));
+    return new MultipartFile(bucket, key, uploadId, options, first);
   }
 
   private get path(): string {
@@ -93,28 +108,31 @@ export class MultipartFile implements TargetFile {
     }
   }
 
-  /** Sends the filled part; waits while `inFlight` parts are under way. */
+  /** Sends the filled part; waits while `inFlight` parts are under way, then for the next buffer. */
   private async sendPart(): Promise<void> {
     if (this.partNumber > MAX_PARTS) throw (this.failure = new Error(`Unable to write [${shownPath(this.path)}]: larger than one object can hold (${MAX_PARTS} parts)`));
     const number = this.partNumber++;
     const body = this.part.subarray(0, this.filled);
-    const full = this.part;
+    const full = this.buffer!;
+    this.buffer = null;
     const sending = this.uploadPart(number, body).then(
-      () => {
-        if (this.spare.length < this.inFlight) this.spare.push(full);
-      },
+      () => undefined,
       (e: Error) => {
         this.failure ??= e;
       },
     );
     this.uploading.add(sending);
-    void sending.finally(() => this.uploading.delete(sending));
-    const nextSize = this.partSize(this.partNumber);
-    const reuse = this.spare.findIndex((b) => b.length === nextSize);
-    this.part = reuse >= 0 ? this.spare.splice(reuse, 1)[0]! : Buffer.allocUnsafe(nextSize);
+    void sending.finally(() => {
+      this.uploading.delete(sending);
+      this.pool.release(full);
+    });
     this.filled = 0;
     while (this.uploading.size >= this.inFlight) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
+    if (this.ended) return;
+    const size = this.partSize(this.partNumber);
+    this.buffer = await this.pool.acquire(size);
+    this.part = this.buffer.subarray(0, size);
   }
 
   private async uploadPart(number: number, body: Buffer): Promise<void> {
@@ -131,10 +149,12 @@ export class MultipartFile implements TargetFile {
   async commit(): Promise<void> {
     if (this.ended) throw new Error(`${this.location}: already closed`);
     await this.queue;
-    if (this.filled > 0 || this.partNumber === 1) await this.sendPart();
-    await Promise.all(this.uploading);
     this.ended = true;
+    if (this.filled > 0 || this.partNumber === 1) await this.sendPart().catch(() => undefined);
+    else this.dropBuffer();
+    await Promise.all(this.uploading);
     if (this.failure) {
+      this.dropBuffer();
       await this.abortUpload();
       throw this.failure;
     }
@@ -145,14 +165,19 @@ export class MultipartFile implements TargetFile {
     } catch (e) {
       await this.abortUpload();
       throw objectError(e, this.path, "complete the upload of");
-    } finally {
-      this.spare.length = 0;
     }
+  }
+
+  private dropBuffer(): void {
+    if (this.buffer) this.pool.release(this.buffer);
+    this.buffer = null;
   }
 
   async abort(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
+    await this.queue;
+    this.dropBuffer();
     await Promise.allSettled(this.uploading);
     await this.abortUpload();
   }
