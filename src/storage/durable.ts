@@ -2,6 +2,7 @@
 import { link, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { isObjectPath, shownPath } from "./object-path.js";
+import { TargetExistsError } from "./target.js";
 import { ObjectExistsError, rename as renameObject, stat as statObject, writeObject } from "./s3/store.js";
 
 /** `<path>.partial`: a file being written; it gets its real name once complete and durable. */
@@ -19,12 +20,7 @@ export async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
-export class TargetExistsError extends Error {
-  constructor(readonly path: string) {
-    super(`Target file already exists: [${path}], won't overwrite.`);
-    this.name = "TargetExistsError";
-  }
-}
+export { TargetExistsError };
 
 /**
  * Moves `from` to `to`. Without `replace`, fails with TargetExistsError if `to` exists

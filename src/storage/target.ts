@@ -5,6 +5,14 @@
  */
 import type { ByteSink } from "../format/sink.js";
 
+/** A target refuses to replace a file (or object) that exists. */
+export class TargetExistsError extends Error {
+  constructor(readonly path: string) {
+    super(`Target file already exists: [${path}], won't overwrite.`);
+    this.name = "TargetExistsError";
+  }
+}
+
 /** A file being written. */
 export interface TargetEntry {
   /** Makes the file final (durable, under its real name). */

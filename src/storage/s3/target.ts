@@ -5,8 +5,7 @@
  * `abortAll` (a signal) aborts every upload under way.
  */
 import { join } from "node:path";
-import type { BackupTarget, TargetFile } from "../target.js";
-import { TargetExistsError } from "../durable.js";
+import { TargetExistsError, type BackupTarget, type TargetFile } from "../target.js";
 import { parseObjectPath, shownPath } from "../object-path.js";
 import { MultipartFile, type MultipartOptions } from "./multipart-file.js";
 import { ObjectExistsError, stat, writeObject } from "./store.js";
