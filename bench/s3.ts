@@ -121,12 +121,25 @@ async function main(): Promise<void> {
     const dataFile = join(local, "sda.copy.data");
     const dataMiB = statSync(dataFile).size / MiB;
     let n = 0;
-    const fresh = (name: string) => `${name}-${n++}`;
+    // The OSD keeps objects in memory (memstore): each backup's objects go once measured, except
+    // round 0's sets, which the restore cases read.
+    const drop = (prefix: string) => execFileSync("s3cmd", ["-c", cfg, "--quiet", "del", "--recursive", `s3://${BUCKET}/${prefix}/`]);
+    const upload = async (name: string, run: (prefix: string) => Promise<Run>) => {
+      const prefix = `${name}-${n++}`;
+      const r = await run(prefix);
+      if (!["plain-0", "lz4-1"].includes(prefix)) drop(prefix);
+      return r;
+    };
     const backupCases: [string, () => Promise<Run>][] = [
-      ["backup: ours -o s3://", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", `s3://${BUCKET}/${fresh("plain")}`, "-n", "--nocolor"])],
-      ["backup: ours -z -o s3://", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-z", "-o", `s3://${BUCKET}/${fresh("lz4")}`, "-n", "--nocolor"])],
-      ["backup: s3cmd put (same data file)", () => s3cmd(["put", dataFile, `s3://${BUCKET}/${fresh("s3cmd")}/sda.copy.data`])],
-      ["backup: ours -o local folder", () => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", join(WORK, fresh("local")), "-n", "--nocolor"])],
+      ["backup: ours -o s3://", () => upload("plain", (p) => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", `s3://${BUCKET}/${p}`, "-n", "--nocolor"]))],
+      ["backup: ours -z -o s3://", () => upload("lz4", (p) => ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-z", "-o", `s3://${BUCKET}/${p}`, "-n", "--nocolor"]))],
+      ["backup: s3cmd put (same data file)", () => upload("s3cmd", (p) => s3cmd(["put", dataFile, `s3://${BUCKET}/${p}/sda.copy.data`]))],
+      ["backup: ours -o local folder", async () => {
+        const dir = join(WORK, `local-${n++}`);
+        const r = await ours("virtnbdbackup", ["-d", DOMAIN, "-l", "copy", "-o", dir, "-n", "--nocolor"]);
+        rmSync(dir, { recursive: true, force: true });
+        return r;
+      }],
     ];
     await rounds(backupCases, results);
     // Round 0 runs the cases in order: its sets are plain-0 and lz4-1; the reference object goes up once more.

@@ -236,6 +236,6 @@ test("ranged reads: any range reads right, the block cache stays within its boun
   assert.ok(objectCacheBytes() <= 12 * 1024 * 1024);
   await source.close();
   assert.equal(objectCacheBytes(), 0, "closing drops its blocks");
-  setObjectCacheBytes(64 * 1024 * 1024);
+  setObjectCacheBytes(32 * 1024 * 1024);
   useS3Client(null);
 });

@@ -1,8 +1,10 @@
 /**
  * An object read at random positions through ranged GETs, in blocks kept in one cache for the
- * whole process (bounded: `setObjectCacheBytes`, 64 MiB by default). A read that follows the
- * previous one fetches the next blocks ahead, several GETs at a time: a restore reading a data
- * file front to back keeps the link busy, a map's random reads fetch only their blocks.
+ * whole process (bounded: `setObjectCacheBytes`, 32 MiB by default). A read at the front of
+ * what was read so far (a restore going through a data file, also with several reads under way
+ * at once) fetches the next blocks ahead, several GETs at a time, so the link stays busy; a
+ * map's random reads fetch only their blocks. Buffers of blocks that left the cache are used
+ * again.
  */
 import type { RandomAccessSource } from "../../format/source.js";
 import type { ObjectPath } from "../object-path.js";
@@ -10,12 +12,19 @@ import { s3 } from "./client.js";
 import { objectError } from "./errors.js";
 
 const BLOCK = 4 * 1024 * 1024;
-const READ_AHEAD = 3;
+const READ_AHEAD = 4;
+/** A read this many blocks behind the furthest one read still counts as going forward. */
+const FRONT = 8;
 
-/** Blocks by id, least recently used first; evicted buffers are not reused (a reader may still copy from one). */
+/**
+ * Blocks by id, least recently used first. A block that left the cache after it arrived gives
+ * its buffer to a later fetch (a reader copies out of a block right when it arrives, before any
+ * later fetch can write into the buffer: those write only on network events).
+ */
 class BlockCache {
-  private readonly blocks = new Map<string, { data: Promise<Buffer>; bytes: number }>();
+  private readonly blocks = new Map<string, { data: Promise<Buffer>; bytes: number; arrived: Buffer | null }>();
   private bytes = 0;
+  private readonly spare: Buffer[] = [];
   constructor(public budget: number) {}
 
   get(id: string, size: number, fetch: (into: Buffer) => Promise<Buffer>): Promise<Buffer> {
@@ -26,32 +35,37 @@ class BlockCache {
       return hit.data;
     }
     this.makeRoom(size);
-    const data = fetch(Buffer.allocUnsafe(size));
-    const entry = { data, bytes: size };
+    const reuse = this.spare.findIndex((b) => b.length === size);
+    const buffer = reuse >= 0 ? this.spare.splice(reuse, 1)[0]! : Buffer.allocUnsafeSlow(size);
+    const entry: { data: Promise<Buffer>; bytes: number; arrived: Buffer | null } = { data: fetch(buffer), bytes: size, arrived: null };
     this.blocks.set(id, entry);
     this.bytes += size;
-    data.catch(() => {
-      if (this.blocks.get(id) === entry) this.remove(id);
-    });
-    return data;
+    entry.data.then(
+      (b) => (entry.arrived = b),
+      () => {
+        if (this.blocks.get(id) === entry) this.remove(id, false);
+      },
+    );
+    return entry.data;
   }
 
-  private remove(id: string): void {
+  private remove(id: string, keepBuffer: boolean): void {
     const entry = this.blocks.get(id);
     if (!entry) return;
     this.blocks.delete(id);
     this.bytes -= entry.bytes;
+    if (keepBuffer && entry.arrived && this.spare.length < 2) this.spare.push(entry.arrived);
   }
 
   private makeRoom(size: number): void {
     for (const id of this.blocks.keys()) {
       if (this.bytes + size <= this.budget) return;
-      this.remove(id);
+      this.remove(id, true);
     }
   }
 
   dropPrefix(prefix: string): void {
-    for (const id of [...this.blocks.keys()]) if (id.startsWith(prefix)) this.remove(id);
+    for (const id of [...this.blocks.keys()]) if (id.startsWith(prefix)) this.remove(id, false);
   }
 
   get usedBytes(): number {
@@ -59,7 +73,7 @@ class BlockCache {
   }
 }
 
-const cache = new BlockCache(64 * 1024 * 1024);
+const cache = new BlockCache(32 * 1024 * 1024);
 
 /** The cache's bound for every object read in this process. */
 export function setObjectCacheBytes(bytes: number): void {
@@ -73,7 +87,8 @@ let nextSourceId = 0;
 
 export class RangedObjectSource implements RandomAccessSource {
   private readonly id = `${nextSourceId++}:`;
-  private lastBlock = -2;
+  /** The furthest block read so far. */
+  private front = -1;
   constructor(
     private readonly where: ObjectPath,
     readonly name: string,
@@ -96,10 +111,10 @@ export class RangedObjectSource implements RandomAccessSource {
   }
 
   private block(index: number): Promise<Buffer> {
-    const sequential = index === this.lastBlock || index === this.lastBlock + 1;
-    this.lastBlock = index;
+    const forward = index >= this.front - FRONT && index <= this.front + 1;
+    this.front = Math.max(this.front, index);
     const got = this.fetchBlock(index);
-    if (sequential) for (let k = 1; k <= READ_AHEAD; k++) if ((index + k) * BLOCK < this.size) void this.fetchBlock(index + k).catch(() => undefined);
+    if (forward) for (let k = 1; k <= READ_AHEAD; k++) if ((index + k) * BLOCK < this.size) void this.fetchBlock(index + k).catch(() => undefined);
     return got;
   }
 
