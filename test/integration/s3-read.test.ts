@@ -10,7 +10,7 @@
  */
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, readdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { testDomain, MiB, TEST_DOMAIN_PREFIX } from "../helpers/domains.js";
@@ -94,6 +94,26 @@ test("sets written by the Python tools, copied into a prefix, restore bit-exact 
       assert.equal(await imageHash(join(out, image), "qcow2"), point.sha256, `${set.path} at ${point.checkpoint}`);
     }
   }
+});
+
+test("credentials and region from AWS profile files (AWS_PROFILE), the endpoint from --s3-endpoint", async (t) => {
+  const rgw = await ensureRgw();
+  const bucket = await bucketFor(t, rgw);
+  const client = s3Client(rgw);
+  t.after(() => client.destroy());
+  const root = new URL("../../fixtures/upstream-2.47/plain/", import.meta.url).pathname;
+  for (const name of await readdir(root, { recursive: true })) {
+    if (name !== "checkpoints") await client.send(new PutObjectCommand({ Bucket: bucket, Key: `set/${name}`, Body: await readFile(join(root, name)) }));
+  }
+  const home = await tempDir(t, "vnbt-s3-home-");
+  await mkdir(join(home, ".aws"));
+  await writeFile(join(home, ".aws", "credentials"), `[vnbt]\naws_access_key_id = ${rgw.accessKeyId}\naws_secret_access_key = ${rgw.secretAccessKey}\n`);
+  await writeFile(join(home, ".aws", "config"), "[profile vnbt]\nregion = eu-central-1\n");
+  const env: NodeJS.ProcessEnv = { PATH: process.env["PATH"], HOME: home, AWS_PROFILE: "vnbt" };
+  const dump = assertOk(await ourRestore(["-i", `s3://${bucket}/set`, "-o", "dump", "--s3-endpoint", rgw.endpoint], { env }), "dump with profile credentials");
+  assert.match(dump.all, /virtnbdbackup\.1/);
+  const wrong = await ourRestore(["-i", `s3://${bucket}/set`, "-o", "dump", "--s3-endpoint", rgw.endpoint], { env: { ...env, AWS_PROFILE: "none" } });
+  assert.equal(wrong.exitCode, 1, wrong.all);
 });
 
 test("virtnbdprune on s3://: dry run changes nothing; keep-last 1 removes the older generations' objects, the newest stays whole", async (t) => {
