@@ -20,16 +20,13 @@
  *
  *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--rounds=3]
  */
-import { execFileSync, spawn } from "node:child_process";
-import { randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Connection } from "../src/libvirt/connection.js";
 import { buildBackupXml } from "../src/libvirt/backup-xml.js";
+import { buildMixedImage, defineBenchDomain, measure, MiB, type Run } from "./lib.js";
 
-const MiB = 1 << 20;
-const GiB = 1 << 30;
 const WORK = "/var/tmp/vnb-bench";
 const IMAGE = join(WORK, "disk.qcow2");
 const RECIPE = "v1: 4GiB, 32 regions of 64MiB every 128MiB, alternating random/text";
@@ -39,64 +36,7 @@ const UPSTREAM = arg("upstream");
 const ROUNDS = Number(arg("rounds") ?? 3);
 const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
 
-async function buildImage(): Promise<void> {
-  const stamp = join(WORK, "recipe");
-  if (existsSync(IMAGE) && existsSync(stamp) && readFileSync(stamp, "utf8") === RECIPE) return;
-  console.log("building the benchmark image (once)…");
-  const raw = join(WORK, "disk.raw");
-  const fh = await open(raw, "w");
-  await fh.truncate(4 * GiB);
-  const region = Buffer.allocUnsafe(64 * MiB);
-  const line = Buffer.from("2026-11-26 backup bench: the quick brown fox jumps over the lazy dog 0123456789\n");
-  for (let i = 0; i < 32; i++) {
-    if (i % 2 === 0) randomFillSync(region);
-    else for (let at = 0; at < region.length; at += line.length) line.copy(region, at, 0, Math.min(line.length, region.length - at));
-    await fh.write(region, 0, region.length, i * 128 * MiB);
-  }
-  await fh.close();
-  execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, IMAGE]);
-  rmSync(raw);
-  writeFileSync(stamp, RECIPE);
-}
-
-interface Run {
-  seconds: number;
-  peakRssMiB: number;
-  code: number;
-  /** Data-phase seconds from our debug log ("Transferred … in X s"), when present. */
-  transferSeconds?: number;
-}
-
-/** Runs a command, sampling its VmRSS; throws when it fails. */
-function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const t = performance.now();
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
-    let stderr = "";
-    let transferSeconds: number | undefined;
-    child.stderr.on("data", (d: Buffer) => {
-      const text = d.toString();
-      const m = /Transferred .* in ([\d.]+) s/.exec(text);
-      if (m) transferSeconds = (transferSeconds ?? 0) + Number(m[1]);
-      stderr = (stderr + text).slice(-4000);
-    });
-    let peak = 0;
-    const timer = setInterval(() => {
-      try {
-        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
-      } catch {
-        /* exited */
-      }
-    }, 20);
-    child.on("exit", (code) => {
-      clearInterval(timer);
-      const r: Run = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1, transferSeconds };
-      if (r.code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${stderr}`));
-      else resolve(r);
-    });
-  });
-}
+const buildImage = () => buildMixedImage(IMAGE, join(WORK, "recipe"), 4, 32, RECIPE, "2026-11-26 backup bench: the quick brown fox jumps over the lazy dog 0123456789\n");
 
 const ours = (tool: string) => ["node", [join(process.cwd(), "bin", `${tool}.js`)]] as const;
 
@@ -111,20 +51,7 @@ async function main(): Promise<void> {
   await buildImage();
   execFileSync("chmod", ["0644", IMAGE]);
   const conn = await Connection.open("qemu:///system");
-  const xml = `<domain type='qemu'><name>${DOMAIN}</name><memory unit='MiB'>64</memory>
-    <os><type arch='x86_64' machine='pc'>hvm</type></os>
-    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${IMAGE}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
-  try {
-    const old = await conn.lookupDomain(DOMAIN);
-    if (await old.isActive()) await old.destroy();
-    await old.undefine(16 /* checkpoints metadata */);
-  } catch {
-    /* not there */
-  }
-  // Bitmaps left in the image by earlier runs would collide with the new checkpoints.
-  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", IMAGE], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
-  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", IMAGE, b.name]);
-  const dom = await conn.defineXML(xml);
+  const dom = await defineBenchDomain(conn, DOMAIN, IMAGE);
   const results: Record<string, Run & { dataMiB: number }> = {};
   const out = (name: string) => {
     const d = join(WORK, `out-${name}`);

@@ -13,15 +13,12 @@
  *
  *   scripts/ceph-rgw.sh start && node --import tsx bench/s3.ts [--rounds=3]
  */
-import { execFileSync, spawn } from "node:child_process";
-import { randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Connection } from "../src/libvirt/connection.js";
+import { buildMixedImage, defineBenchDomain, measure as measureRun, MiB, type Run } from "./lib.js";
 
-const MiB = 1 << 20;
-const GiB = 1 << 30;
 const WORK = "/var/tmp/vnb-bench-s3";
 const IMAGE = join(WORK, "disk.qcow2");
 const RECIPE = "v1: 2GiB, 16 regions of 64MiB every 128MiB, alternating random/text";
@@ -32,54 +29,9 @@ const KEYS = { AWS_ACCESS_KEY_ID: process.env["AWS_ACCESS_KEY_ID"] ?? "VNBDCIACC
 const ENV = { ...process.env, ...KEYS, AWS_REGION: "us-east-1", AWS_ENDPOINT_URL: ENDPOINT };
 const BUCKET = `vnb-bench-${process.pid}`;
 
-interface Run {
-  seconds: number;
-  peakRssMiB: number;
-}
+const buildImage = () => buildMixedImage(IMAGE, join(WORK, "recipe"), 2, 16, RECIPE, "2026-12-05 s3 bench: the quick brown fox jumps over the lazy dog 0123456789\n");
 
-async function buildImage(): Promise<void> {
-  const stamp = join(WORK, "recipe");
-  if (existsSync(IMAGE) && existsSync(stamp) && readFileSync(stamp, "utf8") === RECIPE) return;
-  console.log("building the benchmark image (once)…");
-  const raw = join(WORK, "disk.raw");
-  const fh = await open(raw, "w");
-  await fh.truncate(2 * GiB);
-  const region = Buffer.allocUnsafe(64 * MiB);
-  const line = Buffer.from("2026-12-05 s3 bench: the quick brown fox jumps over the lazy dog 0123456789\n");
-  for (let i = 0; i < 16; i++) {
-    if (i % 2 === 0) randomFillSync(region);
-    else for (let at = 0; at < region.length; at += line.length) line.copy(region, at, 0, Math.min(line.length, region.length - at));
-    await fh.write(region, 0, region.length, i * 128 * MiB);
-  }
-  await fh.close();
-  execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, IMAGE]);
-  rmSync(raw);
-  writeFileSync(stamp, RECIPE);
-}
-
-function measure(cmd: string, args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const t = performance.now();
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: ENV });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    let peak = 0;
-    const timer = setInterval(() => {
-      try {
-        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
-      } catch {
-        /* exited */
-      }
-    }, 20);
-    child.on("exit", (code) => {
-      clearInterval(timer);
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${code}): ${stderr}`));
-      else resolve({ seconds: (performance.now() - t) / 1000, peakRssMiB: peak });
-    });
-  });
-}
-
+const measure = (cmd: string, args: string[]) => measureRun(cmd, args, { env: ENV });
 const ours = (tool: string, args: string[]) => measure("node", [join(process.cwd(), "bin", `${tool}.js`), ...args]);
 
 function s3cmdConfig(): string {
@@ -98,19 +50,7 @@ async function main(): Promise<void> {
   const s3cmd = (args: string[]) => measure("s3cmd", ["-c", cfg, "--no-progress", "--quiet", ...args]);
   execFileSync("s3cmd", ["-c", cfg, "mb", `s3://${BUCKET}`]);
   const conn = await Connection.open("qemu:///system");
-  const xml = `<domain type='qemu'><name>${DOMAIN}</name><memory unit='MiB'>64</memory>
-    <os><type arch='x86_64' machine='pc'>hvm</type></os>
-    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${IMAGE}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
-  try {
-    const old = await conn.lookupDomain(DOMAIN);
-    if (await old.isActive()) await old.destroy();
-    await old.undefine(16);
-  } catch {
-    /* not there */
-  }
-  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", IMAGE], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
-  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", IMAGE, b.name]);
-  const dom = await conn.defineXML(xml);
+  const dom = await defineBenchDomain(conn, DOMAIN, IMAGE);
   await dom.create();
   const results: Record<string, Run> = {};
   try {
@@ -177,7 +117,7 @@ async function rounds(cases: [string, () => Promise<Run>][], results: Record<str
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  for (const [name, rs] of runs) results[name] = { seconds: median(rs.map((r) => r.seconds)), peakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)) };
+  for (const [name, rs] of runs) results[name] = { seconds: median(rs.map((r) => r.seconds)), peakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)), code: 0 };
 }
 
 function report(results: Record<string, Run>, dataMiB: number): void {

@@ -1,0 +1,96 @@
+/**
+ * What the benchmarks share: a mixed-data test image (alternating random and text regions with
+ * holes between them) and a command run with its wall time and sampled peak RSS.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import type { Connection } from "../src/libvirt/connection.js";
+import type { Domain } from "../src/libvirt/domain.js";
+
+export const MiB = 1 << 20;
+export const GiB = 1 << 30;
+
+export interface Run {
+  seconds: number;
+  peakRssMiB: number;
+  code: number;
+  /** Data-phase seconds from our debug log ("Transferred … in X s"), when present. */
+  transferSeconds?: number;
+}
+
+/**
+ * A qcow2 image of `sizeGiB` with `regions` regions of 64 MiB every 128 MiB, alternately random
+ * and text; built once per `recipe` (kept in the file `stamp`).
+ */
+export async function buildMixedImage(image: string, stamp: string, sizeGiB: number, regions: number, recipe: string, textLine: string): Promise<void> {
+  if (existsSync(image) && existsSync(stamp) && readFileSync(stamp, "utf8") === recipe) return;
+  console.log("building the benchmark image (once)…");
+  const raw = `${image}.raw`;
+  const fh = await open(raw, "w");
+  await fh.truncate(sizeGiB * GiB);
+  const region = Buffer.allocUnsafe(64 * MiB);
+  const line = Buffer.from(textLine);
+  for (let i = 0; i < regions; i++) {
+    if (i % 2 === 0) randomFillSync(region);
+    else for (let at = 0; at < region.length; at += line.length) line.copy(region, at, 0, Math.min(line.length, region.length - at));
+    await fh.write(region, 0, region.length, i * 128 * MiB);
+  }
+  await fh.close();
+  execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, image]);
+  rmSync(raw);
+  writeFileSync(stamp, recipe);
+}
+
+/** Runs a command, sampling its VmRSS every 20 ms; rejects when it fails. */
+export function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
+    let stderr = "";
+    let transferSeconds: number | undefined;
+    child.stderr.on("data", (d: Buffer) => {
+      const text = d.toString();
+      const m = /Transferred .* in ([\d.]+) s/.exec(text);
+      if (m) transferSeconds = (transferSeconds ?? 0) + Number(m[1]);
+      stderr = (stderr + text).slice(-4000);
+    });
+    let peak = 0;
+    const timer = setInterval(() => {
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      } catch {
+        /* exited */
+      }
+    }, 20);
+    child.on("exit", (code) => {
+      clearInterval(timer);
+      const r: Run = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1, transferSeconds };
+      if (r.code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${stderr}`));
+      else resolve(r);
+    });
+  });
+}
+
+/**
+ * A TCG domain `name` on `image` (one SATA disk `sda`), defined afresh: an old one of that name
+ * goes with its checkpoint metadata, and bitmaps earlier runs left in the image are removed (they
+ * would collide with new checkpoints).
+ */
+export async function defineBenchDomain(conn: Connection, name: string, image: string): Promise<Domain> {
+  const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory>
+    <os><type arch='x86_64' machine='pc'>hvm</type></os>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${image}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
+  try {
+    const old = await conn.lookupDomain(name);
+    if (await old.isActive()) await old.destroy();
+    await old.undefine(16 /* checkpoints metadata */);
+  } catch {
+    /* not there */
+  }
+  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", image], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
+  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", image, b.name]);
+  return conn.defineXML(xml);
+}
