@@ -2,10 +2,11 @@
  * A file written front to back as one multipart upload: bytes fill a part buffer; a full part
  * goes up (Content-MD5: the server checks every part) while the next fills; at most
  * `inFlight` parts of a file are under way. Part buffers come from one pool for the whole
- * process (96 MiB: every disk of a run together), so memory does not grow with the file's size
+ * process (64 MiB: every disk of a run together), so memory does not grow with the file's size
  * or the number of disks; a file waits for a buffer when the pool is spent. Parts start at
- * 8 MiB and grow with the part number (S3 allows 10 000 parts), reaching 64 MiB for files past
- * ~55 GiB (one fills while one goes up): the largest file is ~490 GiB. `commit` completes the upload:
+ * 8 MiB and grow with the part number (S3 allows 10 000 parts): 16 MiB past ~8 GiB, 32 MiB past
+ * ~23 GiB (one fills while one goes up), 64 MiB past ~55 GiB (one at a time: memory before
+ * speed); the largest file is ~490 GiB. `commit` completes the upload:
  * only then does the object exist under its name, whole. `abort` aborts it; a process killed
  * before leaves an upload under way, listed as `<name>.partial` (src/storage/s3/store.ts).
  */
@@ -20,7 +21,7 @@ const MiB = 1024 * 1024;
 const MAX_PARTS = 10_000;
 
 /** Part buffers of every upload of the process. */
-const PART_POOL = BufferPool.budget(96 * MiB);
+const PART_POOL = BufferPool.budget(64 * MiB);
 
 /** Part `n`'s size (1-based): 8 MiB for the first 1000, then 16, 32, and 64 MiB from part 3001. */
 export function partSizeOf(n: number): number {
@@ -35,7 +36,7 @@ export interface MultipartOptions {
   inFlight?: number;
   /** Part sizes by part number (tests use small ones). */
   partSize?: (n: number) => number;
-  /** Where part buffers come from (default: the process's 96 MiB pool). */
+  /** Where part buffers come from (default: the process's 64 MiB pool). */
   pool?: BufferPool;
 }
 
