@@ -200,12 +200,9 @@ rgw_data = $DIR/rgw
 ms_mon_client_mode = crc
 # Threads serving requests (default 512).
 rgw_thread_pool_size = 64
-# Quota checks read the bucket's and the user's usage on every request instead of a copy
-# cached for 10 min. With one radosgw its cache follows its own writes anyway, and a quota set
-# with radosgw-admin applies at once; this covers usage changed behind its back.
-rgw_bucket_quota_ttl = 0
-rgw_user_quota_bucket_sync_interval = 0
-rgw_user_quota_sync_interval = 0
+# Quotas: the defaults. With one radosgw its quota cache follows its own writes, and a quota
+# set with radosgw-admin applies from the next request on. (The sync intervals at 0 made its
+# quota threads spin: a core's worth of CPU, all the time, on this 2-core machine.)
 # The data of deleted objects and aborted uploads is freed after 30-60 s, not after 2-3 h:
 # the OSD keeps it in memory until then.
 rgw_gc_obj_min_wait = 30
