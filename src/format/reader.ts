@@ -50,8 +50,9 @@ export interface OpenOptions {
 }
 
 export class StreamReader {
-  private readonly windowBacking = Buffer.allocUnsafe(WINDOW);
-  private window = this.windowBacking.subarray(0, 0);
+  /** Allocated on the first frame read: readers opened for their metadata only never need it. */
+  private windowBacking: Buffer | null = null;
+  private window: Buffer = Buffer.alloc(0);
   private windowPos = 0;
   private compressedBuf: Buffer | null = null;
   private oversize: Buffer | null = null;
@@ -227,7 +228,7 @@ export class StreamReader {
   private async peek(pos: number, length: number): Promise<Buffer> {
     if (pos < this.windowPos || pos + length > this.windowPos + this.window.length) {
       const n = Math.min(WINDOW, this.source.size - pos);
-      const buf = this.windowBacking;
+      const buf = (this.windowBacking ??= Buffer.allocUnsafeSlow(WINDOW));
       let got = 0;
       try {
         if (n > 0) {
