@@ -71,9 +71,10 @@ export class NbdServer {
   /**
    * Request payloads and read replies (with room for the reply header in front); as many idle
    * per size as a connection handles requests at once, so a busy client reuses them all
-   * instead of leaving a stream of dropped buffers for the garbage collector.
+   * instead of leaving a stream of dropped buffers for the garbage collector; a shorter read
+   * takes an idle buffer twice its size rather than a new one.
    */
-  readonly buffers = new BufferRecycler(DEFAULT_REQUESTS_PER_CONNECTION, READ_DATA_HEADER_LEN);
+  readonly buffers = new BufferRecycler(DEFAULT_REQUESTS_PER_CONNECTION, READ_DATA_HEADER_LEN, true);
   readonly secureContext: tls.SecureContext | null;
   private boundTarget: NbdTarget | null = null;
   private connectionWaiters: { atMost: number; resolve: () => void }[] = [];

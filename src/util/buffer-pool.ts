@@ -139,6 +139,8 @@ export class BufferRecycler {
   constructor(
     private readonly perClass = 8,
     private readonly headroom = 0,
+    /** Hand out an idle buffer of the next class up when its own class has none. */
+    private readonly nextClassUp = false,
   ) {}
 
   /** The size class of `n` bytes. */
@@ -146,11 +148,14 @@ export class BufferRecycler {
     return sizeClass(Math.max(1, n - this.headroom)) + this.headroom;
   }
 
-  /** A buffer of `n` bytes' size class, at once. */
+  /**
+   * A buffer of `n` bytes' size class, at once (`nextClassUp`: rather an idle one of the next
+   * class up than a new one; a client's shorter reads then reuse its full-size buffers).
+   */
   acquire(n: number): Buffer {
     const c = this.classOf(n);
-    const list = this.free.get(c);
-    const b = list?.pop();
+    let b = this.free.get(c)?.pop();
+    if (!b && this.nextClassUp) b = this.free.get(this.classOf(2 * (c - this.headroom) + this.headroom))?.pop();
     return b ?? Buffer.allocUnsafeSlow(c);
   }
 

@@ -104,7 +104,16 @@ test("recycler: headroom classes: a power of two plus the header room, not twice
   assert.equal(reply.length, 2048 * KiB + 28);
   r.release(reply);
   assert.equal(r.acquire(2048 * KiB), reply, "a plain 2 MiB request takes it too");
+  r.release(reply);
   assert.equal(r.acquire(16).length, 64 * KiB + 28);
+  // nextClassUp: no idle buffer of its class: an idle one of the next class up, not a new one.
+  assert.notEqual(r.acquire(28 + 1024 * KiB), reply, "not by default");
+  const up = new BufferRecycler(2, 28, true);
+  const two = up.acquire(2048 * KiB);
+  up.release(two);
+  assert.equal(up.acquire(28 + 1024 * KiB), two);
+  up.release(two);
+  assert.notEqual(up.acquire(28 + 512 * KiB), two, "two classes up: too large to lend");
 });
 
 test("recycler: never waits, keeps a few idle buffers per class", () => {
