@@ -18,11 +18,12 @@
  * maxrss hardly depends on the machine's load; the seconds printed beside it do.
  *
  *   node --import tsx bench/memory.ts [--sizes=4,16,64] [--incs=30] [--cases=REGEX]
- *        [--no-reference] [--no-compare] [--rounds=1]
+ *        [--no-reference] [--no-compare] [--rounds=1] [--merge]
  *
  * --cases keeps only cases whose name matches; --no-reference skips the Python tool and
  * nbdcopy (their last figures are taken from bench/results/memory.json). --rounds=N runs each
- * measured command N times and keeps the largest maxrss. The images stay in /var/tmp/vnb-bench-mem
+ * measured command N times and keeps the largest maxrss. --merge keeps the other figures of
+ * bench/results/memory.json (a run of some cases adds to it). The images stay in /var/tmp/vnb-bench-mem
  * for reruns (rebuilt when the recipe changes); domains, sets and restored images are removed.
  */
 import { execFileSync, spawn } from "node:child_process";
@@ -48,6 +49,7 @@ const CASES = arg("cases") ? new RegExp(arg("cases")!) : null;
 const REFERENCE = !flag("no-reference");
 const COMPARE = !flag("no-compare");
 const ROUNDS = Number(arg("rounds") ?? 1);
+const MERGE = flag("merge");
 const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
 const RESULTS = join(root, "bench/results/memory.json");
 
@@ -73,6 +75,13 @@ const previous: Result[] = (() => {
 
 const wanted = (name: string): boolean => !CASES || CASES.test(name);
 
+/** Keeps `r`, replacing a figure of the same case and tool (a group of cases run once more). */
+function record(r: Result): void {
+  const i = results.findIndex((x) => x.case === r.case && x.tool === r.tool);
+  if (i >= 0) results.splice(i, 1);
+  results.push(r);
+}
+
 /** Runs `cmd` under /usr/bin/time -v; resolves with its maxrss (MiB) and wall time. */
 function timeV(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ maxrssMiB: number; seconds: number }> {
   const report = join(WORK, `time.${process.pid}`);
@@ -96,7 +105,7 @@ function timeV(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env
 /** --no-reference: the reference tools' figures of the last run. */
 function reuse(name: string, tool: Result["tool"]): void {
   const old = wanted(name) ? previous.find((r) => r.case === name && r.tool === tool) : undefined;
-  if (old) results.push({ ...old, earlier: true });
+  if (old) record({ ...old, earlier: true });
 }
 
 async function measure(name: string, tool: Result["tool"], cmd: string, args: string[], env?: NodeJS.ProcessEnv, before?: () => void): Promise<Result | null> {
@@ -108,10 +117,16 @@ async function measure(name: string, tool: Result["tool"], cmd: string, args: st
   let best: Result | null = null;
   for (let i = 0; i < ROUNDS; i++) {
     before?.();
-    const r = await timeV(cmd, args, env);
+    // Once more after a failure: libvirtd may be restarted by others on a shared machine.
+    const r = await timeV(cmd, args, env).catch(async (e: Error) => {
+      console.log(`${name} (${tool}) failed, once more in 10 s: ${e.message.split("\n")[0]!.slice(0, 200)}`);
+      await new Promise((resolve) => setTimeout(resolve, 10000));
+      before?.();
+      return timeV(cmd, args, env);
+    });
     if (!best || r.maxrssMiB > best.maxrssMiB) best = { case: name, tool, ...r };
   }
-  results.push(best!);
+  record(best!);
   console.log(`${name.padEnd(34)} ${tool.padEnd(14)} ${best!.maxrssMiB.toFixed(1).padStart(7)} MiB  ${best!.seconds.toFixed(1).padStart(6)} s`);
   return best;
 }
@@ -150,15 +165,17 @@ function removeBitmaps(image: string): void {
   for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", image, b.name]);
 }
 
-async function dropDomain(conn: Connection, name: string): Promise<void> {
-  try {
-    const d = await conn.lookupDomain(name);
-    if (await d.isActive()) await d.destroy();
-    for (const cp of await d.listAllCheckpoints().catch(() => [])) await cp.delete(2 /* metadata only */).catch(() => undefined);
-    await d.undefine(16 /* checkpoints metadata */);
-  } catch {
-    /* not there */
-  }
+/** Removes a throwaway domain (through virsh: works when the bench's own connection was lost). */
+async function dropDomain(_conn: Connection | null, name: string): Promise<void> {
+  const virsh = (...args: string[]) => {
+    try {
+      execFileSync("virsh", args, { stdio: "ignore" });
+    } catch {
+      /* not running, not there */
+    }
+  };
+  virsh("destroy", name);
+  virsh("undefine", name, "--checkpoints-metadata");
 }
 
 /** A running throwaway domain with `image` as its only disk; its qdev id for qemu-io. */
@@ -170,6 +187,7 @@ async function startDomain(conn: Connection, name: string, image: string): Promi
     <os><type arch='x86_64' machine='pc'>hvm</type></os>
     <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${image}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
   const dom = await conn.defineXML(xml);
+  started.add(name);
   await dom.create();
   const blocks = JSON.parse(await dom.qemuMonitorCommand('{"execute":"query-block"}')) as { return: { qdev?: string; inserted?: unknown }[] };
   const dev = blocks.return.find((b) => b.inserted)?.qdev;
@@ -317,7 +335,8 @@ async function chainCases(conn: Connection, z: boolean): Promise<void> {
     const rss = each.map((r) => r.maxrssMiB);
     const sorted = [...rss].sort((a, b) => a - b);
     const inc: Result = { case: `${label}: inc (largest)`, tool: "ours", maxrssMiB: sorted.at(-1)!, seconds: each.reduce((a, r) => a + r.seconds, 0) / each.length, each: rss };
-    results.push(inc, { case: `${label}: inc (median)`, tool: "ours", maxrssMiB: sorted[sorted.length >> 1]!, seconds: inc.seconds });
+    record(inc);
+    record({ case: `${label}: inc (median)`, tool: "ours", maxrssMiB: sorted[sorted.length >> 1]!, seconds: inc.seconds });
     console.log(`${`${label}: inc`.padEnd(34)} ${"ours".padEnd(14)} ${inc.maxrssMiB.toFixed(1).padStart(7)} MiB largest, median ${sorted[sorted.length >> 1]!.toFixed(1)} MiB (first ${rss[0]!.toFixed(1)}, last ${rss.at(-1)!.toFixed(1)})`);
     await restoreCases(label, out, { dom, dev, image });
   } finally {
@@ -326,24 +345,45 @@ async function chainCases(conn: Connection, z: boolean): Promise<void> {
   }
 }
 
+/** Throwaway domains of this run, removed also when the run is stopped by a signal. */
+const started = new Set<string>();
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    for (const name of started) void dropDomain(null, name);
+    process.exit(128 + (sig === "SIGINT" ? 2 : 15));
+  });
+}
+
 async function main(): Promise<void> {
   mkdirSync(WORK, { recursive: true });
   chmodSync(WORK, 0o755);
   await buildBase();
-  const conn = await Connection.open("qemu:///system");
+  // A connection per group of cases, which runs again (up to 4 times) when it fails: libvirtd
+  // may be restarted by others on a shared machine, and its connection is then lost.
+  const connected = async (what: string, fn: (conn: Connection) => Promise<void>): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      const c = await Connection.open("qemu:///system");
+      try {
+        return await fn(c);
+      } catch (e) {
+        if (attempt === 4) throw e;
+        console.log(`${what} failed, again in 30 s: ${(e as Error).message.split("\n")[0]!.slice(0, 200)}`);
+        await new Promise((resolve) => setTimeout(resolve, 30000));
+      } finally {
+        await c.close().catch(() => undefined);
+      }
+    }
+  };
   const baseline = async (tool: string) => {
     const [cmd, args] = ours(tool, ["--version"]);
     await measure(`baseline: ${tool} --version`, "ours", cmd, args);
   };
-  try {
-    await baseline("virtnbdbackup");
-    await baseline("virtnbdrestore");
-    for (const s of SIZES) await sizeCases(conn, s);
-    await chainCases(conn, false);
-    await chainCases(conn, true);
-  } finally {
-    await conn.close();
-  }
+  await baseline("virtnbdbackup");
+  await baseline("virtnbdrestore");
+  for (const s of SIZES) await connected(`${s} GiB cases`, (c) => sizeCases(c, s));
+  await connected("chain", (c) => chainCases(c, false));
+  await connected("chain -z", (c) => chainCases(c, true));
+  if (MERGE) for (const old of previous) if (!results.some((r) => r.case === old.case && r.tool === old.tool)) results.push(old);
   printTable();
   mkdirSync(join(root, "bench/results"), { recursive: true });
   const host = execFileSync("sh", ["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; nproc; uname -r"], { encoding: "utf8" }).trim().split("\n");
