@@ -254,8 +254,8 @@ export class ChainBackend implements NbdBackend {
 
   /**
    * A read inside one lz4 piece: the decoded bytes themselves, held (the lease) until the
-   * server has sent them. No copy and no reply buffer; with `decodeSlots` the reply is what
-   * keeps the slot busy. Null elsewhere (and with an on-disk DecodedCache, whose path
+   * server has sent them. No copy and no reply buffer; with `boundedDecode` the reply is what
+   * keeps the piece's buffer busy. Null elsewhere (and with an on-disk DecodedCache, whose path
    * stores decoded pieces): the server reads into a buffer of its own.
    */
   readView(offset: number, length: number): Promise<ReadView> | null {
