@@ -18,11 +18,13 @@ import { qemuNbdServerEvent } from "../qemu/nbd-server-event.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
 
 /**
- * Memory for reads in flight, shared by all disks (the RSS budget of a run). More does not
- * go faster: with direct writes, 16 MiB used less CPU than 32 MiB (data read from the socket
- * is copied on before it leaves the CPU caches); with -z the lz4 lanes hold their own buffers.
+ * Memory for reads in flight, shared by all disks (the RSS budget of a run): two 4 MiB reads,
+ * one arriving while the other is copied on. More does not go faster: with direct writes,
+ * 16 MiB used less CPU than 32 MiB (data read from the socket is copied on before it leaves
+ * the CPU caches), and 8 MiB as little as 16 (2026-12-05, user+sys of a 2 GiB full alike) for
+ * 8 MiB less peak RSS; with -z the lz4 lanes hold their own buffers.
  */
-const READ_BUDGET = 16 << 20;
+const READ_BUDGET = 8 << 20;
 
 export interface CopiedDisks {
   /** stdout mode: the zip archive the side files go into too */

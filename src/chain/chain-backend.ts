@@ -5,8 +5,8 @@
  * DecodedCache, stored on disk so later random reads need no decode), holes as zeros and
  * as `hole|zero` in block status.
  */
-import { type BackendExtent, type NbdBackend } from "../nbd/backend.js";
-import { BufferRecycler, sizeClass } from "../util/buffer-pool.js";
+import { type BackendExtent, type NbdBackend, type ReadView } from "../nbd/backend.js";
+import { BufferPool, BufferRecycler, sizeClass } from "../util/buffer-pool.js";
 import { NbdBackendError } from "../nbd/errors.js";
 import { Errno, STATE_HOLE, STATE_ZERO } from "../nbd/protocol.js";
 import { lz4Decompress } from "../format/lz4.js";
@@ -17,6 +17,18 @@ import type { DecodedCache } from "./decoded-cache.js";
 export interface ChainBackendOptions {
   /** Bytes of decoded lz4 frames kept (default 192 MiB; at least the frame being read is kept). */
   cacheBytes?: number;
+  /**
+   * Bounded memory for one reader going front to back (a restore's qemu-img), instead of
+   * `cacheBytes`: one buffer of the largest lz4 piece's size holds the decoded piece being
+   * read, and one of `spare` bytes a piece of at most that size (an incremental's small piece
+   * inside a full's frame then leaves the frame alone: reading on in it after the piece
+   * decodes it once); decodes run one at a time, their compressed input in one buffer kept
+   * for all. A decode waits until no read holds the piece in its buffer any more; nothing is
+   * decoded ahead. Memory: twice the largest piece plus `spare`, e.g. 68 MiB for the
+   * original's 32 MiB frames and a 4 MiB spare. Buffers of fixed sizes: pieces of varying
+   * sizes in a budget would drop idle buffers for new ones, garbage V8 lets pile up.
+   */
+  boundedDecode?: { spare: number };
   /**
    * Decoded lz4 pieces on disk: every piece a read decodes is stored there, and reads it
    * holds are served from it like raw pieces. The owner closes it after the backend's last read.
@@ -32,11 +44,16 @@ export interface ChainBackendOptions {
 /** Six of the original's largest lz4 frames (32 MiB): sequential readers on a few connections plus read-ahead. */
 const DEFAULT_CACHE_BYTES = 192 * 1024 * 1024;
 
+/** Compressed input buffers kept idle for the next decodes. */
+const IDLE_INPUTS = 3;
+
 /** Largest read served synchronously when no other read is in flight. */
 const SYNC_READ_MAX = 256 * 1024;
 
 interface CacheEntry {
   data: Promise<Buffer>;
+  /** The decoded bytes once `data` resolved (an eviction then gives the buffer back at once). */
+  value: Buffer | null;
   bytes: number;
   /** Reads that may still look at the decoded bytes. */
   users: number;
@@ -98,33 +115,53 @@ export class PieceCache {
       return hit;
     }
     this.misses++;
-    const entry: CacheEntry = { data: this.decode(piece), bytes, users: 0, evicted: false };
+    const entry: CacheEntry = { data: this.decode(piece), value: null, bytes, users: 0, evicted: false };
     this.entries.set(piece, entry);
     this.bytes += bytes;
-    // A failed decode is not kept (the next read tries again) and leaves nothing to reuse.
-    entry.data.catch(() => {
-      if (this.entries.get(piece) === entry) {
-        this.entries.delete(piece);
-        this.bytes -= bytes;
-      }
-    });
+    entry.data.then(
+      (b) => void (entry.value = b),
+      () => {
+        // A failed decode is not kept (the next read tries again) and leaves nothing to reuse.
+        if (this.entries.get(piece) === entry) {
+          this.entries.delete(piece);
+          this.bytes -= bytes;
+        }
+      },
+    );
     this.evict(piece);
     return entry;
+  }
+
+  /**
+   * Gives up the least recently used piece other than `keep` of those `which` accepts (its
+   * buffer goes back now, or once the reads holding it are done); false when there is none.
+   */
+  evictOldest(keep: number, which: (piece: number) => boolean = () => true): boolean {
+    for (const [k, e] of this.entries) {
+      if (k === keep || !which(k)) continue;
+      this.drop(k, e);
+      return true;
+    }
+    return false;
   }
 
   private evict(keep: number): void {
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
-      if (k === keep) continue;
-      this.entries.delete(k);
-      this.bytes -= e.bytes;
-      e.evicted = true;
-      if (e.users === 0) this.recycleWhenDecoded(e);
+      if (k !== keep) this.drop(k, e);
     }
   }
 
+  private drop(k: number, e: CacheEntry): void {
+    this.entries.delete(k);
+    this.bytes -= e.bytes;
+    e.evicted = true;
+    if (e.users === 0) this.recycleWhenDecoded(e);
+  }
+
   private recycleWhenDecoded(e: CacheEntry): void {
-    e.data.then(this.recycle, () => undefined);
+    if (e.value) this.recycle(e.value);
+    else e.data.then(this.recycle, () => undefined);
   }
 
   get size(): number {
@@ -138,9 +175,21 @@ export class ChainBackend implements NbdBackend {
   readonly blockSize = { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 };
   readonly description: string | undefined;
   readonly pieceCache: PieceCache;
-  private readonly inputBuffers = new BufferRecycler(3);
+  /**
+   * Compressed input of decodes, all of the largest lz4 frame's size (a power-of-two class
+   * would make a 32 MiB frame that lz4 could not shrink a 64 MiB buffer); a few kept idle.
+   */
+  private readonly idleInputs: Buffer[] = [];
+  private readonly inputSize: number;
   /** Buffers of decoded pieces, reused once evicted and unused (fresh ones cost page faults). */
   private readonly frameBuffers = new BufferRecycler(2);
+  /** `boundedDecode`: the decoded pieces' buffers (one large, one of `spare` bytes); null: `frameBuffers` and `cacheBytes`. */
+  private readonly decodePool: BufferPool | null;
+  private readonly smallPool: BufferPool | null;
+  /** `boundedDecode`: decodes one after another (one input buffer). */
+  private decodeTail: Promise<unknown> = Promise.resolve();
+  /** Compressed input buffers allocated so far (tests). */
+  inputsAllocated = 0;
   /** Decoded piece (a view) → the whole buffer it lives in. */
   private readonly frameBacking = new WeakMap<Buffer, Buffer>();
   private readonly maxExtents: number;
@@ -157,12 +206,26 @@ export class ChainBackend implements NbdBackend {
     private readonly sources: RandomAccessSource[],
     opts: ChainBackendOptions = {},
   ) {
+    let largest = 0;
+    let largestInput = 0;
+    for (let p = 0; p < index.pieceCount; p++) {
+      if (index.pieceCsize[p]! < 0) continue;
+      largest = Math.max(largest, index.pieceLength[p]!);
+      largestInput = Math.max(largestInput, index.pieceCsize[p]!);
+    }
+    this.inputSize = largestInput;
+    const bounded = opts.boundedDecode;
+    this.decodePool = bounded && largest > 0 ? BufferPool.fixed(sizeClass(largest), 1) : null;
+    this.smallPool = bounded && largest > 0 && bounded.spare > 0 && bounded.spare < sizeClass(largest) ? BufferPool.fixed(bounded.spare, 1) : null;
     this.pieceCache = new PieceCache(
-      opts.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      // Bounded: the pool decides when cached pieces must go.
+      this.decodePool ? Number.POSITIVE_INFINITY : (opts.cacheBytes ?? DEFAULT_CACHE_BYTES),
       (p) => this.decodePiece(p),
       (decoded) => {
         const whole = this.frameBacking.get(decoded);
-        if (whole) this.frameBuffers.release(whole);
+        if (!whole) return;
+        if (this.decodePool) this.poolFor(whole.length).release(whole);
+        else this.frameBuffers.release(whole);
       },
     );
     this.maxExtents = opts.maxExtents ?? 1024;
@@ -187,6 +250,39 @@ export class ChainBackend implements NbdBackend {
       return;
     }
     return this.readAsync(offset, end, into);
+  }
+
+  /**
+   * A read inside one lz4 piece: the decoded bytes themselves, held (the lease) until the
+   * server has sent them. No copy and no reply buffer; with `boundedDecode` the reply is what
+   * keeps the piece's buffer busy. Null elsewhere (and with an on-disk DecodedCache, whose path
+   * stores decoded pieces): the server reads into a buffer of its own.
+   */
+  readView(offset: number, length: number): Promise<ReadView> | null {
+    const ix = this.index;
+    const end = offset + length;
+    if (this.decodedCache || length <= 0 || end > ix.size) return null;
+    const i = ix.find(offset);
+    const piece = ix.rangePieces[i]!;
+    if (piece === HOLE || ix.pieceCsize[piece]! < 0 || ix.rangeEnd(i) < end) return null;
+    const rel = offset - ix.pieceStart[piece]!;
+    this.active++;
+    const lease = this.pieceCache.use(piece, this.pieceBytes(piece));
+    this.prefetchAfter(piece, offset);
+    return lease.data.then(
+      (buf) => {
+        this.active--;
+        this.lastEnds[this.lastEndAt++ % this.lastEnds.length] = end;
+        const data = buf.subarray(rel, rel + length);
+        this.onRead?.(offset, data);
+        return { data, release: lease.release };
+      },
+      (e: unknown) => {
+        this.active--;
+        lease.release();
+        throw e;
+      },
+    );
   }
 
   private async readAsync(offset: number, end: number, into: Buffer): Promise<void> {
@@ -300,7 +396,10 @@ export class ChainBackend implements NbdBackend {
       next < ix.pieceCount &&
       ix.pieceCsize[next]! >= 0 &&
       ix.pieceFile[next] === ix.pieceFile[piece] &&
-      !this.decodedCache?.has(next, 0, ix.pieceLength[next]!)
+      !this.decodedCache?.has(next, 0, ix.pieceLength[next]!) &&
+      // Bounded: the budget has no room to guess with (a piece decoded ahead for nothing may
+      // push out one still to be read, which is then decoded again).
+      !this.decodePool
     ) {
       this.pieceCache.prefetch(next, this.pieceBytes(next));
     }
@@ -311,17 +410,52 @@ export class ChainBackend implements NbdBackend {
     return sizeClass(this.index.pieceLength[piece]!);
   }
 
-  private async decodePiece(piece: number): Promise<Buffer> {
+  /** `boundedDecode`: the pool a decoded piece of `length` bytes takes its buffer from. */
+  private poolFor(length: number): BufferPool {
+    return this.smallPool && length <= this.smallPool.bufferSize ? this.smallPool : this.decodePool!;
+  }
+
+  private decodePiece(piece: number): Promise<Buffer> {
+    const length = this.index.pieceLength[piece]!;
+    if (!this.decodePool) {
+      const whole = this.frameBuffers.acquire(length);
+      return this.decodeInto(piece, whole, () => this.frameBuffers.release(whole));
+    }
+    // Room first: the cached piece in its pool goes (still being read, it gives the buffer
+    // back when released: then the wait ends). Pieces decoded later wait behind this one (the
+    // pool serves in order), so none of them can take the buffer it waits for and stay cached.
+    const pool = this.poolFor(length);
+    const same = (p: number) => this.poolFor(this.index.pieceLength[p]!) === pool;
+    let whole = pool.tryAcquire(length);
+    while (!whole && this.pieceCache.evictOldest(piece, same)) whole = pool.tryAcquire(length);
+    return (whole ? Promise.resolve(whole) : pool.acquire(length)).then((w) => {
+      const run = this.decodeTail.then(() => this.decodeInto(piece, w, () => pool.release(w)));
+      this.decodeTail = run.catch(() => undefined);
+      return run;
+    });
+  }
+
+  private newInput(): Buffer {
+    this.inputsAllocated++;
+    return Buffer.allocUnsafeSlow(this.inputSize);
+  }
+
+  /** With `boundedDecode`: the pools of decoded pieces' buffers, large and small (tests: budgets, allocations). */
+  get decodeBuffers(): BufferPool[] {
+    return [this.decodePool, this.smallPool].filter((p): p is BufferPool => p !== null);
+  }
+
+  /** Reads and decodes `piece` into `whole`; `fail` gives `whole` back when nobody will see it. */
+  private async decodeInto(piece: number, whole: Buffer, fail: () => void): Promise<Buffer> {
     const ix = this.index;
     const src = this.sources[ix.pieceFile[piece]!]!;
     const pos = ix.piecePos[piece]!;
     const csize = ix.pieceCsize[piece]!;
     const length = ix.pieceLength[piece]!;
-    // Compressed input buffers are reused (fresh 16 MiB buffers per frame cost page faults and
+    // Compressed input buffers are reused (fresh 32 MiB buffers per frame cost page faults and
     // garbage collection); the decoded frame lives on in the cache.
-    const held = this.inputBuffers.acquire(csize);
+    const held = this.idleInputs.pop() ?? this.newInput();
     const input = held.subarray(0, csize);
-    const whole = this.frameBuffers.acquire(length);
     const out = whole.subarray(0, length);
     this.frameBacking.set(out, whole);
     let n = -1;
@@ -338,8 +472,8 @@ export class ChainBackend implements NbdBackend {
         throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: ${(e as Error).message}`);
       }
     } finally {
-      this.inputBuffers.release(held);
-      if (n !== length) this.frameBuffers.release(whole); // failed: nobody will see these bytes
+      if (this.idleInputs.length < IDLE_INPUTS) this.idleInputs.push(held);
+      if (n !== length) fail(); // failed: nobody will see these bytes
     }
     if (n !== length) throw new NbdBackendError(Errno.EIO, `${src.name}: at byte ${pos}: lz4 frame holds ${n} bytes, expected ${length}`);
     return out;

@@ -73,12 +73,15 @@ export class AdlerTap implements RandomAccessSource {
     }
   }
 
-  /** Adler-32 of the whole file: the recorded ranges, and the rest read now. */
-  async finish(): Promise<number> {
+  /**
+   * Adler-32 of the whole file: the recorded ranges, and the rest read now (into `buffer`
+   * when given: callers finishing many taps share one).
+   */
+  async finish(buffer?: Buffer): Promise<number> {
     const ranges = [...this.byEnd.values()].sort((a, b) => a.start - b.start || b.end - a.end);
     let sum = 1;
     let at = 0;
-    let buf: Buffer | undefined;
+    let buf = buffer;
     const readRange = async (start: number, end: number) => {
       buf ??= Buffer.allocUnsafe(Math.max(1, Math.min(GAP_BUFFER, this.size)));
       sum = await adler32Range(this.source, start, end, sum, buf);

@@ -16,6 +16,32 @@ export const MAX_LZ4_PIECE = 128 * 1024 * 1024;
 const MAX_META_LEN = 1024 * 1024;
 const WINDOW = 64 * 1024;
 
+/**
+ * Windows of readers done walking their frames, for the next walk: a restore of a full and 30
+ * incs walks 62 streams one after another; each keeping its own window held 4 MiB.
+ */
+const idleWindows: Buffer[] = [];
+const IDLE_WINDOWS = 2;
+
+/**
+ * The same for the large buffers of lz4 payloads (a compressed frame, a decoded one larger
+ * than the caller's pool): a check of a chain's 31 lz4 files without `.chksum` allocated 64 MiB
+ * per file, garbage piling up until V8 collected it.
+ */
+const idleLarge = { compressed: [] as Buffer[], decoded: [] as Buffer[] };
+const IDLE_LARGE = 1;
+
+/** An idle large buffer of its kind of at least `size` bytes, or a new one. */
+function takeLarge(kind: keyof typeof idleLarge, size: number): Buffer {
+  const idle = idleLarge[kind];
+  const i = idle.findIndex((b) => b.length >= size);
+  return i >= 0 ? idle.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(size);
+}
+
+function giveLarge(kind: keyof typeof idleLarge, b: Buffer | null): void {
+  if (b && idleLarge[kind].length < IDLE_LARGE) idleLarge[kind].push(b);
+}
+
 export interface DataFrame {
   kind: "data";
   start: number;
@@ -50,8 +76,9 @@ export interface OpenOptions {
 }
 
 export class StreamReader {
-  private readonly windowBacking = Buffer.allocUnsafe(WINDOW);
-  private window = this.windowBacking.subarray(0, 0);
+  /** Taken when a walk of the frames starts, given back when it ends (`idleWindows`). */
+  private windowBacking: Buffer | null = null;
+  private window: Buffer = Buffer.alloc(0);
   private windowPos = 0;
   private compressedBuf: Buffer | null = null;
   private oversize: Buffer | null = null;
@@ -106,6 +133,22 @@ export class StreamReader {
   /** Body frames in order; ends after a valid `stop`. Payloads are skipped unless read with `pieces`. */
   async *frames(): AsyncGenerator<BodyFrame> {
     if (this.compressed && !this.trailer) throw new Error("stream opened without its trailer");
+    try {
+      yield* this.walk();
+    } finally {
+      const w = this.windowBacking;
+      this.windowBacking = null;
+      this.window = Buffer.alloc(0);
+      if (w && idleWindows.length < IDLE_WINDOWS) idleWindows.push(w);
+      // Pieces are valid until the next one is asked for: none is in use once the walk ends.
+      giveLarge("compressed", this.compressedBuf);
+      giveLarge("decoded", this.oversize);
+      this.compressedBuf = null;
+      this.oversize = null;
+    }
+  }
+
+  private async *walk(): AsyncGenerator<BodyFrame> {
     let pos = this.bodyStart;
     let nextStart = 0;
     let dataIndex = 0;
@@ -209,12 +252,12 @@ export class StreamReader {
   private compressedInput(size: number, pos: number): Buffer {
     // A frame can't be larger than the worst case for the biggest piece we accept.
     if (size > MAX_LZ4_PIECE + MAX_LZ4_PIECE / 128 + 1024) this.fail(pos, `lz4 frame of ${size} bytes is larger than supported`);
-    if (!this.compressedBuf || this.compressedBuf.length < size) this.compressedBuf = Buffer.allocUnsafeSlow(size);
+    if (!this.compressedBuf || this.compressedBuf.length < size) this.compressedBuf = takeLarge("compressed", size);
     return this.compressedBuf.subarray(0, size);
   }
 
   private oversizeBuffer(size: number): Buffer {
-    if (!this.oversize || this.oversize.length < size) this.oversize = Buffer.allocUnsafeSlow(size);
+    if (!this.oversize || this.oversize.length < size) this.oversize = takeLarge("decoded", size);
     return this.oversize;
   }
 
@@ -227,7 +270,7 @@ export class StreamReader {
   private async peek(pos: number, length: number): Promise<Buffer> {
     if (pos < this.windowPos || pos + length > this.windowPos + this.window.length) {
       const n = Math.min(WINDOW, this.source.size - pos);
-      const buf = this.windowBacking;
+      const buf = (this.windowBacking ??= idleWindows.pop() ?? Buffer.allocUnsafeSlow(WINDOW));
       let got = 0;
       try {
         if (n > 0) {

@@ -19,6 +19,13 @@ export interface ZeroFlags {
   fastZero: boolean;
 }
 
+/** Bytes a backend holds in memory anyway, lent to a read reply without a copy (`readView`). */
+export interface ReadView {
+  data: Buffer;
+  /** Called once the reply is written (or dropped): the backend may reuse the memory. */
+  release(): void;
+}
+
 export interface NbdBackend {
   /** Export size in bytes. */
   readonly size: number;
@@ -33,6 +40,12 @@ export interface NbdBackend {
 
   /** Fills `into` (exactly `length` bytes) with the data at `offset`. */
   read(offset: number, length: number, into: Buffer): Promise<void> | void;
+  /**
+   * The data at `offset` as a view of memory the backend holds (a decoded lz4 frame), sent as
+   * it is and released after; null when it has none for this range (the server then calls
+   * `read` with a buffer of its own). Saves a copy and the reply buffer.
+   */
+  readView?(offset: number, length: number): Promise<ReadView> | null;
   /**
    * `base:allocation` extents from `offset`, in order, covering at most `length` bytes (at
    * least one extent). Without it every range is reported as allocated data (flags 0).

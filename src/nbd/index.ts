@@ -31,7 +31,7 @@ export {
   NbdRequestError,
 } from "./errors.js";
 export { NbdServer, type ServerOptions } from "./server.js";
-export { type BackendExtent, type NbdBackend, type ZeroFlags } from "./backend.js";
+export { type BackendExtent, type NbdBackend, type ReadView, type ZeroFlags } from "./backend.js";
 export { MemoryBackend } from "./memory-backend.js";
 export { FileBackend } from "./file-backend.js";
 export { formatNbdUri, parseNbdUri, DEFAULT_NBD_PORT, NbdUriError, type NbdTarget, type NbdUri } from "./uri.js";

@@ -8,7 +8,7 @@
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
-import { type BackendExtent, type NbdBackend } from "./backend.js";
+import { type BackendExtent, type NbdBackend, type ReadView } from "./backend.js";
 import { BufferRecycler } from "../util/buffer-pool.js";
 import { ByteQueue } from "./byte-queue.js";
 import { NbdConnectionError } from "./errors.js";
@@ -59,6 +59,8 @@ export interface ServerOptions {
 const MAX_REPLY_EXTENTS = 64 * 1024;
 /** A structured OFFSET_DATA chunk's header: 20 bytes, then the 8-byte offset. */
 const READ_DATA_HEADER_LEN = 28;
+/** Requests handled at once per connection, unless `maxRequestsPerConnection` says otherwise. */
+const DEFAULT_REQUESTS_PER_CONNECTION = 16;
 /** Replies queued in the socket beyond this stop further request processing until drained. */
 const WRITE_HIGH_WATER = 8 * 1024 * 1024;
 
@@ -66,7 +68,13 @@ export class NbdServer {
   private server: net.Server | null = null;
   private readonly conns = new Set<ServerConnection>();
   private readonly exportMap: Map<string, NbdBackend>;
-  readonly buffers = new BufferRecycler();
+  /**
+   * Request payloads and read replies (with room for the reply header in front); as many idle
+   * per size as a connection handles requests at once, so a busy client reuses them all
+   * instead of leaving a stream of dropped buffers for the garbage collector; a shorter read
+   * takes an idle buffer twice its size rather than a new one.
+   */
+  readonly buffers = new BufferRecycler(DEFAULT_REQUESTS_PER_CONNECTION, READ_DATA_HEADER_LEN, true);
   readonly secureContext: tls.SecureContext | null;
   private boundTarget: NbdTarget | null = null;
   private connectionWaiters: { atMost: number; resolve: () => void }[] = [];
@@ -178,7 +186,7 @@ class ServerConnection {
     socket: net.Socket,
   ) {
     this.socket = socket;
-    this.maxInflight = server.opts.maxRequestsPerConnection ?? 16;
+    this.maxInflight = server.opts.maxRequestsPerConnection ?? DEFAULT_REQUESTS_PER_CONNECTION;
     socket.on("data", this.onHandshakeData);
     socket.once("close", () => {
       this.closed = true;
@@ -382,6 +390,21 @@ class ServerConnection {
       for (const e of ext) if (e.flags & STATE_ZERO) return false;
     }
     const room = s.structured ? READ_DATA_HEADER_LEN : SIMPLE_REPLY_LEN;
+    if (b.readView) {
+      let view: Promise<ReadView> | null;
+      try {
+        view = b.readView(r.offset, r.length);
+      } catch (e) {
+        this.sendError(r, toNbdErrno(e), `${commandName(r.type)} failed: ${(e as Error)?.message ?? String(e)}`);
+        return true;
+      }
+      if (view) {
+        return view.then(
+          (v) => this.sendReadView(r, v, room),
+          (e: unknown) => this.sendError(r, toNbdErrno(e), `${commandName(r.type)} failed: ${(e as Error)?.message ?? String(e)}`),
+        );
+      }
+    }
     const buffers = this.server.buffers;
     const buf = buffers.acquire(room + r.length);
     const fail = (e: unknown): void => {
@@ -402,6 +425,20 @@ class ServerConnection {
     return pending.then(() => this.sendReadReply(r, buf, room), fail);
   }
 
+  /** Sends the reply header, then the backend's own bytes; they go back to it once written. */
+  private sendReadView(r: ParsedRequest, view: ReadView, room: number): void {
+    if (this.closed) {
+      view.release();
+      return;
+    }
+    const header = Buffer.allocUnsafe(room);
+    this.writeReadHeader(r, header, room);
+    this.socket.cork();
+    this.socket.write(header);
+    this.socket.write(view.data, () => view.release());
+    this.socket.uncork();
+  }
+
   /** Sends `buf` = header room + the data read; the buffer goes back to the pool once written. */
   private sendReadReply(r: ParsedRequest, buf: Buffer, room: number): void {
     const buffers = this.server.buffers;
@@ -409,6 +446,12 @@ class ServerConnection {
       buffers.release(buf);
       return;
     }
+    this.writeReadHeader(r, buf, room);
+    this.socket.write(buf.subarray(0, room + r.length), () => buffers.release(buf));
+  }
+
+  /** The reply header of a successful READ at the start of `buf` (`room` bytes: structured or simple). */
+  private writeReadHeader(r: ParsedRequest, buf: Buffer, room: number): void {
     if (room === READ_DATA_HEADER_LEN) {
       buf.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
       buf.writeUInt16BE(REPLY_FLAG_DONE, 4);
@@ -423,7 +466,6 @@ class ServerConnection {
       buf.writeUInt32BE(r.cookieHi >>> 0, 8);
       buf.writeUInt32BE(r.cookieLo >>> 0, 12);
     }
-    this.socket.write(buf.subarray(0, room + r.length), () => buffers.release(buf));
   }
 
   /** Whether reads of zero ranges are answered with hole chunks. */

@@ -34,8 +34,12 @@ export class BufferPool {
   }
 
   /**
-   * Buffers of varying sizes, rounded up to their size class, under `budget` bytes in all.
-   * Idle buffers of other sizes are dropped when a new size does not fit otherwise.
+   * Buffers of varying sizes, rounded up to their size class, under `budget` bytes in all
+   * (idle ones included). A request takes an idle buffer of its class, else a new one while
+   * the budget has room, else the smallest idle larger one (a 4 MiB buffer serves a 1 MiB
+   * read); only when every idle buffer is too small are idle buffers dropped for a new one.
+   * Dropped buffers are garbage until V8 collects them, and V8 lets external memory grow by
+   * tens of MiB before it does: alternating sizes must not turn into a stream of allocations.
    */
   static budget(budget: number): BufferPool {
     return new BufferPool(budget, null);
@@ -55,9 +59,18 @@ export class BufferPool {
   acquire(size: number = this.bufferSize): Promise<Buffer> {
     const c = this.exactSize ?? sizeClass(size);
     if (size > c || c > this.budget) return Promise.reject(new RangeError(`buffer of ${size} bytes exceeds the pool budget ${this.budget}`));
-    const b = this.take(c);
+    // Behind those already waiting, even when this one would fit: a large request must not
+    // wait for ever while small ones keep taking what is released.
+    const b = this.waiters.length === 0 ? this.take(c) : null;
     if (b) return Promise.resolve(b);
     return new Promise((resolve) => this.waiters.push({ size: c, resolve }));
+  }
+
+  /** A buffer at once, or null when the request would wait (no room, or others waiting first). */
+  tryAcquire(size: number = this.bufferSize): Buffer | null {
+    const c = this.exactSize ?? sizeClass(size);
+    if (size > c || c > this.budget || this.waiters.length > 0) return null;
+    return this.take(c);
   }
 
   release(buffer: Buffer): void {
@@ -79,46 +92,76 @@ export class BufferPool {
     return this.usedBytes;
   }
 
+  /** Buffers allocated, and idle ones dropped, so far (tests: reuse instead of churn). */
+  allocated = 0;
+  dropped = 0;
+
   private take(c: number): Buffer | null {
-    const list = this.free.get(c);
-    if (list && list.length > 0) {
-      const b = list.pop()!;
-      this.freeBytes -= c;
-      this.usedBytes += c;
+    const exact = this.free.get(c);
+    // An idle buffer of its class; a new one while the budget has room; else the idle buffer
+    // of the smallest larger class.
+    let best = exact && exact.length > 0 ? c : 0;
+    if (best === 0 && this.usedBytes + this.freeBytes + c > this.budget) {
+      for (const [size, l] of this.free) if (size > c && l.length > 0 && (best === 0 || size < best)) best = size;
+    }
+    if (best > 0) {
+      const b = this.free.get(best)!.pop()!;
+      this.freeBytes -= best;
+      this.usedBytes += best;
       return b;
     }
-    // Drop idle buffers of other sizes until a new one fits the budget.
+    // Every idle buffer is too small: drop them until a new one fits the budget.
     while (this.usedBytes + this.freeBytes + c > this.budget && this.freeBytes > 0) {
       for (const [size, l] of this.free) {
         if (l.length === 0) continue;
         l.pop();
         this.freeBytes -= size;
+        this.dropped++;
         break;
       }
     }
     if (this.usedBytes + this.freeBytes + c > this.budget) return null;
     this.usedBytes += c;
+    this.allocated++;
     return Buffer.allocUnsafeSlow(c);
   }
 }
 
-/** Keeps at most `perClass` idle buffers per size class; `acquire` allocates when none is idle. */
+/**
+ * Keeps at most `perClass` idle buffers per size class; `acquire` allocates when none is idle.
+ * `headroom`: bytes in front of the data (a reply header before the payload): classes are
+ * `headroom` + a power of two, so a 2 MiB read with its 28-byte header takes 2 MiB + 28 bytes,
+ * not 4 MiB.
+ */
 export class BufferRecycler {
   private readonly free = new Map<number, Buffer[]>();
 
-  constructor(private readonly perClass = 8) {}
+  constructor(
+    private readonly perClass = 8,
+    private readonly headroom = 0,
+    /** Hand out an idle buffer of the next class up when its own class has none. */
+    private readonly nextClassUp = false,
+  ) {}
 
-  /** A buffer of `n` bytes' size class, at once. */
+  /** The size class of `n` bytes. */
+  classOf(n: number): number {
+    return sizeClass(Math.max(1, n - this.headroom)) + this.headroom;
+  }
+
+  /**
+   * A buffer of `n` bytes' size class, at once (`nextClassUp`: rather an idle one of the next
+   * class up than a new one; a client's shorter reads then reuse its full-size buffers).
+   */
   acquire(n: number): Buffer {
-    const c = sizeClass(n);
-    const list = this.free.get(c);
-    const b = list?.pop();
+    const c = this.classOf(n);
+    let b = this.free.get(c)?.pop();
+    if (!b && this.nextClassUp) b = this.free.get(this.classOf(2 * (c - this.headroom) + this.headroom))?.pop();
     return b ?? Buffer.allocUnsafeSlow(c);
   }
 
   release(b: Buffer): void {
     const c = b.length;
-    if (c !== sizeClass(c)) return;
+    if (c !== this.classOf(c)) return;
     let list = this.free.get(c);
     if (!list) {
       list = [];

@@ -9,7 +9,7 @@ import { MapFileError } from "../../src/chain/chain-files.js";
 import { STATE_HOLE, STATE_ZERO } from "../../src/nbd/protocol.js";
 import { buildStream, pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
-import { chainSpecs, fullExtents, modelDisk, writeChain, writeStoredZip } from "../helpers/map-model.js";
+import { chainSpecs, fullExtents, modelDisk, writeChain, writeStoredZip, type Spec } from "../helpers/map-model.js";
 
 // ---------------------------------------------------------------- index rules on synthetic layers
 
@@ -335,4 +335,145 @@ test("piece cache: an evicted buffer is reused only once no read holds it, and o
   cache.use(6, 100).release();
   await new Promise((r) => setImmediate(r));
   assert.ok(recycled.every((p) => p !== 9), "a failed decode has nothing to reuse");
+});
+
+// ---------------------------------------------------------------- bounded memory (restore)
+
+/** The compressed pieces a front-to-back reader meets (each should be decoded once). */
+function visibleLz4Pieces(ix: ChainIndex): number {
+  const seen = new Set<number>();
+  for (let i = 0; i < ix.rangeCount; i++) {
+    const p = ix.rangePieces[i]!;
+    if (p !== HOLE && ix.pieceCsize[p]! >= 0) seen.add(p);
+  }
+  return seen.size;
+}
+
+test("chain, boundedDecode: decoded pieces within the largest piece plus the spare, one input buffer; every read completes", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const specs = chainSpecs(size);
+  const chain = await loadChain(await writeChain(dir, specs, { compressLevel: 2, chunkSize: 64 * KiB }));
+  t.after(() => chain.close());
+  const expected = modelDisk(specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+  for (const spare of [0, 64 * KiB]) {
+    // All at once, reads spanning several pieces: every read completes (no deadlock on the budget).
+    const all = new ChainBackend(chain.index, chain.sources, { boundedDecode: { spare } });
+    assert.ok((await readAll(all, 1000003)).equals(expected), `spare ${spare}, concurrent reads`);
+    assert.equal(all.inputsAllocated, 1, "decodes take turns with one input buffer");
+    assert.deepEqual(all.decodeBuffers.map((p) => p.budget), [64 * KiB], "one buffer of the largest piece's class (no smaller pieces: no spare buffer)");
+    const seq = new ChainBackend(chain.index, chain.sources, { boundedDecode: { spare } });
+    assert.ok((await readAll(seq, 65536 + 512, true)).equals(expected), `spare ${spare}, one by one`);
+    assert.equal(seq.pieceCache.prefetches, 0, "nothing decoded ahead (it could push out a piece still to be read)");
+    assert.equal(seq.inputsAllocated, 1);
+  }
+});
+
+test("chain, boundedDecode: with a spare, an inc's small pieces inside a full's piece leave it cached: front to back decodes each piece once", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  // A full of 1 MiB in 256 KiB lz4 pieces; an inc with 4 KiB changes inside each of them.
+  const specs: Spec[] = [
+    { name: "sda.full.data", size, full: true, extents: fullExtents(size, [{ start: MiB, data: pattern(MiB, 1) }]), checkpoint: "virtnbdbackup.0", parent: "" },
+    {
+      name: "sda.inc.virtnbdbackup.1.data",
+      size,
+      full: false,
+      extents: [0, 1, 2, 3].map((k) => ({ start: MiB + k * 256 * KiB + 100 * KiB, data: pattern(4096, 10 + k) })),
+      checkpoint: "virtnbdbackup.1",
+      parent: "virtnbdbackup.0",
+    },
+  ];
+  const chain = await loadChain(await writeChain(dir, specs, { compressLevel: 2, chunkSize: 256 * KiB }));
+  t.after(() => chain.close());
+  const expected = modelDisk(specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+  const pieces = visibleLz4Pieces(chain.index);
+  assert.equal(pieces, 8);
+  const decodes = async (spare: number) => {
+    const backend = new ChainBackend(chain.index, chain.sources, { boundedDecode: { spare } });
+    assert.ok((await readAll(backend, 32 * KiB, true)).equals(expected), `spare ${spare}`);
+    assert.deepEqual(backend.decodeBuffers.map((p) => p.budget), spare ? [256 * KiB, spare] : [256 * KiB], "one buffer for the largest pieces, one of the spare's size");
+    assert.equal(backend.decodeBuffers[0]!.allocated, 1, "one buffer for the full's pieces, reused");
+    if (spare) assert.equal(backend.decodeBuffers[1]!.allocated, 1, "one for the inc's");
+    return backend.pieceCache.misses;
+  };
+  assert.equal(await decodes(64 * KiB), pieces, "each piece decoded once");
+  assert.ok((await decodes(0)) > pieces, "no spare: a full's piece is decoded again after each inc piece inside it");
+});
+
+test("chain, boundedDecode: many reads at once in any order over pieces of mixed sizes all complete (pieces decoded while a decode waits are given up for it)", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const specs: Spec[] = [
+    { name: "sda.full.data", size, full: true, extents: fullExtents(size, [{ start: MiB, data: pattern(MiB, 1) }]), checkpoint: "virtnbdbackup.0", parent: "" },
+    {
+      name: "sda.inc.virtnbdbackup.1.data",
+      size,
+      full: false,
+      // Pieces of the spare's size and smaller, inside the full's pieces and beside them.
+      extents: Array.from({ length: 12 }, (_, k) => ({ start: MiB / 2 + k * 200 * KiB, data: pattern(k % 3 === 0 ? 128 * KiB : 20 * KiB, 20 + k) })),
+      checkpoint: "virtnbdbackup.1",
+      parent: "virtnbdbackup.0",
+    },
+  ];
+  const chain = await loadChain(await writeChain(dir, specs, { compressLevel: 2, chunkSize: 256 * KiB }));
+  t.after(() => chain.close());
+  const expected = modelDisk(specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  for (let round = 0; round < 5; round++) {
+    const backend = new ChainBackend(chain.index, chain.sources, { boundedDecode: { spare: 128 * KiB } });
+    const out = Buffer.alloc(size, 0xee);
+    const offsets = Array.from({ length: size / (48 * KiB) + 1 }, (_, i) => i * 48 * KiB).filter((o) => o < size);
+    offsets.sort(() => random() - 0.5);
+    const reads = offsets.map(async (off) => {
+      const n = Math.min(48 * KiB, size - off);
+      const view = backend.readView(off, n);
+      if (view) {
+        const v = await view;
+        await new Promise((r) => setTimeout(r, random() * 3)); // held while "sent"
+        v.data.copy(out, off);
+        v.release();
+      } else await backend.read(off, n, out.subarray(off, off + n));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`round ${round}: reads stuck`)), 10000)));
+    await Promise.race([Promise.all(reads), stuck]);
+    clearTimeout(timer);
+    assert.ok(out.equals(expected), `round ${round}`);
+  }
+});
+
+test("chain, readView: a read inside one lz4 piece is lent from the decoded piece, held until released; others read into buffers", async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * MiB;
+  const specs = chainSpecs(size, { aligned: true });
+  const chain = await loadChain(await writeChain(dir, specs, { compressLevel: 2, chunkSize: 64 * KiB }));
+  t.after(() => chain.close());
+  const expected = modelDisk(specs.map((s) => ({ size: s.size, full: s.full, extents: s.extents })));
+  const ix = chain.index;
+  const backend = new ChainBackend(ix, chain.sources, { boundedDecode: { spare: 0 } });
+  const pieceAt = (offset: number) => ix.rangePieces[ix.find(offset)]!;
+  const a = pieceAt(MiB); // the full's second extent, first 64 KiB piece
+  const b = pieceAt(MiB + 64 * KiB);
+  assert.ok(a >= 0 && b >= 0 && a !== b && ix.pieceCsize[a]! >= 0);
+  const v1 = await backend.readView(MiB + 100, 4096)!;
+  assert.ok(v1.data.equals(expected.subarray(MiB + 100, MiB + 100 + 4096)));
+  const v2 = await backend.readView(MiB, 8)!;
+  assert.equal(v2.data.buffer, v1.data.buffer, "the same decoded piece, no copy");
+  // Room for one piece: the next waits until every view of this one is released.
+  const next = backend.readView(MiB + 64 * KiB, 4096)!;
+  let settled = false;
+  void next.then(() => (settled = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(settled, false, "the piece is still lent out");
+  v1.release();
+  v2.release();
+  const v3 = await next;
+  assert.ok(v3.data.equals(expected.subarray(MiB + 64 * KiB, MiB + 64 * KiB + 4096)));
+  v3.release();
+  assert.equal(backend.decodeBuffers[0]!.allocated, 1, "one buffer, reused");
+  assert.equal(backend.readView(MiB + 64 * KiB - 10, 20), null, "across two pieces");
+  assert.equal(backend.readView(2 * MiB - 4096, 4096), null, "a hole");
+  assert.equal(backend.readView(size - 4096, 8192), null, "past the end");
 });

@@ -113,3 +113,29 @@ test("bad input gives one clear error naming the file and byte offset", async ()
   const extra = Buffer.concat([plain, Buffer.from("xx")]);
   assert.match((await failure(extra)).message, /unexpected bytes after the stop frame/);
 });
+
+test("readers one after another reuse the window and the large lz4 buffers of the walk before (a chain's files checked in turn)", async (t) => {
+  const bytes = await buildStream(extents, { virtualSize: SIZE, compressLevel: 2 });
+  const pool = BufferPool.fixed(32 * 1024, 2); // smaller than the frames
+  const walk = async () => {
+    const reader = await StreamReader.open(new MemorySource(bytes));
+    let own = 0;
+    for await (const f of reader.frames()) {
+      if (f.kind !== "data") continue;
+      for await (const p of reader.pieces(f, pool)) {
+        if (p.buffer) pool.release(p.buffer);
+        else own++;
+      }
+    }
+    return own;
+  };
+  assert.ok((await walk()) > 0, "frames larger than the pool come in the reader's own buffers");
+  let allocations = 0;
+  const slow = Buffer.allocUnsafeSlow;
+  t.mock.method(Buffer, "allocUnsafeSlow", (n: number) => {
+    if (n >= 64 * 1024) allocations++;
+    return slow(n);
+  });
+  for (let run = 0; run < 3; run++) assert.ok((await walk()) > 0);
+  assert.equal(allocations, 0, "later readers allocate no window or large buffer of their own");
+});

@@ -348,6 +348,42 @@ describe("nbd client <-> server", () => {
     await fine;
   });
 
+  it("answers reads from a backend's own memory (readView) without a reply buffer, and gives it back once sent", async (t) => {
+    const disk = pattern(4 * MiB, 3);
+    const lent = new Set<Buffer>();
+    let reads = 0;
+    let views = 0;
+    const backend: NbdBackend = {
+      size: disk.length,
+      read: (offset, length, into) => {
+        reads++;
+        disk.copy(into, 0, offset, offset + length);
+      },
+      // Views inside the first 2 MiB only; a failing range; the rest through read().
+      readView: (offset, length) => {
+        if (offset >= 3 * MiB) return Promise.reject(new NbdBackendError(Errno.EIO, "bad frame"));
+        if (offset + length > 2 * MiB) return null;
+        const data = disk.subarray(offset, offset + length);
+        lent.add(data);
+        views++;
+        return sleep(1).then(() => ({ data, release: () => void lent.delete(data) }));
+      },
+    };
+    const { server, socket } = await serve(t, { d: backend });
+    for (const structuredReplies of [true, false]) {
+      const c = await client(t, socket, "d", { structuredReplies });
+      const got = await Promise.all([0, 64 * 1024, MiB, 2 * MiB - 4096, 2 * MiB].map((o) => c.read(o, 128 * 1024)));
+      for (const [i, o] of [0, 64 * 1024, MiB, 2 * MiB - 4096, 2 * MiB].entries()) assert.deepEqual(got[i], disk.subarray(o, o + 128 * 1024));
+      await assert.rejects(c.read(3 * MiB, 4096), /EIO/);
+    }
+    assert.equal(views, 6, "three reads per client were lent");
+    assert.equal(reads, 4, "the others read into buffers");
+    await sleep(10);
+    assert.equal(lent.size, 0, "every view given back once its reply was sent");
+    const replyBuffers = server.buffers.acquire(28 + 128 * 1024);
+    assert.equal(replyBuffers.length, 128 * 1024 + 28, "reply buffers: a power of two plus the header");
+  });
+
   it("adapts to the copy engines' reader/writer interfaces", async (t) => {
     const mem = new MemoryBackend(4 * MiB);
     const { socket } = await serve(t, { d: mem });

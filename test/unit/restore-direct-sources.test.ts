@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { loadChain } from "../../src/chain/chain-loader.js";
-import { directSources } from "../../src/restore/direct-sources.js";
+import { directSources, MAX_RANGES } from "../../src/restore/direct-sources.js";
 import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
 import { pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -65,7 +65,7 @@ test("chains qemu-img cannot read as raw views are left to the NBD path (null)",
   t.after(() => odd.close());
   assert.equal(directSources(odd.index, oddPaths), null, "a range that is not a multiple of 512 bytes");
 
-  // Many ranges: the command line would get too long.
+  // Many ranges: qemu-img would hold too much memory (and the command line get too long).
   const many: Spec = {
     name: "sda.full.data",
     size: 64 * MiB,
@@ -79,4 +79,11 @@ test("chains qemu-img cannot read as raw views are left to the NBD path (null)",
   const big = await loadChain(manyPaths);
   t.after(() => big.close());
   assert.equal(directSources(big.index, manyPaths), null, "16000 ranges");
+  const justOver: Spec = { ...many, extents: fullExtents(64 * MiB, Array.from({ length: MAX_RANGES / 2 + 1 }, (_, i) => ({ start: i * 8 * KiB, data: pattern(512, i) }))) };
+  const overDir = await tempDir(t);
+  const overPaths = await writeChain(overDir, [justOver]);
+  const over = await loadChain(overPaths);
+  t.after(() => over.close());
+  assert.ok(over.index.rangeCount > MAX_RANGES && over.index.rangeCount < MAX_RANGES + 8);
+  assert.equal(directSources(over.index, overPaths), null, `more than ${MAX_RANGES} ranges (a short command line)`);
 });

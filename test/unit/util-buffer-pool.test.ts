@@ -59,6 +59,63 @@ test("budget pool: size classes under the budget; idle buffers of other sizes ma
   await assert.rejects(pool.acquire(257 * KiB), RangeError);
 });
 
+test("budget pool: a smaller request takes an idle larger buffer; alternating sizes allocate nothing new", async () => {
+  const pool = BufferPool.budget(16 * 64 * KiB);
+  // Warm: the budget's worth of 4-class buffers (256 KiB), all idle again.
+  const warm = await Promise.all(Array.from({ length: 4 }, () => pool.acquire(256 * KiB)));
+  for (const b of warm) pool.release(b);
+  assert.equal(pool.allocated, 4);
+  const small = await pool.acquire(64 * KiB);
+  assert.ok(warm.includes(small), "an idle 256 KiB buffer serves a 64 KiB request");
+  assert.equal(small.length, 256 * KiB);
+  assert.equal(pool.bytesInUse, 256 * KiB);
+  pool.release(small);
+  // Reads of a backup: mostly full-size, extents' tails smaller, several in flight.
+  for (let round = 0; round < 50; round++) {
+    const held = await Promise.all([pool.acquire(256 * KiB), pool.acquire(64 * KiB + 1), pool.acquire(1), pool.acquire(200 * KiB)]);
+    for (const b of held) pool.release(b);
+  }
+  assert.equal(pool.allocated, 4, "no fresh buffer: the idle ones were reused");
+  assert.equal(pool.dropped, 0);
+  assert.equal(pool.bytesInUse, 0);
+});
+
+test("budget pool: first come, first served: a request behind a waiting one waits too, even when it would fit", async () => {
+  const pool = BufferPool.budget(256 * KiB);
+  const a = await pool.acquire(64 * KiB);
+  const b = await pool.acquire(64 * KiB);
+  const big = pool.acquire(256 * KiB); // needs everything
+  assert.equal(await settledSoon(big), false);
+  const small = pool.acquire(64 * KiB); // 128 KiB are free, but the big one came first
+  assert.equal(pool.tryAcquire(64 * KiB), null, "tryAcquire does not jump the queue either");
+  assert.equal(await settledSoon(small), false);
+  pool.release(a);
+  pool.release(b);
+  const got = await big;
+  assert.equal(got.length, 256 * KiB);
+  assert.equal(await settledSoon(small), false);
+  pool.release(got);
+  assert.equal((await small).length, 256 * KiB, "then the next, from what the first gave back");
+});
+
+test("recycler: headroom classes: a power of two plus the header room, not twice the size", () => {
+  const r = new BufferRecycler(2, 28);
+  const reply = r.acquire(28 + 2048 * KiB);
+  assert.equal(reply.length, 2048 * KiB + 28);
+  r.release(reply);
+  assert.equal(r.acquire(2048 * KiB), reply, "a plain 2 MiB request takes it too");
+  r.release(reply);
+  assert.equal(r.acquire(16).length, 64 * KiB + 28);
+  // nextClassUp: no idle buffer of its class: an idle one of the next class up, not a new one.
+  assert.notEqual(r.acquire(28 + 1024 * KiB), reply, "not by default");
+  const up = new BufferRecycler(2, 28, true);
+  const two = up.acquire(2048 * KiB);
+  up.release(two);
+  assert.equal(up.acquire(28 + 1024 * KiB), two);
+  up.release(two);
+  assert.notEqual(up.acquire(28 + 512 * KiB), two, "two classes up: too large to lend");
+});
+
 test("recycler: never waits, keeps a few idle buffers per class", () => {
   assert.equal(sizeClass(1), 64 * KiB);
   assert.equal(sizeClass(64 * KiB + 1), 128 * KiB);
