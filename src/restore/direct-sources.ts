@@ -9,7 +9,10 @@
  *   // → ['json:{"driver":"raw","offset":40,"size":1048576,"file":{"driver":"file",…,"node-name":"f0"}}',
  *   //    'json:{"driver":"null-co","size":3145728,"read-zeroes":true}', …]  or null
  *
- * Each file is opened once (its first range names the node, later ones refer to it). Null when
+ * A file node is shared by up to CHILDREN_PER_NODE ranges, then the file is opened again under
+ * a new node name: qemu walks a node's parents on every request, so one node under all ~1000
+ * ranges of a fragmented full cost qemu-img 3.4 s of CPU for 2.7 GiB (0.2 s with 32 per node,
+ * 2026-12-05). Null when
  * the chain does not fit: a compressed piece, a file that is not a plain local file, a range
  * that is not a multiple of 512 bytes (qemu's raw driver needs that), or more than
  * MAX_RANGES ranges; the caller then serves the chain over NBD.
@@ -26,9 +29,10 @@ const MAX_ARG_BYTES = 512 * 1024;
  */
 export const MAX_RANGES = 1024;
 const SECTOR = 512;
+export const CHILDREN_PER_NODE = 32;
 
 export function directSources(index: ChainIndex, paths: readonly (string | null)[]): string[] | null {
-  const named = new Set<number>();
+  const uses = new Map<number, number>();
   const args: string[] = [];
   let bytes = 0;
   const push = (spec: object): boolean => {
@@ -60,9 +64,10 @@ export function directSources(index: ChainIndex, paths: readonly (string | null)
     const path = paths[file];
     if (!path) return null;
     const offset = index.piecePos[piece]! + (start - index.pieceStart[piece]!);
-    const node = `f${file}`;
-    const child = named.has(file) ? node : { driver: "file", filename: path, "node-name": node };
-    named.add(file);
+    const use = uses.get(file) ?? 0;
+    uses.set(file, use + 1);
+    const node = `f${file}.${Math.floor(use / CHILDREN_PER_NODE)}`;
+    const child = use % CHILDREN_PER_NODE === 0 ? { driver: "file", filename: path, "node-name": node } : node;
     if (!push({ driver: "raw", offset, size: end - start, file: child })) return null;
   }
   if (!flushHole(index.size)) return null;

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { loadChain } from "../../src/chain/chain-loader.js";
-import { directSources, MAX_RANGES } from "../../src/restore/direct-sources.js";
+import { CHILDREN_PER_NODE, directSources, MAX_RANGES } from "../../src/restore/direct-sources.js";
 import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
 import { pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -28,8 +28,7 @@ test("uncompressed chains: qemu-img convert from the raw views gives the model d
     try {
       const args = directSources(loaded.index, paths.slice(0, upTo));
       assert.ok(args, "an uncompressed chain of plain files is read directly");
-      // Each file is opened once: the first view names its node, later ones refer to it.
-      for (const [i] of paths.slice(0, upTo).entries()) assert.ok(args.filter((a) => a.includes(`"node-name":"f${i}"`)).length <= 1);
+      assertNodesShared(args);
       const image = join(dir, `out${upTo}.qcow2`);
       await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
       await run("qemu-img", ["convert", "-n", "--target-is-zero", "-W", "-O", "qcow2", ...args, image]);
@@ -86,4 +85,44 @@ test("chains qemu-img cannot read as raw views are left to the NBD path (null)",
   t.after(() => over.close());
   assert.ok(over.index.rangeCount > MAX_RANGES && over.index.rangeCount < MAX_RANGES + 8);
   assert.equal(directSources(over.index, overPaths), null, `more than ${MAX_RANGES} ranges (a short command line)`);
+});
+
+/** Each file node is named once (by its first view) and is the file of at most CHILDREN_PER_NODE views. */
+function assertNodesShared(args: string[]): void {
+  const views = new Map<string, number>();
+  for (const a of args) {
+    const spec = JSON.parse(a.slice("json:".length)) as { driver: string; file?: string | { "node-name": string } };
+    if (spec.driver !== "raw") continue;
+    const node = typeof spec.file === "string" ? spec.file : spec.file!["node-name"];
+    if (typeof spec.file !== "string") assert.ok(!views.has(node), `node ${node} named twice`);
+    else assert.ok(views.has(node), `node ${node} used before it is named`);
+    views.set(node, (views.get(node) ?? 0) + 1);
+  }
+  for (const [node, n] of views) assert.ok(n <= CHILDREN_PER_NODE, `node ${node} under ${n} views`);
+}
+
+test("a fragmented file is opened again every CHILDREN_PER_NODE ranges (qemu walks a node's parents per request); the image is right", async (t) => {
+  const dir = await tempDir(t);
+  const size = 8 * MiB;
+  const spec: Spec = {
+    name: "sda.full.data",
+    size,
+    full: true,
+    extents: fullExtents(size, Array.from({ length: 100 }, (_, i) => ({ start: i * 64 * KiB, data: pattern(32 * KiB, i) }))),
+    checkpoint: "virtnbdbackup.0",
+    parent: "",
+  };
+  const paths = await writeChain(dir, [spec]);
+  const loaded = await loadChain(paths);
+  t.after(() => loaded.close());
+  const args = directSources(loaded.index, paths);
+  assert.ok(args);
+  assertNodesShared(args);
+  assert.equal(args.filter((a) => a.includes('"node-name"')).length, Math.ceil(100 / CHILDREN_PER_NODE));
+  const image = join(dir, "out.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
+  await run("qemu-img", ["convert", "-n", "--target-is-zero", "-O", "qcow2", ...args, image]);
+  const raw = join(dir, "out.raw");
+  await run("qemu-img", ["convert", "-O", "raw", image, raw]);
+  assert.ok((await readFile(raw)).equals(modelDisk([{ size, full: true, extents: spec.extents }])));
 });
