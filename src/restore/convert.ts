@@ -20,7 +20,7 @@ import { checkStream } from "../backupset/verify.js";
 import { AdlerTap } from "../format/adler-tap.js";
 import { StreamReader } from "../format/reader.js";
 import { ChainBackend } from "../chain/chain-backend.js";
-import { directSources } from "./direct-sources.js";
+import { directCommand, directPasses } from "./direct-sources.js";
 import { indexReaders } from "../chain/chain-loader.js";
 import { NbdServer } from "../nbd/index.js";
 import type { BackupSetSource } from "../storage/set-source.js";
@@ -49,6 +49,13 @@ const NBD_COROUTINES = 2;
 
 /** Read buffer of the files' checks (while qemu-img copies). */
 const CHECK_BUFFER = 256 << 10;
+
+/**
+ * Read buffer of the `.chksum` sums (whole files when qemu-img reads them itself, the bytes not
+ * served otherwise). 256 KiB reads took the check of a full + 30 incs (3.9 GiB) 3.5-4 s, longer
+ * than qemu-img's copy; 1 MiB ones 1.7-2.6 s, 4 MiB ones no faster for 3 MiB more (2026-12-05).
+ */
+const SUM_BUFFER = 1 << 20;
 
 export interface ConvertJob {
   disk: string;
@@ -107,25 +114,26 @@ export async function convertChain(job: ConvertJob): Promise<void> {
     // In-order writes (no -W): qcow2 clusters are allocated in offset order, so the same set
     // restores to a byte-identical file (docs/behaviour.md, "Image creation"); -W measured no faster here.
     const output = job.output ?? { format: "qcow2", targetIsZero: true };
-    const args = ["convert", "-n", ...(output.targetIsZero ? ["--target-is-zero"] : []), "-f", "raw", "-O", output.format];
-    if (job.compress) args.push("-c");
-    const direct = job.viaNbd ? null : directSources(index, job.chain.map((f) => job.set.pathOf(f.name)));
-    if (direct) {
+    const base = ["convert", "-n", ...(output.targetIsZero ? ["--target-is-zero"] : [])];
+    if (job.compress) base.push("-c");
+    const paths = job.chain.map((f) => job.set.pathOf(f.name));
+    const passes = job.viaNbd ? null : directPasses(index, paths, job.compress ? 1 : Infinity);
+    let commands: string[][];
+    if (passes) {
       // qemu-img reads the files itself; progress is what the image grows by.
-      args.splice(args.indexOf("-f"), 2);
-      args.push(...direct, job.image);
+      commands = passes.map((p) => directCommand(base, p, passes.length === 1, output.format, job.image));
       stopPolling = await followGrowth(image, written);
     } else {
       const backend = new ChainBackend(index, sources, { description: `restore of ${job.disk}`, boundedDecode: { spare: RESTORE_DECODE_SPARE }, onRead: (_offset, data) => written(data.length) });
       server = new NbdServer({ exports: { [job.disk]: backend } });
       const socket = join(dir, "nbd.sock");
       await server.listen({ path: socket });
-      args.splice(1, 0, "-m", String(NBD_COROUTINES));
-      args.push(`nbd+unix:///${job.disk}?socket=${socket}`, job.image);
+      commands = [[...base, "-m", String(NBD_COROUTINES), "-f", "raw", "-O", output.format, `nbd+unix:///${job.disk}?socket=${socket}`, job.image]];
     }
-    job.log?.(`qemu-img convert reads ${direct ? `the backup files directly (${direct.length} source ranges)` : "our NBD server"}`);
+    const ranges = passes?.reduce((a, p) => a + p.sources.length, 0);
+    job.log?.(`qemu-img convert reads ${passes ? `the backup files directly (${ranges} source ranges, ${passes.length} pass(es))` : "our NBD server"}`);
     const started = performance.now();
-    await convertChecked(job, args, sources, direct !== null, started);
+    await convertChecked(job, commands, sources, passes !== null, started);
     stopPolling();
     const durable = image;
     await writeback.finish(() => durable.datasync());
@@ -157,15 +165,26 @@ async function followGrowth(image: FileHandle, written: (n: number) => void): Pr
  * qemu-img, this process reads each file once for it at the same time; served over NBD, the
  * checksum is taken from the served bytes once the copy ends. A failed check stops the copy.
  */
-async function convertChecked(job: ConvertJob, args: string[], taps: AdlerTap[], direct: boolean, started: number): Promise<void> {
+async function convertChecked(job: ConvertJob, commands: string[][], taps: AdlerTap[], direct: boolean, started: number): Promise<void> {
   const seconds = () => ((performance.now() - started) / 1000).toFixed(2);
-  const convert = execa("qemu-img", args, { reject: false, stdin: "ignore" });
+  let current: ReturnType<typeof runQemuImg> | null = null;
+  let stopped = false;
+  // The passes one after another; the first failure ends them.
+  const convert = (async () => {
+    for (const args of commands) {
+      if (stopped) return null;
+      current = runQemuImg(args);
+      const result = await current;
+      if (result.exitCode !== 0) return result;
+    }
+    return null;
+  })();
   void convert.then(() => job.log?.(`qemu-img convert done after ${seconds()} s`));
   // The files one after another, all through the same buffers: a chain of a full and 30 incs
   // checked at once held a read buffer per file (31 × 4 MiB).
   const pool = BufferPool.fixed(CHECK_BUFFER, 2);
   let gapBuffer: Buffer | undefined;
-  const gap = () => (gapBuffer ??= Buffer.allocUnsafeSlow(CHECK_BUFFER));
+  const gap = () => (gapBuffer ??= Buffer.allocUnsafeSlow(SUM_BUFFER));
   const checks = (async () => {
     const stored: (number | null)[] = [];
     for (const [i, f] of job.chain.entries()) {
@@ -176,9 +195,12 @@ async function convertChecked(job: ConvertJob, args: string[], taps: AdlerTap[],
   })();
   void checks.then(() => job.log?.(`backup file checks done after ${seconds()} s`), () => undefined);
   // A failed check stops the copy at once; the copy's own failure is reported after it ends.
-  checks.catch(() => convert.kill("SIGTERM"));
+  checks.catch(() => {
+    stopped = true;
+    current?.kill("SIGTERM");
+  });
   const [result, stored] = await Promise.all([convert, checks]);
-  if (result.exitCode !== 0) {
+  if (result) {
     // qemu-img may report one failure per worker: one line for the user.
     const lines = [...new Set(String(result.stderr).split(/\r?\n/).map((l) => l.trim()).filter(Boolean))];
     throw new ConvertError(`qemu-img convert into [${job.image}] failed: ${lines.join("; ") || `exit ${result.exitCode}`}`);
@@ -190,6 +212,8 @@ async function convertChecked(job: ConvertJob, args: string[], taps: AdlerTap[],
   }
   job.log?.(`checksums done after ${seconds()} s`);
 }
+
+const runQemuImg = (args: string[]) => execa("qemu-img", args, { reject: false, stdin: "ignore" });
 
 function compareChecksum(name: string, stored: number, computed: number): void {
   if (computed !== stored) throw new ConvertError(`Checksum mismatch for [${name}]: stored [${stored}], computed [${computed}]: the file is damaged.`);

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { loadChain } from "../../src/chain/chain-loader.js";
-import { CHILDREN_PER_NODE, directSources, MAX_RANGES } from "../../src/restore/direct-sources.js";
+import { CHILDREN_PER_NODE, directCommand, directPasses, directSources, MAX_RANGES, PASS_ALIGN } from "../../src/restore/direct-sources.js";
 import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
 import { pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -84,7 +84,8 @@ test("chains qemu-img cannot read as raw views are left to the NBD path (null)",
   const over = await loadChain(overPaths);
   t.after(() => over.close());
   assert.ok(over.index.rangeCount > MAX_RANGES && over.index.rangeCount < MAX_RANGES + 8);
-  assert.equal(directSources(over.index, overPaths), null, `more than ${MAX_RANGES} ranges (a short command line)`);
+  assert.equal(directSources(over.index, overPaths), null, `more than ${MAX_RANGES} ranges: not one qemu-img (its memory, a short command line)`);
+  assert.equal(directPasses(over.index, overPaths)?.length, 2, "two passes");
 });
 
 /** Each file node is named once (by its first view) and is the file of at most CHILDREN_PER_NODE views. */
@@ -125,4 +126,43 @@ test("a fragmented file is opened again every CHILDREN_PER_NODE ranges (qemu wal
   const raw = join(dir, "out.raw");
   await run("qemu-img", ["convert", "-O", "raw", image, raw]);
   assert.ok((await readFile(raw)).equals(modelDisk([{ size, full: true, extents: spec.extents }])));
+});
+
+test("a chain of more than MAX_RANGES ranges is copied in passes, each writing its part of the target through a raw view; the image is right and its clusters in offset order", async (t) => {
+  const dir = await tempDir(t);
+  const size = 16 * MiB;
+  // 3000 data ranges of 2 KiB every 4 KiB (+ holes between): ~6000 ranges, PASS_ALIGN boundaries among them.
+  const spec: Spec = {
+    name: "sda.full.data",
+    size,
+    full: true,
+    extents: fullExtents(size, Array.from({ length: 3000 }, (_, i) => ({ start: i * 4 * KiB, data: pattern(2 * KiB, i) }))),
+    checkpoint: "virtnbdbackup.0",
+    parent: "",
+  };
+  const paths = await writeChain(dir, [spec]);
+  const loaded = await loadChain(paths);
+  t.after(() => loaded.close());
+  assert.equal(directSources(loaded.index, paths), null, "not one command");
+  const passes = directPasses(loaded.index, paths);
+  assert.ok(passes && passes.length >= 5, `${passes?.length} passes`);
+  let at = 0;
+  for (const p of passes) {
+    assert.equal(p.offset, at, "passes cover the disk in order");
+    assert.equal(p.offset % PASS_ALIGN, 0);
+    assert.ok(p.sources.length <= MAX_RANGES + 2 * (PASS_ALIGN / (4 * KiB)), `${p.sources.length} sources`);
+    assertNodesShared(p.sources);
+    at += p.size;
+  }
+  assert.equal(at, size);
+  const image = join(dir, "out.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
+  for (const p of passes) await run("qemu-img", directCommand(["convert", "-n", "--target-is-zero"], p, false, "qcow2", image));
+  const raw = join(dir, "out.raw");
+  await run("qemu-img", ["convert", "-O", "raw", image, raw]);
+  assert.ok((await readFile(raw)).equals(modelDisk([{ size, full: true, extents: spec.extents }])));
+  // Clusters allocated in offset order: the guest's 64 KiB clusters map to increasing host offsets.
+  const map = JSON.parse((await run("qemu-img", ["map", "--output=json", image])).stdout) as { start: number; data: boolean; offset?: number }[];
+  const hosts = map.filter((m) => m.data).map((m) => m.offset!);
+  assert.deepEqual(hosts, [...hosts].sort((a, b) => a - b));
 });
