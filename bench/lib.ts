@@ -94,3 +94,31 @@ export async function defineBenchDomain(conn: Connection, name: string, image: s
   for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", image, b.name]);
   return conn.defineXML(xml);
 }
+
+/** The qdev id of a running domain's first disk (what `qemu-io -d` on its monitor takes). */
+export async function diskDevice(dom: Domain): Promise<string> {
+  const blocks = JSON.parse(await dom.qemuMonitorCommand('{"execute":"query-block"}')) as { return: { qdev?: string; inserted?: unknown }[] };
+  const dev = blocks.return.find((b) => b.inserted)?.qdev;
+  if (!dev) throw new Error("no disk device found");
+  return dev;
+}
+
+/**
+ * 64 MiB of scattered changes: 64 writes of 1 MiB at 1 MiB-aligned offsets in the first 4 GiB
+ * of a running domain's disk `dev` (the same offsets and pattern for the same `seed`).
+ */
+export async function scatterWrites(dom: Domain, dev: string, seed: number): Promise<void> {
+  let s = seed * 2654435761;
+  const next = () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pattern = `0x${(0x10 + (seed % 0xe0)).toString(16)}`;
+  for (let i = 0; i < 64; i++) {
+    const offMiB = Math.floor(next() * 4096);
+    const out = await dom.hmp(`qemu-io -d ${dev} "write -P ${pattern} ${offMiB}M 1M"`);
+    if (/error|failed/i.test(out)) throw new Error(`qemu-io on ${dev}: ${out.trim()}`);
+  }
+}

@@ -34,6 +34,7 @@ import { join } from "node:path";
 import { Connection } from "../src/libvirt/connection.js";
 import type { Domain } from "../src/libvirt/domain.js";
 import { buildBackupXml } from "../src/libvirt/backup-xml.js";
+import { diskDevice, scatterWrites } from "./lib.js";
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -189,27 +190,7 @@ async function startDomain(conn: Connection, name: string, image: string): Promi
   const dom = await conn.defineXML(xml);
   started.add(name);
   await dom.create();
-  const blocks = JSON.parse(await dom.qemuMonitorCommand('{"execute":"query-block"}')) as { return: { qdev?: string; inserted?: unknown }[] };
-  const dev = blocks.return.find((b) => b.inserted)?.qdev;
-  if (!dev) throw new Error(`${name}: no disk device found`);
-  return { dom, dev };
-}
-
-/** 64 MiB of scattered changes: 64 writes of 1 MiB at 1 MiB-aligned offsets in the first 4 GiB (same for every domain given the same `seed`). */
-async function scatterWrites(dom: Domain, dev: string, seed: number): Promise<void> {
-  let s = seed * 2654435761;
-  const next = () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const pattern = `0x${(0x10 + (seed % 0xe0)).toString(16)}`;
-  for (let i = 0; i < 64; i++) {
-    const offMiB = Math.floor(next() * 4096);
-    const out = await dom.hmp(`qemu-io -d ${dev} "write -P ${pattern} ${offMiB}M 1M"`);
-    if (/error|failed/i.test(out)) throw new Error(`qemu-io on ${dev}: ${out.trim()}`);
-  }
+  return { dom, dev: await diskDevice(dom) };
 }
 
 function fresh(name: string): string {
