@@ -176,6 +176,7 @@ async function slowStore(image: string, tag: string, stops: (() => void)[]): Pro
   const sock = join(WORK, `nbdkit-${tag}.sock`);
   const mnt = join(WORK, `mnt-${tag}`);
   mkdirSync(mnt, { recursive: true });
+  rmSync(sock, { force: true }); // a socket a killed server left
   const nbdkitPid = join(WORK, `nbdkit-${tag}.pid`);
   rmSync(nbdkitPid, { force: true });
   execFileSync("nbdkit", ["-U", sock, "-P", nbdkitPid, "--filter=rate", "--filter=delay", "file", image, `rate=${RATE}`, `rdelay=${RDELAY}`]);
@@ -185,7 +186,7 @@ async function slowStore(image: string, tag: string, stops: (() => void)[]): Pro
   rmSync(fusePid, { force: true });
   spawn("nbdfuse", ["-P", fusePid, "-o", "allow_other", join(mnt, "disk.qcow2"), "--unix", sock], { stdio: "ignore", detached: true }).unref();
   for (let i = 0; i < 100 && !existsSync(fusePid); i++) await new Promise((r) => setTimeout(r, 50));
-  stops.unshift(() => execFileSync("fusermount3", ["-u", mnt]));
+  stops.unshift(() => execFileSync("umount", [mnt])); // before nbdkit: it waits for its client to go
   return { file: join(mnt, "disk.qcow2"), pids: [kit, Number(readFileSync(fusePid, "utf8"))] };
 }
 
