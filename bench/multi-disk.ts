@@ -179,15 +179,16 @@ async function slowStore(image: string, tag: string, stops: (() => void)[]): Pro
   rmSync(sock, { force: true }); // a socket a killed server left
   const nbdkitPid = join(WORK, `nbdkit-${tag}.pid`);
   rmSync(nbdkitPid, { force: true });
-  execFileSync("nbdkit", ["-U", sock, "-P", nbdkitPid, "--filter=rate", "--filter=delay", "file", image, `rate=${RATE}`, `rdelay=${RDELAY}`]);
-  const kit = Number(readFileSync(nbdkitPid, "utf8"));
-  stops.push(() => process.kill(kit));
+  // In the foreground, as our child: reaped when it ends (PID 1 here reaps no orphans).
+  const kit = spawn("nbdkit", ["-f", "-U", sock, "-P", nbdkitPid, "--filter=rate", "--filter=delay", "file", image, `rate=${RATE}`, `rdelay=${RDELAY}`], { stdio: "ignore" });
+  stops.push(() => kit.kill());
+  for (let i = 0; i < 100 && !existsSync(nbdkitPid); i++) await new Promise((r) => setTimeout(r, 50));
   const fusePid = join(WORK, `nbdfuse-${tag}.pid`);
   rmSync(fusePid, { force: true });
   spawn("nbdfuse", ["-P", fusePid, "-o", "allow_other", join(mnt, "disk.qcow2"), "--unix", sock], { stdio: "ignore", detached: true }).unref();
   for (let i = 0; i < 100 && !existsSync(fusePid); i++) await new Promise((r) => setTimeout(r, 50));
   stops.unshift(() => execFileSync("umount", [mnt])); // before nbdkit: it waits for its client to go
-  return { file: join(mnt, "disk.qcow2"), pids: [kit, Number(readFileSync(fusePid, "utf8"))] };
+  return { file: join(mnt, "disk.qcow2"), pids: [kit.pid!, Number(readFileSync(fusePid, "utf8"))] };
 }
 
 async function runGroup(conn: Connection, group: string, images: string[]): Promise<Result[]> {
