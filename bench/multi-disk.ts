@@ -6,11 +6,11 @@
  * both at once (the export's own ceiling: qemu serves NBD from its main loop).
  *
  * Two groups, each on its own domain:
- *   local  `vnbt-disks-local`: the images on the local disk, in the page cache (warm for all);
- *          plain and `-z`.
+ *   local  `vnbt-disks-local`: the images on the local disk, in the page cache (warm for all).
  *   slow   `vnbt-disks-slow`: each image on its own slow store: nbdkit (`--filter=rate
  *          --filter=delay`: --rate bits/s, --rdelay per read) mounted as a file by nbdfuse, the
- *          domain's disk on that file with cache='none' (as for network storage). Plain.
+ *          domain's disk on that file with cache='none' (as for network storage).
+ * Ours runs plain and with `-z`; the Python tool plain.
  *
  * Each run records its wall time, throughput (2048 MiB of data / wall time), the tool's user+sys
  * CPU and maxrss (`/usr/bin/time`: the process and the children it waited for), and the CPU
@@ -144,7 +144,7 @@ function cases(group: string, dom: Domain, name: string): Case[] {
     return [label, () => timed("/usr/bin/virtnbdbackup", ["-d", name, "-l", "full", "-w", String(w), "-o", outDir(label), "-n"], PY_ENV)];
   };
   const all: Case[] = [ours(1, false), ours(2, false), py(1), py(2), ["nbdcopy one after another", () => nbdcopy(dom, false)], ["nbdcopy both at once", () => nbdcopy(dom, true)]];
-  if (group === "local") all.push(ours(1, true), ours(2, true));
+  all.push(ours(1, true), ours(2, true));
   return all.filter(([c]) => !CASES || CASES.test(`${group} ${c}`));
 }
 
