@@ -74,15 +74,27 @@ export function measure(cmd: string, args: string[], opts: { env?: NodeJS.Proces
   });
 }
 
+/** How the disks of a bench domain are attached. */
+export interface BenchDiskOptions {
+  /** qemu's cache mode (`none`: O_DIRECT reads, e.g. images on a FUSE mount that has no page cache anyway). */
+  cache?: string;
+  /** false: libvirt leaves the image's owner and label alone (files on a mount that refuses chown). */
+  relabel?: boolean;
+}
+
 /**
- * A TCG domain `name` on `image` (one SATA disk `sda`), defined afresh: an old one of that name
- * goes with its checkpoint metadata, and bitmaps earlier runs left in the image are removed (they
- * would collide with new checkpoints).
+ * A TCG domain `name` on `image` (one SATA disk `sda`), or on several images (`sda`, `sdb`, …),
+ * defined afresh: an old one of that name goes with its checkpoint metadata, and bitmaps earlier
+ * runs left in the images are removed (they would collide with new checkpoints).
  */
-export async function defineBenchDomain(conn: Connection, name: string, image: string): Promise<Domain> {
+export async function defineBenchDomain(conn: Connection, name: string, image: string | string[], o: BenchDiskOptions = {}): Promise<Domain> {
+  const images = typeof image === "string" ? [image] : image;
+  const driver = `<driver name='qemu' type='qcow2'${o.cache ? ` cache='${o.cache}'` : ""}/>`;
+  const label = o.relabel === false ? "<seclabel model='dac' relabel='no'/>" : "";
+  const disks = images.map((img, i) => `<disk type='file' device='disk'>${driver}<source file='${img}'>${label}</source><target dev='sd${String.fromCharCode(97 + i)}' bus='sata'/></disk>`);
   const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory>
     <os><type arch='x86_64' machine='pc'>hvm</type></os>
-    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${image}'/><target dev='sda' bus='sata'/></disk></devices></domain>`;
+    <devices>${disks.join("")}</devices></domain>`;
   try {
     const old = await conn.lookupDomain(name);
     if (await old.isActive()) await old.destroy();
@@ -90,8 +102,10 @@ export async function defineBenchDomain(conn: Connection, name: string, image: s
   } catch {
     /* not there */
   }
-  const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", image], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
-  for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", image, b.name]);
+  for (const img of images) {
+    const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", img], { encoding: "utf8" })) as { "format-specific"?: { data?: { bitmaps?: { name: string }[] } } };
+    for (const b of info["format-specific"]?.data?.bitmaps ?? []) execFileSync("qemu-img", ["bitmap", "--remove", img, b.name]);
+  }
   return conn.defineXML(xml);
 }
 

@@ -7,11 +7,12 @@
  *   map-read        virtnbdmap reads vs the original's nbdkit plugin
  *   backup-restore  full / -z backup and restore vs the Python tool, nbdcopy, qemu-img
  *   live-restore    virtnbdrestore --live of a real Linux guest: time to its first console line, copy vs a normal restore
+ *   multi-disk      a 2-disk domain: -w 1 vs -w 2 (plain, -z; local disks, disks on slow stores) vs the Python tool, nbdcopy
  *   memory          peak RSS of backups and restores (4/16/64 GiB disks, chains of 30 incs) vs the Python tool, nbdcopy
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "memory"];
+const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "multi-disk", "memory"];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith("--"));
 const flags = args.filter((a) => a.startsWith("--"));
