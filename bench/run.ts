@@ -9,10 +9,11 @@
  *   live-restore    virtnbdrestore --live of a real Linux guest: time to its first console line, copy vs a normal restore
  *   multi-disk      a 2-disk domain: -w 1 vs -w 2 (plain, -z; local disks, disks on slow stores) vs the Python tool, nbdcopy
  *   memory          peak RSS of backups and restores (4/16/64 GiB disks, chains of 30 incs) vs the Python tool, nbdcopy
+ *   chain           a full + 30 incs vs a full of the same data: restore (ours, Python), virtnbdmap open and read
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "multi-disk", "memory"];
+const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "multi-disk", "memory", "chain"];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith("--"));
 const flags = args.filter((a) => a.startsWith("--"));
