@@ -50,20 +50,22 @@ async function xmlFilesByMtime(dir: string): Promise<string[]> {
   return withTime.sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : 1)).map((x) => join(dir, x.n));
 }
 
-/** Re-creates checkpoints from saved XML that libvirt does not know (transient VMs, other hosts). */
+/**
+ * Re-creates checkpoints from saved XML that libvirt does not know (transient VMs, other hosts).
+ * libvirt's names come in one call and each file's name from its first lines: a lookup and a
+ * full XML parse per checkpoint made an inc of a chain of 70 spend 0.3 s here (2026-12-05).
+ */
 export async function redefineMissing(domain: Domain, dir: string, log: CheckpointLog): Promise<void> {
   const files = await xmlFilesByMtime(dir);
-  if (files.length > 0) log.info(`Loaded checkpoint list from: [${dir}]`);
+  if (files.length === 0) return;
+  log.info(`Loaded checkpoint list from: [${dir}]`);
+  const known = new Set(await checkpointNames(domain));
   for (const file of files) {
     const xml = await readFile(file, "utf8");
-    const name = textOf(elementAt(parseXml(xml, file).documentElement!, "name"));
-    if (!name) throw new CheckpointError(`Checkpoint file [${file}] has no <name>`);
-    try {
-      (await domain.checkpointLookupByName(name)).free();
+    const name = savedCheckpointName(xml, file);
+    if (known.has(name)) {
       log.debug?.(`Checkpoint [${name}] of [${file}] is known to libvirt.`);
       continue;
-    } catch (e) {
-      if (!isLibvirtError(e, C.VIR_ERR_NO_DOMAIN_CHECKPOINT)) throw e;
     }
     log.info(`Redefine missing checkpoint: [${name}]`);
     try {
@@ -71,7 +73,18 @@ export async function redefineMissing(domain: Domain, dir: string, log: Checkpoi
     } catch (e) {
       throw new CheckpointError(`Unable to redefine checkpoint [${name}] from [${file}]: ${(e as Error).message}`);
     }
+    known.add(name);
   }
+}
+
+/** `<domaincheckpoint><name>…` as libvirt writes it: the name without parsing the whole document. */
+const LEADING_NAME = /^\s*(?:<\?xml[^>]*\?>\s*)?<domaincheckpoint>\s*<name>([^<&]+)<\/name>/;
+
+/** The checkpoint's name in its saved XML (`file` names it in the error). */
+export function savedCheckpointName(xml: string, file: string): string {
+  const name = LEADING_NAME.exec(xml)?.[1] ?? textOf(elementAt(parseXml(xml, file).documentElement!, "name"));
+  if (!name) throw new CheckpointError(`Checkpoint file [${file}] has no <name>`);
+  return name;
 }
 
 /** null when libvirt accepts the checkpoint's own XML again (its bitmaps exist and are sound), else libvirt's reason. */
