@@ -27,6 +27,7 @@ import { oneLine } from "../util/one-line.js";
 import { CheckpointError } from "./checkpoints.js";
 import { backupDisks } from "./disk-workers.js";
 import { finishRun } from "./finish.js";
+import { startQcowInfo } from "./side-files.js";
 import { latestGeneration, placeIn, startNewGeneration } from "./generation.js";
 import { Cleanup, interruptOnSignals } from "./interruption.js";
 import { planCheckpoints, startJob } from "./job-phases.js";
@@ -344,10 +345,11 @@ async function changeSet(r: RunContext, m: Preflight, changes: SetChanges): Prom
   if (checkpoint.done !== undefined) return { code: checkpoint.done, keepMarker: false };
   if ((await startJob(r, m, checkpoint, changes)).startonly) return { code: 0, keepMarker: true };
   changes.setChanged = true; // files of the set are written from here on
+  const qcowInfo = startQcowInfo(r.host, m.disks); // beside the copy, saved after it
   const copied = await backupDisks(r, m, checkpoint);
   // Interrupted: the signal handler aborts the job and exits (its watchdog timer keeps the
   // process alive until then); nothing more is written to the set or the archive.
   if (r.cleanup.interrupted) await new Promise<never>(() => undefined);
-  const code = await finishRun(r, m, checkpoint, copied);
+  const code = await finishRun(r, m, checkpoint, copied, qcowInfo);
   return { code, keepMarker: code === 1 };
 }

@@ -8,10 +8,10 @@ import { logging } from "../report/log.js";
 import type { BackupTarget } from "../storage/target.js";
 import type { CopiedDisks } from "./disk-workers.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
-import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveTpmState, saveVmConfig, type SideFileContext } from "./side-files.js";
+import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveTpmState, saveVmConfig, type QcowInfo, type SideFileContext } from "./side-files.js";
 
 /** Returns the exit code: 1 when a disk (or anything logged as an error) failed, 2 for `--strict` with warnings. */
-export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks): Promise<number> {
+export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks, qcowInfo?: QcowInfo): Promise<number> {
   const { args, log } = r;
   if (!m.offline) {
     log.info("Backup jobs finished, stopping backup task.");
@@ -25,7 +25,7 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
   if (archive && (c.level === "full" || c.level === "inc")) await archiveCheckpoints(r, archive);
   await saveBootFiles(ctx, m.domXml.osPaths());
   await saveTpmState(ctx, m.domXml);
-  await saveQcowInfo(ctx, m.disks);
+  await saveQcowInfo(ctx, m.disks, qcowInfo);
   await saveAutostartAndOsinfo(ctx, await m.domain.autostart().catch(() => false), m.osinfo);
 
   // What the run found: errors logged without failing a disk (a side file, a job that would
