@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomFillSync } from "node:crypto";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Connection } from "../src/libvirt/connection.js";
@@ -46,13 +46,15 @@ export async function buildMixedImage(image: string, stamp: string, sizeGiB: num
 }
 
 /** Runs a command, sampling its VmRSS every 20 ms; rejects when it fails. */
-export function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+export function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; logFile?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const t = performance.now();
     const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
     let stderr = "";
     let transferSeconds: number | undefined;
+    const log = opts.logFile ? createWriteStream(opts.logFile) : null;
     child.stderr.on("data", (d: Buffer) => {
+      log?.write(d);
       const text = d.toString();
       const m = /Transferred .* in ([\d.]+) s/.exec(text);
       if (m) transferSeconds = (transferSeconds ?? 0) + Number(m[1]);
@@ -69,6 +71,7 @@ export function measure(cmd: string, args: string[], opts: { env?: NodeJS.Proces
     }, 20);
     child.on("exit", (code) => {
       clearInterval(timer);
+      log?.end();
       const r: Run = { seconds: (performance.now() - t) / 1000, peakRssMiB: peak, code: code ?? 1, transferSeconds };
       if (r.code !== 0) reject(new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${stderr}`));
       else resolve(r);

@@ -56,6 +56,8 @@ const HOST = hostname();
 const PROXIED = "127.0.0.2";
 
 type Mode = "loopback" | "proxy0" | "delay";
+/** The proxy's counts per route, and its process's CPU time. */
+type ProxyStats = RouteStats | { route: string; cpuSeconds: number };
 interface Setup {
   hv: RemoteHypervisor;
   nbdPort: number;
@@ -71,7 +73,7 @@ interface Case {
 }
 
 /** The proxy in a child process of its own (this file with --proxy-child): not sharing the bench's event loop. */
-async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop(): Promise<RouteStats[]> }> {
+async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop(): Promise<ProxyStats[]> }> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, `--proxy-child=${JSON.stringify({ routes, delayMs })}`], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -93,7 +95,7 @@ async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop
       process.kill(child.pid!, "SIGTERM");
       await exited;
       const line = out.split("\n").find((l) => l.startsWith("stats "));
-      return line ? (JSON.parse(line.slice(6)) as RouteStats[]) : [];
+      return line ? (JSON.parse(line.slice(6)) as ProxyStats[]) : [];
     },
   };
 }
@@ -103,7 +105,9 @@ async function proxyChild(spec: string): Promise<void> {
   const proxy = await startDelayProxy(routes, delayMs);
   process.on("SIGTERM", () => {
     proxy.close();
-    process.stdout.write(`stats ${JSON.stringify(proxy.stats)}\n`, () => process.exit(0));
+    const cpu = process.cpuUsage();
+    const stats = [...proxy.stats, { route: "proxy process CPU seconds (user+sys)", cpuSeconds: (cpu.user + cpu.system) / 1e6 }];
+    process.stdout.write(`stats ${JSON.stringify(stats)}\n`, () => process.exit(0));
   });
   process.stdout.write("ready\n");
 }
@@ -178,11 +182,11 @@ function cases(s: Setup): Case[] {
     const common = ["-U", uri, "-d", DOMAIN, "-l", "full", "-n", "-P", String(s.nbdPort)];
     if (TOOLS.includes("ours")) {
       const [cmd, args] = inNamespace(hosts, process.execPath, [join(root, "bin/virtnbdbackup.js"), ...common, "--ssh-private-key", s.hv.sshd.keyFile, "-v", "-o", ""]);
-      all.push({ name: `ours ${mode}`, tool: "ours", mode, run: () => measure(cmd, withOut(args, out("ours")), { env: s.hv.env }) });
+      all.push({ name: `ours ${mode}`, tool: "ours", mode, run: () => measure(cmd, withOut(args, out("ours")), { env: s.hv.env, logFile: join(WORK, `ours-${mode}.log`) }) });
     }
     if (TOOLS.includes("python")) {
       const [cmd, args] = inNamespace(hosts, "/usr/bin/virtnbdbackup", [...common, "--ssh-user", "root", "-o", ""]);
-      all.push({ name: `python 1.9.15 ${mode}`, tool: "python 1.9.15", mode, run: () => measure(cmd, withOut(args, out("py")), { env: { ...PY_ENV, PATH: s.pyPath, HOME: s.pyHome } }) });
+      all.push({ name: `python 1.9.15 ${mode}`, tool: "python 1.9.15", mode, run: () => measure(cmd, withOut(args, out("py")), { env: { ...PY_ENV, PATH: s.pyPath, HOME: s.pyHome }, logFile: join(WORK, `python-${mode}.log`) }) });
     }
   }
   return all;
@@ -202,7 +206,7 @@ interface CaseResult {
 }
 
 /** Every case ROUNDS times, rotating; each run with its mode's proxy (started and stopped around it). */
-async function runCases(s: Setup, list: Case[], routeStats: Record<string, RouteStats[]>): Promise<Record<string, CaseResult>> {
+async function runCases(s: Setup, list: Case[], routeStats: Record<string, ProxyStats[]>): Promise<Record<string, CaseResult>> {
   const runs = new Map<string, Run[]>(list.map((c) => [c.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (let k = 0; k < list.length; k++) {
@@ -215,7 +219,7 @@ async function runCases(s: Setup, list: Case[], routeStats: Record<string, Route
         console.log(`  ${c.name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s${r.transferSeconds !== undefined ? ` (data ${r.transferSeconds.toFixed(2)} s)` : ""}  ${r.peakRssMiB.toFixed(0)} MiB`);
       } finally {
         const st = await proxy.stop();
-        if (round === 0 && c.mode === "delay") routeStats[c.name] = st;
+        if (round === 0) routeStats[c.name] = st;
       }
     }
   }
@@ -250,7 +254,7 @@ async function setUp(after: (() => Promise<void> | void)[]): Promise<Setup> {
   return { hv, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
 }
 
-function report(results: Record<string, CaseResult>, raw: Record<string, number>, routeStats: Record<string, RouteStats[]>): void {
+function report(results: Record<string, CaseResult>, raw: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
   const previous = (() => {
     try {
       return JSON.parse(readFileSync(RESULTS, "utf8")) as { results: Record<string, CaseResult> };
@@ -290,7 +294,7 @@ async function main(): Promise<void> {
   try {
     const s = await setUp(after);
     await dom.create();
-    const routeStats: Record<string, RouteStats[]> = {};
+    const routeStats: Record<string, ProxyStats[]> = {};
     const results = await runCases(s, cases(s), routeStats);
     for (const [name, r] of Object.entries(results)) {
       console.log(`${name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s  ${r.mibPerSecond.toFixed(0).padStart(5)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB${r.transferSeconds ? `  (data phase ${r.transferSeconds.toFixed(2)} s)` : ""}`);
