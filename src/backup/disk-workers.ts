@@ -27,11 +27,12 @@ import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
 const READ_BUDGET = 8 << 20;
 /**
  * Remote (NBD over TCP to the hypervisor): a read waits a round trip, so what keeps the link
- * busy is the bandwidth-delay product: at 20 ms and ~1 GiB/s, 20 MiB on the way. 8 MiB ran a
- * 2 GiB full at 300 MiB/s through a 20 ms proxy, 32 MiB at 630 MiB/s, 48 MiB no faster; peak
- * RSS 104 → 126 MiB (bench/remote-delay.ts, README "Slow links").
+ * busy is the bandwidth-delay product: at 20 ms and ~1 GiB/s, 20 MiB on the way. Through a
+ * 20 ms proxy (bench/remote-delay.ts, README "Slow links") a 2 GiB full ran its data at
+ * 300 MiB/s with 8 MiB, ~630 MiB/s with 24 or 32 MiB (the proxy's CPU on 2 cores the limit
+ * then), no faster with 48; peak RSS 103 → 118-121 MiB with 24 MiB, 128 MiB with 32.
  */
-const REMOTE_READ_BUDGET = 32 << 20;
+const REMOTE_READ_BUDGET = 24 << 20;
 
 /** The read budget of a run: remote NBD keeps more reads in flight (./disk-backup.ts lets the NBD client use all of it). */
 export function readBudget(remote: boolean): number {
