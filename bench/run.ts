@@ -8,10 +8,11 @@
  *   backup-restore  full / -z backup and restore vs the Python tool, nbdcopy, qemu-img
  *   live-restore    virtnbdrestore --live of a real Linux guest: time to its first console line, copy vs a normal restore
  *   memory          peak RSS of backups and restores (4/16/64 GiB disks, chains of 30 incs) vs the Python tool, nbdcopy
+ *   remote-delay    remote (qemu+ssh) full backup on loopback and through a 20 ms round-trip proxy vs the Python tool
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "memory"];
+const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "memory", "remote-delay"];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith("--"));
 const flags = args.filter((a) => a.startsWith("--"));
