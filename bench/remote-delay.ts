@@ -305,7 +305,8 @@ async function main(): Promise<void> {
     await dom.undefine(16).catch(() => undefined);
     for (const fn of after.reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await conn.close();
-    for (const d of ["out-ours", "out-py"]) rmSync(join(WORK, d), { recursive: true, force: true });
+    // pyhome holds a copy of the private sshd's client key.
+    for (const d of ["out-ours", "out-py", "pyhome"]) rmSync(join(WORK, d), { recursive: true, force: true });
   }
 }
 
