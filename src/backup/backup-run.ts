@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { writeFileDurably } from "../storage/durable.js";
 import { backupLogFileName, runMarkerFileName } from "../backupset/layout.js";
 import { CptError, readCpt } from "../backupset/cpt.js";
-import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
+import { dropSshLogin, openHypervisor, openLibvirt, SessionError, startSshLogin, type Hypervisor } from "../connect/session.js";
 import { NbdPortPool } from "../connect/nbd-ports.js";
 import { SshHost } from "../host/ssh.js";
 import { formatVersion, localLibVersion, type Connection } from "../libvirt/connection.js";
@@ -213,16 +213,18 @@ type Prepared = RunPlace & { dirState: TargetDirState; deadRun: RunMarker | null
 async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Prepared): Promise<number> {
   log.info(`Libvirt library version: [${formatVersion(localLibVersion())}]`);
   log.debug(`Libvirt URI: [${args.uri}], target [${p.outDir}], checkpoint files in [${p.checkpointDir}]`);
+  const sshLogin = startSshLogin(args, log);
   let conn: Connection;
   try {
     conn = await openLibvirt(args);
   } catch (e) {
+    await dropSshLogin(sshLogin);
     const extra = (e as { code?: number }).code === C.VIR_ERR_AUTH_FAILED ? ["--user and --password options for SASL authentication are required."] : [];
     return fail(log, `Can't connect libvirt daemon: [${(e as Error).message}]`, ...extra);
   }
   let hypervisor: Hypervisor;
   try {
-    hypervisor = await openHypervisor(args, conn, "backup", log);
+    hypervisor = await openHypervisor(args, conn, "backup", log, sshLogin);
   } catch (e) {
     await conn.close().catch(() => undefined);
     if (e instanceof SessionError) return fail(log, e.message);

@@ -11,6 +11,7 @@ import { StreamWriter } from "../format/writer.js";
 import { IntegrityRecorder } from "../format/integrity.js";
 import type { Host } from "../host/host.js";
 import {
+  DEFAULT_MAX_BYTES_IN_FLIGHT,
   backupMetaContexts,
   collectBackupExtents,
   connect,
@@ -194,6 +195,8 @@ async function connectSource(o: DiskBackupOptions, src: DiskSource): Promise<Nbd
     exportName: src.exportName,
     metaContexts: backupMetaContexts({ dirtyContext: src.dirtyContext, sparseDetection: o.sparseDetection }),
     tls: src.tls,
+    // The pool bounds the reads ahead; the client must not cap them lower (a remote run's budget is larger, disk-workers.ts).
+    maxBytesInFlight: Math.max(DEFAULT_MAX_BYTES_IN_FLIGHT, o.pool.budget),
     log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
   };
   const target = src.target;

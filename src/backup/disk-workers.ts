@@ -27,6 +27,19 @@ import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
  * whose reads take time, `-w 2` gained 1.56× where nbdcopy gained 1.98× (bench/multi-disk.ts).
  */
 export const READ_BUDGET = 8 << 20;
+/**
+ * Remote (NBD over TCP to the hypervisor): a read waits a round trip, so what keeps the link
+ * busy is the bandwidth-delay product: at 20 ms and ~1 GiB/s, 20 MiB on the way. Through a
+ * 20 ms proxy (bench/remote-delay.ts, README "Slow links") a 2 GiB full ran its data at
+ * 300 MiB/s with 8 MiB, ~630 MiB/s with 24 or 32 MiB (the proxy's CPU on 2 cores the limit
+ * then), no faster with 48; peak RSS 103 → 118-121 MiB with 24 MiB, 128 MiB with 32.
+ */
+const REMOTE_READ_BUDGET = 24 << 20;
+
+/** The read budget of a run: remote NBD keeps more reads in flight (./disk-backup.ts lets the NBD client use all of it). */
+export function readBudget(remote: boolean): number {
+  return remote ? REMOTE_READ_BUDGET : READ_BUDGET;
+}
 
 export interface CopiedDisks {
   /** stdout mode: the zip archive the side files go into too */
@@ -45,13 +58,13 @@ function targetFor(r: RunContext): BackupTarget {
 
 /**
  * Runs `job` on every item, `workers` at a time; each worker reads through its own pool of
- * READ_BUDGET, so a disk's reads never wait for another disk's. After `stopped()` no further
+ * `budget` (readBudget), so a disk's reads never wait for another disk's. After `stopped()` no further
  * item starts.
  */
-export async function eachWithWorkers<T>(items: readonly T[], workers: number, stopped: () => boolean, job: (item: T, pool: BufferPool) => Promise<void>): Promise<void> {
+export async function eachWithWorkers<T>(items: readonly T[], workers: number, stopped: () => boolean, job: (item: T, pool: BufferPool) => Promise<void>, budget = READ_BUDGET): Promise<void> {
   const queue = [...items];
   const worker = async () => {
-    const pool = BufferPool.budget(READ_BUDGET);
+    const pool = BufferPool.budget(budget);
     for (let item = queue.shift(); item !== undefined && !stopped(); item = queue.shift()) await job(item, pool);
   };
   await Promise.all(Array.from({ length: Math.max(1, workers) }, worker));
@@ -99,7 +112,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
     } finally {
       (bar as DiskProgress | null)?.done();
     }
-  });
+  }, readBudget(r.nbdHost !== null));
   progress.stop();
   logging.setConsole(null);
   return result;

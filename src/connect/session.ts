@@ -4,6 +4,7 @@
  * traffic goes to).
  */
 import type { Host } from "../host/host.js";
+import type { SshHost } from "../host/ssh.js";
 import { withCommandLog } from "../host/command-log.js";
 import { LocalHost } from "../host/local.js";
 import { Connection } from "../libvirt/connection.js";
@@ -30,14 +31,35 @@ export interface Hypervisor {
 }
 
 /**
+ * Remote: the ssh login, started at once so that it runs beside the libvirt login (on a slow
+ * link each waits a dozen round trips; one after the other they cost twice that). Null when
+ * local, or when the `--tls` certificates are unreadable (`openHypervisor` says so). The caller
+ * passes it to `openHypervisor`, or `dropSshLogin`s it when the libvirt login failed.
+ */
+export function startSshLogin(o: RemoteOptions, log: { info(m: string): void; debug(m: string): void }): Promise<SshHost> | null {
+  if (!isRemoteUri(o.uri) || checkClientTls(o) !== null) return null;
+  const login = openSshHost(sshTargetFor(o), log);
+  login.catch(() => undefined); // observed by openHypervisor or dropSshLogin
+  return login;
+}
+
+/** An ssh login that is not needed after all (the libvirt login failed): closed once it is up. */
+export async function dropSshLogin(login: Promise<SshHost> | null): Promise<void> {
+  const host = await login?.catch(() => null);
+  await host?.close().catch(() => undefined);
+}
+
+/**
  * The hypervisor host of a run: this machine, or (`qemu+ssh` URI) one ssh connection to it
- * after the `--tls` client certificates were found readable. Throws SessionError.
+ * after the `--tls` client certificates were found readable (`login`: already started by
+ * `startSshLogin`). Throws SessionError.
  */
 export async function openHypervisor(
   o: RemoteOptions,
   conn: Connection | null,
   what: "backup" | "restore",
   log: { info(m: string): void; debug(m: string): void },
+  login: Promise<SshHost> | null = null,
 ): Promise<Hypervisor> {
   const logged = <H extends Host>(h: H) => withCommandLog(h, (m) => log.debug(m));
   if (!isRemoteUri(o.uri)) return { host: logged(new LocalHost()), nbdHost: null };
@@ -45,7 +67,7 @@ export async function openHypervisor(
   if (tlsProblem) throw new SessionError(tlsProblem);
   let host: Host;
   try {
-    host = logged(await openSshHost(sshTargetFor(o), log));
+    host = logged(await (login ?? openSshHost(sshTargetFor(o), log)));
   } catch (e) {
     throw new SessionError(sshFailureLine(what, e));
   }

@@ -40,6 +40,8 @@ async function childPids(pid: number): Promise<number[]> {
 export interface PrivateSshdOptions {
   /** Listen address (default 127.0.0.1), e.g. the host end of a veth pair. */
   listen?: string;
+  /** Serve the sftp subsystem (the Python tool's paramiko session needs it). */
+  sftp?: boolean;
 }
 
 export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void }, opts: PrivateSshdOptions = {}): Promise<PrivateSshd | null> {
@@ -67,6 +69,7 @@ export async function startPrivateSshd(t: { after(fn: () => Promise<void>): void
       "UsePAM no",
       "StrictModes no",
       `PidFile ${join(dir, "sshd.pid")}`,
+      ...(opts.sftp ? ["Subsystem sftp internal-sftp"] : []),
     ].join("\n");
     await writeFile(join(dir, "sshd_config"), config + "\n");
     const c = spawn(SSHD, ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: ["ignore", "ignore", "pipe"] });

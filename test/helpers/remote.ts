@@ -47,7 +47,7 @@ export interface RemoteHypervisor {
 }
 
 /** Starts the private sshd (listening on `listen`, default 127.0.0.1) and the ssh wrapper. */
-export async function startRemoteHypervisor(t: After, opts: { listen?: string } = {}): Promise<RemoteHypervisor | null> {
+export async function startRemoteHypervisor(t: After, opts: { listen?: string; sftp?: boolean } = {}): Promise<RemoteHypervisor | null> {
   const sshd = await startPrivateSshd(t as { after(fn: () => Promise<void>): void }, opts);
   if (!sshd) return null;
   const dir = await tempDir(t as { after(fn: () => Promise<void>): void }, "vnbt-sshbin-");

@@ -1,0 +1,313 @@
+/**
+ * Remote backup over a slow link: a full backup in remote mode (`-U qemu+ssh://…`, libvirt's
+ * pull-mode job serving the disk over NBD on TCP) of a throwaway TCG domain with a 4 GiB qcow2
+ * disk holding 2 GiB of mixed data, ours beside the Python tool (Debian 1.9.15), over
+ *
+ *   loopback   every connection straight to 127.0.0.1
+ *   proxy 0    every connection through the delay proxy (bench/lib.ts) with no delay: what the
+ *              proxy itself costs
+ *   delay      through the proxy with --delay ms each way (default 10: a 20 ms round trip)
+ *
+ * The "remote" hypervisor is this machine: libvirtd behind a private sshd on 127.0.0.1:S
+ * (test/helpers/remote.ts). Each run of a tool gets its own mount and UTS namespace (unshare):
+ * there, /etc/hosts names this machine (the host name the remote libvirt reports, which both
+ * tools connect their NBD client to) 127.0.0.2 when proxied, and the host name differs (the
+ * Python tool takes a qemu+ssh URI as remote only when libvirt's host name is not its own). So
+ * libvirt binds the job's NBD server to 127.0.0.1:P (its own resolution) while the tools connect
+ * to 127.0.0.2:P, where the proxy listens; the libvirt connection (ssh to `<host>:S`), our ssh
+ * ControlMaster and the Python tool's paramiko session (always port 22) go through it too. No
+ * change to either tool, nothing host-wide but a listener on 127.0.0.1:22 in loopback mode
+ * (paramiko's fixed port, forwarded to the private sshd).
+ *
+ * The proxy runs in its own process; its raw throughput (2 GiB from a socket to a sink through
+ * it, with no delay and with the delay) is measured first, beside the same copy on loopback.
+ * Its per-route counts (connections, bytes, turns ≈ 2 × round trips waited for) are kept for
+ * one run of each tool at the delay.
+ *
+ *   node --import tsx bench/remote-delay.ts [--rounds=3] [--delay=10] [--tools=ours,python]
+ *        [--modes=loopback,proxy0,delay] [--merge] [--raw-only]
+ *
+ * Medians of --rounds runs per case, the cases of a round in rotating order. Results go to
+ * stdout and bench/results/remote-delay.json (--merge keeps the cases not run this time).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { Connection } from "../src/libvirt/connection.js";
+import { freePorts, startRemoteHypervisor, type RemoteHypervisor } from "../test/helpers/remote.js";
+import { buildMixedImage, defineBenchDomain, measure, median, MiB, startDelayProxy, type ProxyRoute, type RouteStats, type Run } from "./lib.js";
+
+const WORK = "/var/tmp/vnbt-remote-bench";
+const IMAGE = join(WORK, "disk.qcow2");
+const RECIPE = "v1: 4GiB, 32 regions of 64MiB every 128MiB, alternating random/text";
+const DOMAIN = "vnbt-remote-bench";
+const DATA_MIB = 2048;
+const root = new URL("..", import.meta.url).pathname;
+const RESULTS = join(root, "bench/results/remote-delay.json");
+const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
+const ROUNDS = Number(arg("rounds") ?? 3);
+const DELAY = Number(arg("delay") ?? 10);
+const TOOLS = (arg("tools") ?? "ours,python").split(",");
+const MODES = (arg("modes") ?? "loopback,proxy0,delay").split(",") as Mode[];
+const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
+const HOST = hostname();
+const PROXIED = "127.0.0.2";
+
+type Mode = "loopback" | "proxy0" | "delay";
+/** The proxy's counts per route, and its process's CPU time. */
+type ProxyStats = RouteStats | { route: string; cpuSeconds: number };
+interface Setup {
+  hv: RemoteHypervisor;
+  nbdPort: number;
+  /** HOME of the Python tool: its paramiko session finds the private sshd's key in ~/.ssh. */
+  pyHome: string;
+  pyPath: string;
+}
+interface Case {
+  name: string;
+  tool: string;
+  mode: Mode;
+  run(): Promise<Run>;
+}
+
+/** The proxy in a child process of its own (this file with --proxy-child): not sharing the bench's event loop. */
+async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop(): Promise<ProxyStats[]> }> {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, `--proxy-child=${JSON.stringify({ routes, delayMs })}`], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (out.includes("ready\n")) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 20);
+    child.once("exit", (code) => {
+      clearInterval(poll);
+      reject(new Error(`delay proxy exited (${code})`));
+    });
+  });
+  return {
+    async stop() {
+      const exited = new Promise((r) => child.once("exit", r));
+      process.kill(child.pid!, "SIGTERM");
+      await exited;
+      const line = out.split("\n").find((l) => l.startsWith("stats "));
+      return line ? (JSON.parse(line.slice(6)) as ProxyStats[]) : [];
+    },
+  };
+}
+
+async function proxyChild(spec: string): Promise<void> {
+  const { routes, delayMs } = JSON.parse(spec) as { routes: ProxyRoute[]; delayMs: number };
+  const proxy = await startDelayProxy(routes, delayMs);
+  process.on("SIGTERM", () => {
+    proxy.close();
+    const cpu = process.cpuUsage();
+    const stats = [...proxy.stats, { route: "proxy process CPU seconds (user+sys)", cpuSeconds: (cpu.user + cpu.system) / 1e6 }];
+    process.stdout.write(`stats ${JSON.stringify(stats)}\n`, () => process.exit(0));
+  });
+  process.stdout.write("ready\n");
+}
+
+/**
+ * The proxy's own throughput: `mib` MiB sent by a server to a client through it (or straight:
+ * `delayMs` null), the way NBD replies go.
+ */
+async function rawThroughput(delayMs: number | null, mib: number): Promise<number> {
+  const [sourcePort, proxyPort] = [await freePorts(), await freePorts()];
+  const chunk = Buffer.alloc(4 * MiB, 0x5a);
+  const source = createServer((s) => {
+    let sent = 0;
+    const pump = () => {
+      while (sent < mib) {
+        sent += 4;
+        if (!s.write(chunk)) return void s.once("drain", pump);
+      }
+      s.end();
+    };
+    s.on("error", () => undefined);
+    pump();
+  });
+  await new Promise<void>((r) => source.listen(sourcePort, "127.0.0.1", () => r()));
+  const proxy = delayMs === null ? null : await spawnProxy([{ listenHost: PROXIED, listenPort: proxyPort, toHost: "127.0.0.1", toPort: sourcePort }], delayMs);
+  const t = performance.now();
+  let got = 0;
+  await new Promise<void>((resolve, reject) => {
+    const c = connect(proxy ? { host: PROXIED, port: proxyPort } : { host: "127.0.0.1", port: sourcePort });
+    c.on("error", reject);
+    c.on("data", (d: Buffer) => (got += d.length));
+    c.on("end", () => resolve());
+  });
+  const seconds = (performance.now() - t) / 1000;
+  await proxy?.stop();
+  source.close();
+  if (got !== mib * MiB) throw new Error(`raw copy: ${got} bytes arrived, not ${mib * MiB}`);
+  return mib / seconds;
+}
+
+/** Where the tools' names resolve to in their namespace, and which proxy routes a mode needs. */
+function modeRoutes(s: Setup, mode: Mode): { hosts: string; routes: ProxyRoute[]; delayMs: number } {
+  const S = s.hv.sshd.port;
+  const P = s.nbdPort;
+  if (mode === "loopback") return { hosts: "127.0.0.1", routes: [{ listenHost: "127.0.0.1", listenPort: 22, toHost: "127.0.0.1", toPort: S }], delayMs: 0 };
+  const routes = [
+    { listenHost: PROXIED, listenPort: P, toHost: "127.0.0.1", toPort: P },
+    { listenHost: PROXIED, listenPort: S, toHost: "127.0.0.1", toPort: S },
+    { listenHost: PROXIED, listenPort: 22, toHost: "127.0.0.1", toPort: S },
+  ];
+  return { hosts: PROXIED, routes, delayMs: mode === "delay" ? DELAY : 0 };
+}
+
+/** `cmd` in a mount and UTS namespace of its own where this machine's name resolves to `address`. */
+function inNamespace(address: string, cmd: string, args: string[]): [string, string[]] {
+  const hosts = join(WORK, `hosts.${address}`);
+  writeFileSync(hosts, `127.0.0.1 localhost\n${address} ${HOST}\n`);
+  const script = `mount --bind '${hosts}' /etc/hosts && hostname vnbt-remote-client && exec "$@"`;
+  return ["unshare", ["--mount", "--uts", "--propagation", "private", "sh", "-c", script, "sh", cmd, ...args]];
+}
+
+function cases(s: Setup): Case[] {
+  const uri = `qemu+ssh://root@${HOST}:${s.hv.sshd.port}/system?keyfile=${s.hv.sshd.keyFile}&no_verify=1&no_tty=1`;
+  const out = (name: string) => {
+    const d = join(WORK, `out-${name}`);
+    rmSync(d, { recursive: true, force: true });
+    return d;
+  };
+  const all: Case[] = [];
+  for (const mode of MODES) {
+    const { hosts } = modeRoutes(s, mode);
+    const common = ["-U", uri, "-d", DOMAIN, "-l", "full", "-n", "-P", String(s.nbdPort)];
+    if (TOOLS.includes("ours")) {
+      const [cmd, args] = inNamespace(hosts, process.execPath, [join(root, "bin/virtnbdbackup.js"), ...common, "--ssh-private-key", s.hv.sshd.keyFile, "-v", "-o", ""]);
+      all.push({ name: `ours ${mode}`, tool: "ours", mode, run: () => measure(cmd, withOut(args, out("ours")), { env: s.hv.env, logFile: join(WORK, `ours-${mode}.log`) }) });
+    }
+    if (TOOLS.includes("python")) {
+      const [cmd, args] = inNamespace(hosts, "/usr/bin/virtnbdbackup", [...common, "--ssh-user", "root", "-o", ""]);
+      all.push({ name: `python 1.9.15 ${mode}`, tool: "python 1.9.15", mode, run: () => measure(cmd, withOut(args, out("py")), { env: { ...PY_ENV, PATH: s.pyPath, HOME: s.pyHome }, logFile: join(WORK, `python-${mode}.log`) }) });
+    }
+  }
+  return all;
+}
+
+/** The args with the empty `-o` value filled in (a fresh output directory per run). */
+const withOut = (args: string[], dir: string): string[] => args.map((a, i) => (a === "" && args[i - 1] === "-o" ? dir : a));
+
+interface CaseResult {
+  tool: string;
+  mode: Mode;
+  seconds: number;
+  mibPerSecond: number;
+  transferSeconds?: number;
+  peakRssMiB: number;
+  each: number[];
+}
+
+/** Every case ROUNDS times, rotating; each run with its mode's proxy (started and stopped around it). */
+async function runCases(s: Setup, list: Case[], routeStats: Record<string, ProxyStats[]>): Promise<Record<string, CaseResult>> {
+  const runs = new Map<string, Run[]>(list.map((c) => [c.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < list.length; k++) {
+      const c = list[(k + round) % list.length]!;
+      const m = modeRoutes(s, c.mode);
+      const proxy = await spawnProxy(m.routes, m.delayMs);
+      try {
+        const r = await c.run();
+        runs.get(c.name)!.push(r);
+        console.log(`  ${c.name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s${r.transferSeconds !== undefined ? ` (data ${r.transferSeconds.toFixed(2)} s)` : ""}  ${r.peakRssMiB.toFixed(0)} MiB`);
+      } finally {
+        const st = await proxy.stop();
+        if (round === 0) routeStats[c.name] = st;
+      }
+    }
+  }
+  const results: Record<string, CaseResult> = {};
+  for (const c of list) {
+    const rs = runs.get(c.name)!;
+    const transfers = rs.map((r) => r.transferSeconds).filter((t): t is number => t !== undefined);
+    const seconds = median(rs.map((r) => r.seconds));
+    results[c.name] = {
+      tool: c.tool,
+      mode: c.mode,
+      seconds,
+      mibPerSecond: DATA_MIB / seconds,
+      transferSeconds: transfers.length ? median(transfers) : undefined,
+      peakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)),
+      each: rs.map((r) => r.seconds),
+    };
+  }
+  return results;
+}
+
+/** The private sshd, the ssh wrapper on PATH (private known_hosts), the Python tool's HOME with the key. */
+async function setUp(after: (() => Promise<void> | void)[]): Promise<Setup> {
+  const hv = await startRemoteHypervisor({ after: (fn) => after.push(fn) }, { sftp: true });
+  if (!hv) throw new Error("no sshd (or not root): the remote bench needs /usr/sbin/sshd");
+  const pyHome = join(WORK, "pyhome");
+  rmSync(pyHome, { recursive: true, force: true });
+  mkdirSync(join(pyHome, ".ssh"), { recursive: true, mode: 0o700 });
+  copyFileSync(hv.sshd.keyFile, join(pyHome, ".ssh/id_ed25519"));
+  chmodSync(join(pyHome, ".ssh/id_ed25519"), 0o600);
+  const wrapperDir = hv.env["PATH"]!.split(":")[0]!;
+  return { hv, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
+}
+
+function report(results: Record<string, CaseResult>, raw: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
+  const previous = (() => {
+    try {
+      return JSON.parse(readFileSync(RESULTS, "utf8")) as { results: Record<string, CaseResult> };
+    } catch {
+      return null;
+    }
+  })();
+  const merged = process.argv.includes("--merge") && previous ? { ...previous.results, ...results } : results;
+  const ratios: Record<string, { wall: number; data?: number }> = {};
+  for (const tool of new Set(Object.values(merged).map((r) => r.tool))) {
+    const lo = Object.values(merged).find((r) => r.tool === tool && r.mode === "loopback");
+    const de = Object.values(merged).find((r) => r.tool === tool && r.mode === "delay");
+    if (!lo || !de) continue;
+    ratios[tool] = { wall: lo.seconds / de.seconds, data: lo.transferSeconds && de.transferSeconds ? lo.transferSeconds / de.transferSeconds : undefined };
+    console.log(`${tool}: at ${2 * DELAY} ms RTT keeps ${(100 * ratios[tool].wall).toFixed(0)} % of its loopback throughput (wall)${ratios[tool].data ? `, ${(100 * ratios[tool].data!).toFixed(0)} % (data phase)` : ""}`);
+  }
+  const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, rttMs: 2 * DELAY, rawThroughputMiBs: raw, results: merged, ratios, routeStats };
+  writeFileSync(RESULTS, JSON.stringify(doc, null, 2) + "\n");
+}
+
+async function main(): Promise<void> {
+  const spec = arg("proxy-child");
+  if (spec) return proxyChild(spec);
+  mkdirSync(WORK, { recursive: true });
+  chmodSync(WORK, 0o755);
+  await buildMixedImage(IMAGE, join(WORK, "recipe"), 4, 32, RECIPE, "2026-12-05 remote bench: the quick brown fox jumps over the lazy dog 0123456789\n");
+  chmodSync(IMAGE, 0o644);
+  const raw: Record<string, number> = {};
+  for (const [name, d] of [["loopback, no proxy", null], ["proxy, no delay", 0], [`proxy, ${DELAY} ms each way`, DELAY]] as const) {
+    raw[name] = await rawThroughput(d, 2048);
+    console.log(`raw 2 GiB socket copy, ${name.padEnd(24)} ${raw[name]!.toFixed(0).padStart(5)} MiB/s`);
+  }
+  if (process.argv.includes("--raw-only")) return;
+  const after: (() => Promise<void> | void)[] = [];
+  const conn = await Connection.open("qemu:///system");
+  const dom = await defineBenchDomain(conn, DOMAIN, IMAGE);
+  try {
+    const s = await setUp(after);
+    await dom.create();
+    const routeStats: Record<string, ProxyStats[]> = {};
+    const results = await runCases(s, cases(s), routeStats);
+    for (const [name, r] of Object.entries(results)) {
+      console.log(`${name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s  ${r.mibPerSecond.toFixed(0).padStart(5)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB${r.transferSeconds ? `  (data phase ${r.transferSeconds.toFixed(2)} s)` : ""}`);
+    }
+    report(results, raw, routeStats);
+  } finally {
+    if (await dom.isActive().catch(() => false)) await dom.destroy().catch(() => undefined);
+    await dom.undefine(16).catch(() => undefined);
+    for (const fn of after.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+    await conn.close();
+    // pyhome holds a copy of the private sshd's client key.
+    for (const d of ["out-ours", "out-py", "pyhome"]) rmSync(join(WORK, d), { recursive: true, force: true });
+  }
+}
+
+await main();
