@@ -96,7 +96,7 @@ let nextPort = 21000 + Math.floor(Math.random() * 20000);
 async function mapRun(files: string[]): Promise<{ open: number; read: number }> {
   const port = nextPort++;
   const t0 = performance.now();
-  const proc = spawn("node", [bin("virtnbdmap"), "--listen-only", "-p", String(port), "--nocolor", "-L", join(WORK, "virtnbdmap.log"), "-f", files.join(",")], { stdio: ["ignore", "ignore", "inherit"] });
+  const proc = spawn("node", [bin("virtnbdmap"), "--listen-only", "-p", String(port), "--nocolor", "-L", join(WORK, "virtnbdmap.log"), "-f", files.join(",")], { stdio: "ignore" });
   try {
     let open = 0;
     for (let i = 0; i < 3000 && !open; i++) {

@@ -16,6 +16,7 @@ export class Adler32 {
 
 /** Continues `sum` (1: a fresh checksum) over bytes `[start, end)` of `source`, a buffer at a time. */
 export async function adler32Range(source: RandomAccessSource, start: number, end: number, sum = 1, buf?: Buffer): Promise<number> {
+  if (source.adler32) return (await source.adler32(start, end, sum)) >>> 0;
   const b = buf ?? Buffer.allocUnsafe(Math.max(1, Math.min(4 << 20, end - start)));
   for (let pos = start; pos < end; ) {
     const n = Math.min(b.length, end - pos);

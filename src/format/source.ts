@@ -1,6 +1,7 @@
 /** Random-access bytes of one stream file: a plain file, or a stored entry inside a zip. */
 import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
+import { native } from "../native/index.js";
 
 export interface RandomAccessSource {
   /** Shown in error messages (the file path, or `archive.zip:entry`). */
@@ -9,6 +10,8 @@ export interface RandomAccessSource {
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Optional blocking variant (a plain pread on the event loop; for tiny page-cache reads). */
   readSync?(buf: Uint8Array, offset: number, length: number, position: number): number;
+  /** Optional: Adler-32 of bytes [start, end) continuing `previous`, without reading them into a buffer (plain files). */
+  adler32?(start: number, end: number, previous: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -51,6 +54,15 @@ export class FileRangeSource implements RandomAccessSource {
     const n = Math.max(0, Math.min(length, this.size - position));
     if (n === 0) return 0;
     return readSync(this.fh.fd, buf, offset, n, this.base + position);
+  }
+
+  async adler32(start: number, end: number, previous: number): Promise<number> {
+    if (end > this.size) throw new ShortReadError(`${this.name}: unexpected end of file at byte ${this.size}`);
+    try {
+      return await native.adler32FileAsync(this.fh.fd, this.base + start, this.base + end, previous);
+    } catch (e) {
+      throw new ShortReadError(`${this.name}: ${(e as Error).message}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,10 @@
 // run on libuv's pool so hashing overlaps network and disk I/O.
 #include <libdeflate.h>
 #include <zlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include "addon.h"
@@ -142,6 +146,63 @@ Napi::Value CopyAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// adler32FileAsync(fd, start, end, previous): the Adler-32 of bytes [start, end) of an open file,
+// continuing `previous`, on libuv's pool. The file is mapped 4 MiB at a time and summed where
+// it lies in the page cache: no copy into a read buffer (a restore sums every backup file while
+// qemu-img copies them; read through 1 MiB buffers that took a core for 3.9 GiB). 4 MiB at a
+// time: mapped pages count in the RSS (64 MiB windows made a restore peak at 139 MiB). A file
+// shorter than `end` (fstat first) is an error, never a mapping past its end.
+class FileAdlerWorker : public Napi::AsyncWorker {
+ public:
+  FileAdlerWorker(Napi::Env env, int fd, uint64_t start, uint64_t end, uint32_t previous)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), start_(start), end_(end), sum_(previous) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return SetError(std::string("fstat: ") + strerror(errno));
+    if ((uint64_t)st.st_size < end_) return SetError("the file ends at byte " + std::to_string((uint64_t)st.st_size) + ", before " + std::to_string(end_));
+    constexpr uint64_t kWindow = 4ull << 20;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    for (uint64_t at = start_; at < end_;) {
+      uint64_t base = at & ~(page - 1);
+      uint64_t stop = end_ - base > kWindow ? base + kWindow : end_;
+      size_t length = (size_t)(stop - base);
+      void* p = mmap(nullptr, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_, (off_t)base);
+      if (p == MAP_FAILED) return SetError(std::string("mmap: ") + strerror(errno));
+      sum_ = libdeflate_adler32(sum_, static_cast<const uint8_t*>(p) + (at - base), (size_t)(stop - at));
+      munmap(p, length);
+      at = stop;
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), (double)sum_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  uint64_t start_;
+  uint64_t end_;
+  uint32_t sum_;
+};
+
+Napi::Value Adler32FileAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "adler32FileAsync(fd, start, end, previous)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int64_t start = info[1].As<Napi::Number>().Int64Value();
+  int64_t end = info[2].As<Napi::Number>().Int64Value();
+  if (start < 0 || end < start) {
+    Napi::RangeError::New(env, "adler32FileAsync: bad range").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new FileAdlerWorker(env, info[0].As<Napi::Number>().Int32Value(), (uint64_t)start, (uint64_t)end, info[3].As<Napi::Number>().Uint32Value());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
@@ -151,4 +212,5 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32Async", Napi::Function::New(env, Checksum<Kind::Crc32, true>, "crc32Async"));
   exports.Set("adler32Combine", Napi::Function::New(env, Adler32Combine, "adler32Combine"));
   exports.Set("copyAsync", Napi::Function::New(env, CopyAsync, "copyAsync"));
+  exports.Set("adler32FileAsync", Napi::Function::New(env, Adler32FileAsync, "adler32FileAsync"));
 }

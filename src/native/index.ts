@@ -151,6 +151,11 @@ export interface NativeAddon extends LibvirtNative {
   /** CRC-32 (libdeflate, same values as zlib) continuing from `previous` (start with 0). */
   crc32(previous: number, buf: Uint8Array, offset?: number, length?: number): number;
   crc32Async(previous: number, buf: Uint8Array, offset?: number, length?: number): Promise<number>;
+  /**
+   * Adler-32 of bytes [start, end) of the open file `fd`, continuing `previous`, on libuv's pool
+   * (mapped and summed in the page cache, no read buffer); rejects when the file is shorter.
+   */
+  adler32FileAsync(fd: number, start: number, end: number, previous: number): Promise<number>;
   /** Adler-32 of the concatenation of two ranges, from their checksums (zlib adler32_combine). */
   adler32Combine(adler1: number, adler2: number, length2: number): number;
   /**

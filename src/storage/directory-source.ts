@@ -9,9 +9,22 @@ import { listTree } from "./s3/store.js";
 import type { BackupSetSource, SetFile } from "./set-source.js";
 
 export class DirectorySource implements BackupSetSource {
+  /**
+   * The listing, read once: a source is opened per run to read a set, and the checks of each
+   * data file ask for its `.chksum` and `.integrity` (a restore of a full + 30 incs listed the
+   * directory ~90 times, a stat per file each: 0.3 s; a bucket, a LIST request each time).
+   */
+  private listing: Promise<SetFile[]> | null = null;
+
   constructor(readonly location: string) {}
 
-  async list(): Promise<SetFile[]> {
+  list(): Promise<SetFile[]> {
+    this.listing ??= this.readListing();
+    this.listing.catch(() => (this.listing = null)); // a failed listing is read again next time
+    return this.listing;
+  }
+
+  private async readListing(): Promise<SetFile[]> {
     if (isObjectPath(this.location)) return listTree(this.location, 1);
     const out: SetFile[] = [];
     const walk = async (rel: string, depth: number) => {

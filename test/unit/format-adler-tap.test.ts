@@ -1,11 +1,15 @@
 /** AdlerTap: the whole file's Adler-32 from the reads made through it, plus what nobody read. */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { describe, it } from "node:test";
+import { truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, it, test } from "node:test";
 import { AdlerTap } from "../../src/format/adler-tap.js";
-import { Adler32 } from "../../src/format/checksum.js";
-import type { RandomAccessSource } from "../../src/format/source.js";
+import { Adler32, adler32Range } from "../../src/format/checksum.js";
+import { openFileSource, ShortReadError, type RandomAccessSource } from "../../src/format/source.js";
+import { native } from "../../src/native/index.js";
 import { MemorySource } from "../helpers/memory-streams.js";
+import { tempDir } from "../helpers/tmp.js";
 
 /** Counts the bytes read from the file underneath. */
 class CountingSource extends MemorySource {
@@ -66,4 +70,22 @@ describe("AdlerTap", () => {
       assert.notEqual(await tap.finish(), whole);
     }
   });
+});
+
+test("a plain file's ranges are summed in place (adler32FileAsync: mapped 4 MiB at a time): the same sums as over a buffer; a short file is an error", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, "data");
+  const data = randomBytes((9 << 20) + 3 * 4096 + 77); // past two mapping windows, not page-sized
+  await writeFile(path, data);
+  const source = await openFileSource(path);
+  t.after(() => source.close());
+  assert.ok(source.adler32, "plain files sum in place");
+  for (const [start, end] of [[0, data.length], [1, 4097], [4095, (4 << 20) + 5], [123456, 123456], [(8 << 20) - 1, data.length]] as const) {
+    assert.equal(await adler32Range(source, start, end, 1), native.adler32(1, data, start, end - start) >>> 0, `[${start}, ${end})`);
+  }
+  // Continuing a sum, as AdlerTap.finish does.
+  const head = native.adler32(1, data, 0, 1000);
+  assert.equal(await adler32Range(source, 1000, 5000, head), native.adler32(1, data, 0, 5000) >>> 0);
+  await truncate(path, 1000);
+  await assert.rejects(adler32Range(source, 0, 5000), (e: Error) => e instanceof ShortReadError && e.message.includes(path));
 });

@@ -147,6 +147,12 @@ test("zip source refuses deflated data entries with a clear message; directory s
   const { mkdir } = await import("node:fs/promises");
   await mkdir(join(dir, "checkpoints"));
   await writeFile(join(dir, "checkpoints", "virtnbdbackup.0.xml"), "<x/>");
-  const names = (await new DirectorySource(dir).list()).map((f) => f.name).sort();
+  const set = new DirectorySource(dir);
+  const names = (await set.list()).map((f) => f.name).sort();
   assert.deepEqual(names, ["checkpoints/virtnbdbackup.0.xml", "d.zip", "sda.full.data", "x.cpt"]);
+  // The listing is read once per source (each data file's checks ask for it): a snapshot.
+  await writeFile(join(dir, "later.log"), "");
+  assert.equal(await set.list(), await set.list());
+  assert.ok(!(await set.list()).some((f) => f.name === "later.log"));
+  assert.ok((await new DirectorySource(dir).list()).some((f) => f.name === "later.log"), "a new source lists it");
 });
