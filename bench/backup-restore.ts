@@ -116,6 +116,17 @@ async function main(): Promise<void> {
     ];
     if (up) compressed.push(["full -z: upstream 2.47", () => measure(up[0], [...up[1], "-d", DOMAIN, "-l", "full", "-z", "-o", out("up-z"), "-n"], { env: up[2] })]);
     await rounds(compressed);
+    // The fixed cost: an inc with nothing changed (the domain has no OS: nothing writes), on a chain of a full.
+    const incDir = (tool: string) => join(WORK, `inc-${tool}`);
+    for (const [tool, cmd, args, env] of [["ours", node, oursBackup, process.env], ["py", "/usr/bin/virtnbdbackup", [], PY_ENV]] as const) {
+      rmSync(incDir(tool), { recursive: true, force: true });
+      await measure(cmd, [...args, "-d", DOMAIN, "-l", "full", "-o", incDir(tool), "-n"], { env });
+    }
+    await rounds([
+      ["inc, nothing changed: ours", () => measure(node, [...oursBackup, "-d", DOMAIN, "-l", "inc", "-o", incDir("ours"), "-n"])],
+      ["inc, nothing changed: python 1.9.15", () => measure("/usr/bin/virtnbdbackup", ["-d", DOMAIN, "-l", "inc", "-o", incDir("py"), "-n"], { env: PY_ENV })],
+    ]);
+    for (const tool of ["ours", "py"]) rmSync(incDir(tool), { recursive: true, force: true });
     await dom.destroy();
 
     // Restore of our full backup with each tool, and qemu-img convert of the source image.
@@ -163,6 +174,9 @@ async function main(): Promise<void> {
       const label = `full vs ${c.slice(6, -7)}:`.padEnd(30);
       console.log(`  ${label}${r("full: ours", c)}× whole run, ${(results[c]!.seconds / results["full: ours"]!.transferSeconds!).toFixed(2)}× data phase`);
     }
+    const fixed = (name: string) => results[name]!.seconds - results[name]!.transferSeconds!;
+    console.log(`  fixed cost (whole run − data phase): full ${fixed("full: ours").toFixed(2)} s, -z ${fixed("full -z: ours").toFixed(2)} s; an inc with nothing changed ${results["inc, nothing changed: ours"]!.seconds.toFixed(2)} s (python 1.9.15 ${results["inc, nothing changed: python 1.9.15"]!.seconds.toFixed(2)} s)`);
+    console.log(`  full -z vs nbdcopy → file:    ${(results["full -z: ours"]!.seconds / results["full: nbdcopy → file"]!.seconds).toFixed(2)}× the time (whole run)`);
     console.log(`  full -z vs python 1.9.15:     ${r("full -z: ours", "full -z: python 1.9.15")}×`);
     if (up) console.log(`  full -z vs upstream 2.47:     ${r("full -z: ours", "full -z: upstream 2.47")}×`);
     console.log(`  restore vs python 1.9.15:     ${r("restore: ours", "restore: python 1.9.15")}× (-z set: ${r("restore -z set: ours", "restore -z set: python 1.9.15")}×)`);

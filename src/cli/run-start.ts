@@ -4,7 +4,7 @@
  */
 import type { RunStartFields } from "../report/events.js";
 import type { BackupArgs, MapArgs, PruneArgs, RestoreArgs } from "./args.js";
-import { resolveAction } from "../restore/restore-command.js";
+import { resolveAction } from "../restore/options.js";
 
 export function backupRunStart(a: BackupArgs): RunStartFields {
   return {

@@ -38,3 +38,14 @@ export interface RestoreArgs extends RemoteOptions, LibvirtLogin, EventOptions, 
   nocolor: boolean;
   verbose: boolean;
 }
+
+/**
+ * `-o dump` and `-o verify` select those actions whatever `-a` says. Here, not in
+ * restore-command.ts: the run-start event of every command asks, and importing the command
+ * would bundle all of virtnbdrestore into the other commands' start-up.
+ */
+export function resolveAction(args: RestoreArgs): RestoreArgs["action"] {
+  if (args.output === "dump") return "dump";
+  if (args.output === "verify") return "verify";
+  return args.action;
+}

@@ -10,19 +10,12 @@ import { verifySet } from "../backupset/verify.js";
 import type { Logger } from "../report/log.js";
 import { runEvents } from "../report/events.js";
 import type { BackupSetSource } from "../storage/set-source.js";
-import type { RestoreArgs } from "./options.js";
+import { resolveAction, type RestoreArgs } from "./options.js";
 import { isRemoteUri } from "../connect/remote.js";
 import { restoreToRaw } from "./raw-target.js";
 import { restoreSet } from "./restore.js";
 
 export type RestoreOutput = { write(text: string): unknown };
-
-/** `-o dump` and `-o verify` select those actions whatever `-a` says. */
-export function resolveAction(args: RestoreArgs): RestoreArgs["action"] {
-  if (args.output === "dump") return "dump";
-  if (args.output === "verify") return "verify";
-  return args.action;
-}
 
 /**
  * The directory everything is read from (docs/behaviour.md, "Restore"): `-i` itself unless it
