@@ -266,14 +266,19 @@ export class StreamReader {
     return parseHeader(bytes, 0, this.source.name, pos);
   }
 
-  /** `length` bytes at `pos` through a read-ahead window (headers and terminators are tiny). */
+  /**
+   * `length` bytes at `pos` through a read-ahead window (headers and terminators are tiny).
+   * Plain files are read with a blocking pread: a chain of a full and 30 incs has ~2000 frames,
+   * and a trip through libuv's pool per window took its index 0.18 s instead of 0.03 s.
+   */
   private async peek(pos: number, length: number): Promise<Buffer> {
     if (pos < this.windowPos || pos + length > this.windowPos + this.window.length) {
       const n = Math.min(WINDOW, this.source.size - pos);
       const buf = (this.windowBacking ??= idleWindows.pop() ?? Buffer.allocUnsafeSlow(WINDOW));
       let got = 0;
       try {
-        if (n > 0) {
+        if (n > 0 && this.source.readSync) got = readExactlySync(this.source, buf, n, pos);
+        else if (n > 0) {
           await readExactly(this.source, buf, 0, n, pos);
           got = n;
         }
@@ -318,4 +323,15 @@ async function readTrailer(source: RandomAccessSource): Promise<{ trailer: Trail
     if (e instanceof TrailerError) return fail(jsonAt, e.message);
     throw e;
   }
+}
+
+/** Reads exactly `n` bytes at `pos` with the source's blocking read, or throws ShortReadError. */
+function readExactlySync(source: RandomAccessSource, buf: Buffer, n: number, pos: number): number {
+  let done = 0;
+  while (done < n) {
+    const got = source.readSync!(buf, done, n - done, pos + done);
+    if (got <= 0) throw new ShortReadError(`${source.name}: unexpected end of file at byte ${pos + done}`);
+    done += got;
+  }
+  return n;
 }
