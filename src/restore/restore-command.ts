@@ -12,6 +12,7 @@ import { runEvents } from "../report/events.js";
 import type { BackupSetSource } from "../storage/set-source.js";
 import { resolveAction, type RestoreArgs } from "./options.js";
 import { isRemoteUri } from "../connect/remote.js";
+import { isObjectPath, shownPath } from "../storage/object-path.js";
 import { restoreToRaw } from "./raw-target.js";
 import { restoreSet } from "./restore.js";
 
@@ -48,8 +49,14 @@ function liveRefusal(args: RestoreArgs): string | null {
   return null;
 }
 
+/** Restores write images and domain files on this machine: `-o` is never a bucket. */
+function targetRefusal(args: RestoreArgs): string | null {
+  if (resolveAction(args) !== "restore" || !isObjectPath(args.output)) return null;
+  return `Restore target [${shownPath(args.output)}] is in object storage: restore into a local directory (or --to-raw a device), backup sets can be read from s3:// with -i.`;
+}
+
 export async function runRestoreCommand(args: RestoreArgs, log: Logger, stdout: RestoreOutput): Promise<number> {
-  const refusal = liveRefusal(args);
+  const refusal = liveRefusal(args) ?? targetRefusal(args);
   if (refusal) {
     log.error(refusal);
     return 1;

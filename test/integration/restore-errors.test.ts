@@ -146,4 +146,9 @@ test("restore errors: missing, truncated and corrupted files, wrong --sequence, 
   const empty = join(work, "empty");
   await mkdir(empty);
   expectOneError(await ourRestore(["-i", empty, "-o", join(work, "o-y"), "-n"]), new RegExp(`No data files found in directory: \\[${empty}\\]`), "no data files");
+  // A bucket as the target: refused before anything is read or created (no local `s3:` folder).
+  const cwd = await tempDir(t);
+  const bucket = await ourRestore(["-i", set, "-o", "s3://some-bucket/restored", "-n"], { cwd });
+  expectOneError(bucket, /Restore target \[s3:\/\/some-bucket\/restored\] is in object storage: restore into a local directory/, "s3:// target");
+  assert.deepEqual(await readdir(cwd), [], "s3:// target: nothing created in the working directory");
 });
