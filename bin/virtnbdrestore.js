@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // virtnbdrestore: restore, dump or verify backup sets (see `--help`).
-// The bundled command (npm run build); see scripts/bundle.js.
+// The bundled command (npm run build; scripts/bundle.js), run by ./load-bundle.cjs.
+import { createRequire } from "node:module";
 import { setFlagsFromString } from "node:v8";
 
 // No optimizing compiler (TurboFan), set before the bundle loads: the first function it optimizes brings in ~4 MiB of
@@ -9,4 +10,4 @@ import { setFlagsFromString } from "node:v8";
 // NBD server ~10 % more CPU (README, "Where the memory goes"). The bundle keeps V8's young
 // generation at its size once loaded (src/cli/young-generation.ts).
 setFlagsFromString("--no-opt");
-await import("../dist/bin/virtnbdrestore.mjs");
+await createRequire(import.meta.url)("./load-bundle.cjs").runBundle("virtnbdrestore");

@@ -1,7 +1,7 @@
 /**
  * This package's root: the first directory above `start` whose package.json is named
  * `virtnbdbackup-ts`. The same lookup works from the sources, tsc's output, the bundles
- * (dist/bin/*.mjs) and an installed package, which always carries its package.json.
+ * (dist/bin/*.cjs) and an installed package, which always carries its package.json.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";

@@ -62,7 +62,7 @@ export function ensureBuilt(): void {
   const sources = newest(join(ROOT, "src"), (n) => n.endsWith(".ts"));
   if (dist < sources) runOrThrow("npx", ["tsc", "-p", "tsconfig.json"]);
   // The bins run the bundles (scripts/bundle.js).
-  const bundles = Math.min(...["virtnbdbackup", "virtnbdrestore", "virtnbdmap"].map((n) => mtime(join(ROOT, `dist/bin/${n}.mjs`))));
+  const bundles = Math.min(...["virtnbdbackup", "virtnbdrestore", "virtnbdmap"].map((n) => mtime(join(ROOT, `dist/bin/${n}.cjs`))));
   if (bundles < sources) runOrThrow("node", ["scripts/bundle.js"]);
   built = true;
 }

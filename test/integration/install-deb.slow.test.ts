@@ -83,7 +83,9 @@ test("package:deb: a .deb that installs, runs and purges without leftovers", asy
   assert.deepEqual(listing.filter((l) => !/^\S+ root\/root /.test(l)), [], "every entry root/root");
   const paths = listing.map((l) => l.replace(/^.* \.\//, "").replace(/ -> .*$/, ""));
   for (const p of [
-    ...COMMANDS.flatMap((c) => [`usr/bin/${c}`, `${APP}/bin/${c}.js`, `${APP}/dist/bin/${c}.mjs`]),
+    `${APP}/bin/load-bundle.cjs`,
+    `${APP}/dist/bin/s3-sdk.cjs`,
+    ...COMMANDS.flatMap((c) => [`usr/bin/${c}`, `${APP}/bin/${c}.js`, `${APP}/dist/bin/${c}.cjs`, `${APP}/dist/bin/${c}.cache`]),
     `${APP}/package.json`,
     `${APP}/src/native/prebuilds/linux-${process.arch}/virtnbd.node`,
     `${APP}/node_modules/yazl/package.json`,

@@ -62,7 +62,9 @@ test("npm pack: the tarball has the bundles, the prebuilt addon and its sources,
   for (const f of [
     "package.json",
     "README.md",
-    ...COMMANDS.flatMap((c) => [`bin/${c}.js`, `dist/bin/${c}.mjs`]),
+    "bin/load-bundle.cjs",
+    "dist/bin/s3-sdk.cjs",
+    ...COMMANDS.flatMap((c) => [`bin/${c}.js`, `dist/bin/${c}.cjs`, `dist/bin/${c}.cache`]),
     PREBUILT,
     "src/native/binding.gyp",
     "src/native/addon.cc",
@@ -89,6 +91,12 @@ test("npm install -g of the tarball: the prebuilt addon, three commands, a full 
   assert.ok(existsSync(join(pkg, PREBUILT)), "prebuilt addon installed");
   assert.ok(!existsSync(join(pkg, BUILT)), "nothing compiled at install: the prebuilt loads here");
   await assertCommandsRun(prefix);
+  // The code caches packed with the bundles fit this node: V8 takes them (no compile at start).
+  for (const c of COMMANDS) {
+    const check = `const l = require(${JSON.stringify(join(pkg, "bin/load-bundle.cjs"))}); console.log(l.loadBundle(${JSON.stringify(join(pkg, `dist/bin/${c}.cjs`))}, ${JSON.stringify(join(pkg, `dist/bin/${c}.cache`))}).cacheTaken)`;
+    const flags = c === "virtnbdrestore" ? ["--no-opt"] : []; // as its bin sets before loading
+    assert.equal((await sh(process.execPath, [...flags, "-e", check])).trim(), "true", `${c}: its code cache is taken`);
+  }
   // npm links the package's man pages into <prefix>/share/man: `man` finds them there.
   for (const c of COMMANDS) {
     const found = await sh("man", ["-M", join(prefix, "share/man"), "-w", c]);

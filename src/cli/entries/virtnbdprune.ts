@@ -1,5 +1,8 @@
-// Entry point of `virtnbdprune`, bundled into dist/bin/virtnbdprune.mjs (scripts/bundle.js) for a fast start.
+// Entry point of `virtnbdprune`, bundled into dist/bin/virtnbdprune.cjs (scripts/bundle.js); bin/load-bundle.cjs
+// evaluates the bundle (through a V8 code cache), then calls start().
 import { runCommand } from "../command.js";
 import { main } from "../prune.js";
 
-process.exitCode = await runCommand(main);
+export async function start(): Promise<void> {
+  process.exitCode = await runCommand(main);
+}

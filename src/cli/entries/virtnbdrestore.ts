@@ -1,8 +1,11 @@
-// Entry point of `virtnbdrestore`, bundled into dist/bin/virtnbdrestore.mjs (scripts/bundle.js) for a fast start.
+// Entry point of `virtnbdrestore`, bundled into dist/bin/virtnbdrestore.cjs (scripts/bundle.js); bin/load-bundle.cjs
+// evaluates the bundle (through a V8 code cache), then calls start().
 import { runCommand } from "../command.js";
 import { keepYoungGenerationSize } from "../young-generation.js";
 import { main } from "../restore.js";
 
-// Every module of the bundle is evaluated by now (imports first): the young generation stops growing from here.
-keepYoungGenerationSize();
-process.exitCode = await runCommand(main);
+export async function start(): Promise<void> {
+  // Every module of the bundle is evaluated by now: the young generation stops growing from here.
+  keepYoungGenerationSize();
+  process.exitCode = await runCommand(main);
+}
