@@ -11,7 +11,7 @@ import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveTpmState, saveVmConfig, type QcowInfo, type SideFileContext } from "./side-files.js";
 
 /** Returns the exit code: 1 when a disk (or anything logged as an error) failed, 2 for `--strict` with warnings. */
-export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks, qcowInfo?: QcowInfo): Promise<number> {
+export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks, qcowInfo: QcowInfo): Promise<number> {
   const { args, log } = r;
   if (!m.offline) {
     log.info("Backup jobs finished, stopping backup task.");

@@ -105,7 +105,7 @@ export type QcowInfo = Map<string, Promise<string | Error>>;
 
 /**
  * Starts `qemu-img info` of the qcow disks (its own process, ~40 ms): run beside the copy, it
- * is no longer part of what a run costs after its data (README, "Whole run").
+ * is no longer part of what a run costs after its data (README, "Performance").
  */
 export function startQcowInfo(host: Host, disks: SelectedDisk[]): QcowInfo {
   const info: QcowInfo = new Map();
@@ -115,8 +115,8 @@ export function startQcowInfo(host: Host, disks: SelectedDisk[]): QcowInfo {
   return info;
 }
 
-export async function saveQcowInfo(ctx: SideFileContext, disks: SelectedDisk[], started?: QcowInfo): Promise<void> {
-  const info = started ?? startQcowInfo(ctx.host, disks);
+/** Saves what `startQcowInfo` read, disk by disk. */
+export async function saveQcowInfo(ctx: SideFileContext, disks: SelectedDisk[], info: QcowInfo): Promise<void> {
   for (const disk of disks) {
     const json = await info.get(disk.target);
     if (json === undefined) continue;

@@ -83,7 +83,7 @@ export class AdlerTap implements RandomAccessSource {
     let at = 0;
     let buf = buffer;
     const readRange = async (start: number, end: number) => {
-      buf ??= Buffer.allocUnsafe(Math.max(1, Math.min(GAP_BUFFER, this.size)));
+      if (!this.source.adler32) buf ??= Buffer.allocUnsafe(Math.max(1, Math.min(GAP_BUFFER, this.size)));
       sum = await adler32Range(this.source, start, end, sum, buf);
     };
     for (const r of ranges) {

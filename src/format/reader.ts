@@ -8,7 +8,7 @@ import { StreamFormatError } from "./errors.js";
 import { FRAME_LEN, parseHeader, type FrameHeader } from "./frame.js";
 import { lz4ContentSize, lz4Decompress } from "./lz4.js";
 import { isCompressed, MetadataError, parseMetadata, type StreamMetadata } from "./metadata.js";
-import { readExactly, ShortReadError, type RandomAccessSource } from "./source.js";
+import { readExactly, readExactlySync, ShortReadError, type RandomAccessSource } from "./source.js";
 import { parseTrailer, TrailerError, type TrailerEntry } from "./trailer.js";
 
 /** Upper bound for one decoded lz4 frame (the original writes at most 32 MiB). */
@@ -277,9 +277,9 @@ export class StreamReader {
       const buf = (this.windowBacking ??= idleWindows.pop() ?? Buffer.allocUnsafeSlow(WINDOW));
       let got = 0;
       try {
-        if (n > 0 && this.source.readSync) got = readExactlySync(this.source, buf, n, pos);
-        else if (n > 0) {
-          await readExactly(this.source, buf, 0, n, pos);
+        if (n > 0) {
+          if (this.source.readSync) readExactlySync(this.source, buf, 0, n, pos);
+          else await readExactly(this.source, buf, 0, n, pos);
           got = n;
         }
       } catch (e) {
@@ -323,15 +323,4 @@ async function readTrailer(source: RandomAccessSource): Promise<{ trailer: Trail
     if (e instanceof TrailerError) return fail(jsonAt, e.message);
     throw e;
   }
-}
-
-/** Reads exactly `n` bytes at `pos` with the source's blocking read, or throws ShortReadError. */
-function readExactlySync(source: RandomAccessSource, buf: Buffer, n: number, pos: number): number {
-  let done = 0;
-  while (done < n) {
-    const got = source.readSync!(buf, done, n - done, pos + done);
-    if (got <= 0) throw new ShortReadError(`${source.name}: unexpected end of file at byte ${pos + done}`);
-    done += got;
-  }
-  return n;
 }

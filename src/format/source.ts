@@ -33,6 +33,16 @@ export async function readExactly(
   }
 }
 
+/** readExactly with the source's blocking read (`readSync`, which it must have). */
+export function readExactlySync(source: RandomAccessSource, buf: Uint8Array, offset: number, length: number, position: number): void {
+  let done = 0;
+  while (done < length) {
+    const n = source.readSync!(buf, offset + done, length - done, position + done);
+    if (n <= 0) throw new ShortReadError(`${source.name}: unexpected end of file at byte ${position + done}`);
+    done += n;
+  }
+}
+
 /** A window of `fh` starting at `base`, `size` bytes long. */
 export class FileRangeSource implements RandomAccessSource {
   constructor(

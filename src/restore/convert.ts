@@ -47,15 +47,12 @@ const RESTORE_DECODE_SPARE = 4 << 20;
  */
 const NBD_COROUTINES = 2;
 
-/** Read buffer of the files' checks (while qemu-img copies). */
-const CHECK_BUFFER = 256 << 10;
-
 /**
- * Read buffer of the `.chksum` sums (whole files when qemu-img reads them itself, the bytes not
- * served otherwise). 256 KiB reads took the check of a full + 30 incs (3.9 GiB) 3.5-4 s, longer
- * than qemu-img's copy; 1 MiB ones 1.7-2.6 s, 4 MiB ones no faster for 3 MiB more (2026-12-05).
+ * Read buffer of the files' checks (while qemu-img copies), and of the `.chksum` sums of files
+ * that cannot be summed where they lie (objects; plain files are summed in the page cache,
+ * FileRangeSource.adler32).
  */
-const SUM_BUFFER = 1 << 20;
+const CHECK_BUFFER = 256 << 10;
 
 export interface ConvertJob {
   disk: string;
@@ -184,7 +181,7 @@ async function convertChecked(job: ConvertJob, commands: string[][], taps: Adler
   // checked at once held a read buffer per file (31 × 4 MiB).
   const pool = BufferPool.fixed(CHECK_BUFFER, 2);
   let gapBuffer: Buffer | undefined;
-  const gap = () => (gapBuffer ??= Buffer.allocUnsafeSlow(SUM_BUFFER));
+  const gap = () => (gapBuffer ??= Buffer.allocUnsafeSlow(CHECK_BUFFER));
   const checks = (async () => {
     const stored: (number | null)[] = [];
     for (const [i, f] of job.chain.entries()) {

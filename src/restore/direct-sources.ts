@@ -5,7 +5,7 @@
  * hole (skipped on a zeroed target, so the image stays thin). No NBD hop, no copy through our
  * process: qemu reads the page cache with its own I/O threads.
  *
- *   directSources(index, ["/set/sda.full.data", "/set/sda.inc.virtnbdbackup.1.data"])
+ *   directPasses(index, ["/set/sda.full.data", "/set/sda.inc.virtnbdbackup.1.data"])[0].sources
  *   // → ['json:{"driver":"raw","offset":40,"size":1048576,"file":{"driver":"file",…,"node-name":"f0"}}',
  *   //    'json:{"driver":"null-co","size":3145728,"read-zeroes":true}', …]  or null
  *
@@ -88,11 +88,6 @@ export function directCommand(base: string[], pass: DirectPass, whole: boolean, 
   const file = image.replaceAll(",", ",,"); // image-opts escape a comma by doubling it
   const target = format === "qcow2" ? `file.driver=qcow2,file.file.driver=file,file.file.filename=${file}` : `file.driver=file,file.filename=${file}`;
   return [...base, ...pass.sources, "--target-image-opts", `driver=raw,offset=${pass.offset},size=${pass.size},${target}`];
-}
-
-/** The chain as the sources of one qemu-img convert, or null (see directPasses). */
-export function directSources(index: ChainIndex, paths: readonly (string | null)[]): string[] | null {
-  return directPasses(index, paths, 1)?.[0]?.sources ?? null;
 }
 
 /** Sources of one pass being built: raw views (their file nodes shared), holes merged. */

@@ -9,12 +9,15 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { loadChain } from "../../src/chain/chain-loader.js";
-import { CHILDREN_PER_NODE, directCommand, directPasses, directSources, MAX_RANGES, PASS_ALIGN } from "../../src/restore/direct-sources.js";
+import { CHILDREN_PER_NODE, directCommand, directPasses, MAX_RANGES, PASS_ALIGN } from "../../src/restore/direct-sources.js";
 import { chainSpecs, fullExtents, modelDisk, writeChain, type Spec } from "../helpers/map-model.js";
 import { pattern } from "../helpers/streams.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const run = promisify(execFile);
+
+/** The chain as the sources of one qemu-img command, or null (as with `--compress`). */
+const directSources = (index: Parameters<typeof directPasses>[0], paths: readonly (string | null)[]) => directPasses(index, paths, 1)?.[0]?.sources ?? null;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
