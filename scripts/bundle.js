@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
+import { xmldomLazyHtmlEntities } from "./xmldom-lazy-entities.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const COMMANDS = ["virtnbdbackup", "virtnbdrestore", "virtnbdmap", "virtnbdprune"];
@@ -51,7 +52,7 @@ await build({
   ...common,
   entryPoints: COMMANDS.map((n) => ({ in: `src/cli/entries/${n}.ts`, out: n })),
   external: ["yazl"],
-  plugins: [sdkApart],
+  plugins: [sdkApart, xmldomLazyHtmlEntities],
 });
 await build({ ...common, entryPoints: [{ in: "@aws-sdk/client-s3", out: "s3-sdk" }] });
 

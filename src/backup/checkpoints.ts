@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { checkpointIndex, checkpointName, checkpointXmlName, isCheckpointXmlName, isOwnCheckpointName } from "../backupset/layout.js";
 import { formatCpt, readCpt } from "../backupset/cpt.js";
 import * as C from "../libvirt/constants.js";
+import type { Checkpoint } from "../libvirt/checkpoint.js";
 import type { Domain } from "../libvirt/domain.js";
 import { isLibvirtError } from "../libvirt/errors.js";
 import { parseXml, elementAt, textOf } from "../libvirt/domain-xml.js";
@@ -89,15 +90,25 @@ export function savedCheckpointName(xml: string, file: string): string {
 
 /** null when libvirt accepts the checkpoint's own XML again (its bitmaps exist and are sound), else libvirt's reason. */
 export async function checkpointProblem(domain: Domain, name: string): Promise<string | null> {
+  let cp: Checkpoint;
   try {
-    const cp = await domain.checkpointLookupByName(name);
-    try {
-      const xml = await cp.xmlDesc();
-      (await domain.checkpointCreateXML(xml, C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE)).free();
-      return null;
-    } finally {
-      cp.free();
-    }
+    cp = await domain.checkpointLookupByName(name);
+  } catch (e) {
+    return oneLine((e as Error).message);
+  }
+  try {
+    return await redefineProblem(domain, cp);
+  } finally {
+    cp.free();
+  }
+}
+
+/** checkpointProblem for a checkpoint already looked up. */
+async function redefineProblem(domain: Domain, cp: Checkpoint): Promise<string | null> {
+  try {
+    const xml = await cp.xmlDesc();
+    (await domain.checkpointCreateXML(xml, C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE)).free();
+    return null;
   } catch (e) {
     return oneLine((e as Error).message);
   }
@@ -106,7 +117,7 @@ export async function checkpointProblem(domain: Domain, name: string): Promise<s
 async function deleteCheckpoint(domain: Domain, name: string, startingOver: boolean, log: CheckpointLog): Promise<void> {
   const cp = await domain.checkpointLookupByName(name);
   try {
-    if ((await checkpointProblem(domain, name)) === null) {
+    if ((await redefineProblem(domain, cp)) === null) {
       await cp.delete(0);
     } else {
       // Starting a new generation, the broken chain was the WARNING already.
@@ -217,26 +228,30 @@ export function planCheckpoint(p: PlanInput, log: CheckpointLog): CheckpointPlan
   return { name: next, parent, level };
 }
 
-/** After the job started: append to `.cpt` and save the checkpoint's XML (SIZE flag, else plain). */
-export async function recordCheckpoint(domain: Domain, name: string, cptPath: string, dir: string, log: CheckpointLog): Promise<void> {
-  const list = await readCpt(cptPath);
-  list.push(name);
-  await writeFileDurably(cptPath, formatCpt(list), true);
+/** The new checkpoint's XML as the set keeps it (SIZE flag, else plain). */
+export async function checkpointXmlForSet(domain: Domain, name: string, log: CheckpointLog): Promise<string> {
   const cp = await domain.checkpointLookupByName(name);
   try {
-    let xml: string;
-    try {
-      xml = await cp.xmlDesc(C.VIR_DOMAIN_CHECKPOINT_XML_SIZE);
-    } catch {
-      log.warning("Unable to get checkpoint size, saving checkpoint config without size information.");
-      xml = await cp.xmlDesc(0);
-    }
-    const file = join(dir, checkpointXmlName(name));
-    log.info(`Saving checkpoint config to: [${file}]`);
-    await writeFileDurably(file, xml, true);
+    return await cp.xmlDesc(C.VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+  } catch {
+    log.warning("Unable to get checkpoint size, saving checkpoint config without size information.");
+    return await cp.xmlDesc(0);
   } finally {
     cp.free();
   }
+}
+
+/**
+ * After the job started: append to `.cpt`, then save the checkpoint's XML (`xml`: from
+ * checkpointXmlForSet, asked while the files before it were written).
+ */
+export async function recordCheckpoint(xml: Promise<string>, name: string, cptPath: string, dir: string, log: CheckpointLog): Promise<void> {
+  const list = await readCpt(cptPath);
+  list.push(name);
+  await writeFileDurably(cptPath, formatCpt(list), true);
+  const file = join(dir, checkpointXmlName(name));
+  log.info(`Saving checkpoint config to: [${file}]`);
+  await writeFileDurably(file, await xml, true);
 }
 
 /** Sum of `disks/disk/@size` of the parent checkpoint (for `-p` and `-T`). */

@@ -2,13 +2,14 @@
 import { formatNbdUri } from "../nbd/index.js";
 import { unixIdent } from "../backupset/layout.js";
 import { oneLine } from "../util/one-line.js";
-import { checkpointSize, CheckpointError, forgetChainCheckpoints, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
+import { checkpointSize, CheckpointError, checkpointXmlForSet, forgetChainCheckpoints, planCheckpoint, recordCheckpoint, redefineMissing, removeAllForFull } from "./checkpoints.js";
 import { startBackupJob } from "./job.js";
 import { jobServerEvent } from "./nbd-server-event.js";
 import type { BackupServer } from "../libvirt/backup-xml.js";
 import { runEvents } from "../report/events.js";
-import { indexAfterLeftovers, removeStaleBitmaps } from "./stale-bitmaps.js";
+import { removeStaleBitmaps } from "./stale-bitmaps.js";
 import { writeRunMarker } from "./run-marker.js";
+import { awaitLater } from "../util/in-flight.js";
 import type { Preflight, RunCheckpoint, RunContext, SetChanges } from "./run-context.js";
 
 /**
@@ -25,10 +26,10 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
     await removeAllForFull(m.domain, r.cptPath, r.checkpointDir, r.chain, m.startsNewGeneration, log);
   }
   if (m.offline && m.startsNewGeneration) await forgetChainCheckpoints(m.domain, r.chain, log);
-  // A full never fails on bitmaps of this chain's names that no checkpoint claims any more.
-  if (level === "full" || level === "inc" || m.startsNewGeneration) await removeStaleBitmaps(r, m);
-  // What could not be removed keeps its name: the new chain's first index comes after it.
-  const firstIndex = level === "full" ? Math.max(m.firstIndex, await indexAfterLeftovers(r, m)) : m.firstIndex;
+  // A full never fails on bitmaps of this chain's names that no checkpoint claims any more;
+  // what could not be removed keeps its name: the new chain's first index comes after it.
+  const afterLeftovers = level === "full" || level === "inc" || m.startsNewGeneration ? await removeStaleBitmaps(r, m) : 0;
+  const firstIndex = level === "full" ? Math.max(m.firstIndex, afterLeftovers) : m.firstIndex;
   const plan = planCheckpoint({ level, cpt: level === "full" ? [] : m.cpt, cptPath: r.cptPath, offline: m.offline, chain: r.chain, firstIndex }, log);
   if ((level === "full" || level === "inc") && !m.offline) log.info(`Using checkpoint name: [${plan.name}].`);
   log.debug(`Checkpoint plan: level [${plan.level}] name [${plan.name}] parent [${plan.parent || "none"}] chain [${r.chain || "default"}] generation [${r.generation}] in [${r.outDir}]`);
@@ -83,8 +84,9 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
     changes.setChanged = true;
     log.info("Started backup job with checkpoint, saving information.");
     try {
+      const xml = awaitLater(checkpointXmlForSet(m.domain, plan.name, log));
       await writeRunMarker(r.outDir, args.domain, { pid: process.pid, level, checkpoint: plan.name, started: new Date().toISOString() });
-      await recordCheckpoint(m.domain, plan.name, r.cptPath, r.checkpointDir, log);
+      await recordCheckpoint(xml, plan.name, r.cptPath, r.checkpointDir, log);
     } catch (e) {
       throw new CheckpointError(`Unable to save checkpoint information for [${plan.name}]: ${oneLine((e as Error).message)}`);
     }

@@ -121,13 +121,12 @@ async function beginJob(o: JobStartOptions, checkpointXml: string | null): Promi
   return port;
 }
 
-/** True when a backup job runs on one of the disks (a leftover of a killed run, or another tool). */
+/** True when a backup job runs on one of the disks (a leftover of a killed run, or another tool). Asked all at once. */
 export async function runningBackupJob(domain: Domain, disks: SelectedDisk[]): Promise<boolean> {
-  for (const d of disks) {
-    const job = await domain.blockJobInfo(d.target).catch(() => null);
-    if (job && job.type === C.VIR_DOMAIN_BLOCK_JOB_TYPE_BACKUP) return true;
-  }
+  const blockJobs = disks.map((d) => domain.blockJobInfo(d.target).catch(() => null));
   // libvirt may not report pull-mode backups as block jobs; the domain job tells for sure.
-  const info = await domain.jobInfo().catch(() => null);
+  const domainJob = domain.jobInfo().catch(() => null);
+  if ((await Promise.all(blockJobs)).some((job) => job?.type === C.VIR_DOMAIN_BLOCK_JOB_TYPE_BACKUP)) return true;
+  const info = await domainJob;
   return !!info && info.type !== C.VIR_DOMAIN_JOB_NONE;
 }

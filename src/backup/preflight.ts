@@ -16,6 +16,7 @@ import { foreignCheckpoints } from "./checkpoints.js";
 import type { BackupArgs } from "./options.js";
 import { BackupRefusal, type DomainState, type RunContext } from "./run-context.js";
 import { saveBootFiles, saveTpmState, saveVmConfig } from "./side-files.js";
+import { awaitLater } from "../util/in-flight.js";
 
 export async function lookupDomain(r: RunContext): Promise<Domain> {
   try {
@@ -25,24 +26,32 @@ export async function lookupDomain(r: RunContext): Promise<Domain> {
   }
 }
 
-/** Guest info (for osinfo), the libvirt feature check, online/offline and `-S`. */
+/**
+ * Guest info (for osinfo), the libvirt feature check, online/offline and `-S`. The calls go out
+ * together (one round trip to a remote libvirt); their answers are used in the original's order.
+ */
 export async function domainState(r: RunContext, domain: Domain): Promise<DomainState> {
   const { args, log } = r;
+  const guest = awaitLater(domain.guestInfo());
+  const liveXml = awaitLater(domain.xmlDesc(0));
+  const version = awaitLater(r.conn.libVersion());
+  // `--check` reports a foreign checkpoint as a finding instead.
+  const foreign = args.check || !createsCheckpointChain(args.level) ? null : awaitLater(foreignCheckpoints(domain));
+  const active = awaitLater(domain.isActive());
   let osinfo: Record<string, unknown> | null = null;
   try {
-    osinfo = await domain.guestInfo();
+    osinfo = await guest;
     log.info(`Domain info: OS: [${osinfo["os.pretty-name"] ?? osinfo["os.name"] ?? ""}] Arch: [${osinfo["os.machine"] ?? ""}] Hostname: [${osinfo["hostname"] ?? ""}]`);
   } catch (e) {
     log.debug(`No guest agent information: ${(e as Error).message}`);
   }
-  let xml = await domain.xmlDesc(0);
+  let xml = await liveXml;
   let domXml = DomainXml.parse(xml);
-  if ((await r.conn.libVersion()) < C.LIBVIRT_VERSION_INCREMENTAL_BACKUP_DEFAULT && !domXml.hasQemuCapability("incremental-backup")) {
+  if ((await version) < C.LIBVIRT_VERSION_INCREMENTAL_BACKUP_DEFAULT && !domXml.hasQemuCapability("incremental-backup")) {
     throw new BackupRefusal("Virtual machine does not support required backup features, please adjust virtual machine configuration.");
   }
-  // `--check` reports a foreign checkpoint as a finding instead.
-  if (!args.check) await refuseForeignCheckpoints(args.level, domain, log);
-  let offline = !(await domain.isActive());
+  if (foreign) refuseForeignCheckpoints(await foreign, log);
+  let offline = !(await active);
   let startedPaused = false;
   if (offline && args.startDomain) {
     log.info("Starting domain in paused state");
@@ -62,10 +71,11 @@ export async function domainState(r: RunContext, domain: Domain): Promise<Domain
   return { domain, osinfo, offline, startedPaused, xml, domXml, givenLevel };
 }
 
+/** The levels whose checkpoints form a chain: they refuse checkpoints of other tools. */
+const createsCheckpointChain = (level: BackupArgs["level"]): boolean => level === "full" || level === "inc" || level === "diff";
+
 /** full/inc/diff refuse checkpoints this tool did not create (the original's CRITICAL lines). */
-async function refuseForeignCheckpoints(level: BackupArgs["level"], domain: Domain, log: Logger): Promise<void> {
-  if (level !== "full" && level !== "inc" && level !== "diff") return;
-  const foreign = await foreignCheckpoints(domain);
+function refuseForeignCheckpoints(foreign: string[], log: Logger): void {
   if (foreign.length === 0) return;
   log.critical(`Foreign checkpoint found: [${foreign[0]}]`);
   log.critical("Checkpoints not created by this tool would break the bitmap chain.");

@@ -110,11 +110,10 @@ export function diskBlockNodes(blocks: readonly QueryBlockEntry[], aliases: read
   return out;
 }
 
-/** The disks of a running domain with their top block node and its bitmaps, in domain XML order. */
+/** The disks of a running domain with their top block node and its bitmaps, in domain XML order (XML and QMP asked together). */
 export async function listBlockBitmaps(domain: BlockBitmapsDomain): Promise<DiskBlockNode[]> {
-  const aliases = diskAliases(await domain.xmlDesc());
-  const blocks = await qmp<QueryBlockEntry[]>(domain, "query-block");
-  return diskBlockNodes(blocks, aliases);
+  const [xml, blocks] = await Promise.all([domain.xmlDesc(), qmp<QueryBlockEntry[]>(domain, "query-block")]);
+  return diskBlockNodes(blocks, diskAliases(xml));
 }
 
 /**

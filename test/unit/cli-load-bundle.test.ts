@@ -38,3 +38,25 @@ test("a bundle runs through the code cache written after evaluating it; another 
   assert.deepEqual(load(a, cache), { cacheTaken: true, started: "a:a.cjs:2000" }, "its own cache");
   assert.deepEqual(load(b, cache), { cacheTaken: false, started: "b:b.cjs:2000" }, "a cache of other code is rejected");
 });
+
+test("the bundle's xmldom builds its HTML entity table on first use only, and parses XML and HTML entities as before", async (t) => {
+  const dir = await tempDir(t);
+  const { build } = await import("esbuild");
+  // @ts-expect-error: a plain ES module of the build scripts, no types
+  const { xmldomLazyHtmlEntities } = (await import("../../scripts/xmldom-lazy-entities.js")) as { xmldomLazyHtmlEntities: import("esbuild").Plugin };
+  const entry = join(dir, "entry.cjs");
+  await writeFile(
+    entry,
+    `const entities = require("@xmldom/xmldom/lib/entities.js");
+     const lazy = typeof Object.getOwnPropertyDescriptor(entities, "HTML_ENTITIES").get === "function";
+     const { DOMParser } = require("@xmldom/xmldom");
+     const xml = new DOMParser().parseFromString("<a>&amp;&lt;&#233;</a>", "text/xml").documentElement.textContent;
+     const html = new DOMParser().parseFromString("<p>&eacute;&nbsp;</p>", "text/html").getElementsByTagName("p")[0].textContent;
+     console.log(JSON.stringify({ lazy, xml, html, same: entities.entityMap === entities.HTML_ENTITIES, frozen: Object.isFrozen(entities.HTML_ENTITIES) }));`,
+  );
+  const out = join(dir, "bundle.cjs");
+  await build({ entryPoints: [entry], outfile: out, bundle: true, platform: "node", format: "cjs", nodePaths: [join(import.meta.dirname, "../../node_modules")], plugins: [xmldomLazyHtmlEntities], logLevel: "silent" });
+  const r = spawnSync(process.execPath, [out], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { lazy: true, xml: "&<é", html: "é\u00a0", same: true, frozen: true });
+});

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { InFlight } from "../../src/util/in-flight.js";
+import { awaitLater, InFlight } from "../../src/util/in-flight.js";
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } {
   let resolve!: () => void;
@@ -57,4 +57,20 @@ test("the first failure is kept, rethrown by add and drain, not by settle; never
   d.reject(new Error("late"));
   await assert.rejects(u.drain(), /late/);
   assert.equal((u.failure as Error).message, "late");
+});
+
+test("awaitLater: a failure while other awaits run is no unhandled rejection, and reaches the later await", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const failing = awaitLater(Promise.reject(new Error("libvirt said no")));
+    const fine = awaitLater(Promise.resolve(7));
+    await new Promise((r) => setTimeout(r, 20)); // other awaits first
+    assert.equal(await fine, 7);
+    await assert.rejects(failing, /libvirt said no/);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
 });
