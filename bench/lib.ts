@@ -1,13 +1,12 @@
 /**
  * What the benchmarks share: a mixed-data test image (alternating random and text regions with
  * holes between them), a command run with its wall time and sampled peak RSS, a throwaway bench
- * domain, and a TCP proxy that delays each direction (a slow link on loopback).
+ * domain.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Connection } from "../src/libvirt/connection.js";
 import type { Domain } from "../src/libvirt/domain.js";
 
@@ -144,141 +143,3 @@ export async function scatterWrites(dom: Domain, dev: string, seed: number): Pro
 
 /** The median of `xs` (the middle one; of an even count, the upper middle). */
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** One listening address of a delay proxy and where it forwards to. */
-export interface ProxyRoute {
-  listenHost: string;
-  listenPort: number;
-  toHost: string;
-  toPort: number;
-}
-
-/**
- * Bytes a direction of a proxied connection holds at most (read but not yet written on): the
- * source is paused above it. 32 MiB per 10 ms is 3.2 GB/s: far more than a loopback copy moves,
- * so the proxy does not stand in for a TCP window (on a real link, the kernels' windows would).
- */
-const PROXY_HOLD = 32 * MiB;
-const PROXY_READ = 1 * MiB;
-
-/**
- * Forwards `from` to `to`, each chunk `delayMs` after it arrived, in order; pauses `from` while
- * more than PROXY_HOLD bytes are held or `to` does not drain. A half-close is passed on after
- * the last chunk.
- */
-function delayedPipe(from: Socket, to: Socket, delayMs: number, onChunk: (bytes: number) => void): void {
-  const queue: { chunk: Buffer; due: number }[] = [];
-  let held = 0;
-  let ended = false;
-  let timer: NodeJS.Timeout | null = null;
-  let waitingDrain = false;
-  const flush = (): void => {
-    timer = null;
-    const now = performance.now();
-    // Everything due goes out in one writev.
-    to.cork();
-    while (queue.length > 0 && queue[0]!.due <= now + 0.5 && !waitingDrain) {
-      const { chunk } = queue.shift()!;
-      held -= chunk.length;
-      if (!to.write(chunk)) {
-        waitingDrain = true;
-        to.once("drain", () => {
-          waitingDrain = false;
-          flush();
-        });
-      }
-    }
-    to.uncork();
-    if (held <= PROXY_HOLD && !waitingDrain && from.isPaused()) from.resume();
-    if (queue.length > 0 && !waitingDrain) timer = setTimeout(flush, Math.max(0, queue[0]!.due - performance.now()));
-    else if (queue.length === 0 && ended && !waitingDrain) to.end();
-  };
-  from.on("data", (chunk: Buffer) => {
-    onChunk(chunk.length);
-    queue.push({ chunk, due: performance.now() + delayMs });
-    held += chunk.length;
-    if (held > PROXY_HOLD || waitingDrain) from.pause();
-    if (timer === null && !waitingDrain) {
-      if (delayMs === 0) flush();
-      else timer = setTimeout(flush, delayMs);
-    }
-  });
-  from.on("end", () => {
-    ended = true;
-    if (timer === null && !waitingDrain) flush();
-  });
-}
-
-/**
- * What went through one route: connections, bytes each way, and turns (a chunk going the other
- * way than the connection's previous one: a request/answer exchange is two turns, so turns / 2
- * counts the round trips that wait for the link's delay; pipelined traffic turns more often).
- */
-export interface RouteStats {
-  route: string;
-  connections: number;
-  bytesUp: number;
-  bytesDown: number;
-  turns: number;
-}
-
-/**
- * A TCP proxy that delays every chunk by `delayMs` in each direction (round trip: twice that),
- * order kept, with backpressure (netem's job where netem is not available). Resolves once every
- * route listens; `close()` stops listening and cuts the connections.
- */
-export async function startDelayProxy(routes: ProxyRoute[], delayMs: number): Promise<{ close(): void; stats: RouteStats[] }> {
-  const sockets = new Set<Socket>();
-  const servers: Server[] = [];
-  const stats: RouteStats[] = [];
-  for (const r of routes) {
-    const st: RouteStats = { route: `${r.listenHost}:${r.listenPort} → ${r.toHost}:${r.toPort}`, connections: 0, bytesUp: 0, bytesDown: 0, turns: 0 };
-    stats.push(st);
-    // Half-open: a side's FIN is passed on after the data still held for the other side.
-    const server = createServer({ noDelay: true, allowHalfOpen: true }, (client) => {
-      st.connections++;
-      let last: "up" | "down" | null = null;
-      const note = (dir: "up" | "down", n: number) => {
-        if (dir === "up") st.bytesUp += n;
-        else st.bytesDown += n;
-        if (dir !== last) st.turns++;
-        last = dir;
-      };
-      // Large reads from the side that sends the bulk (an NBD server's replies): fewer calls.
-      const readBuf = Buffer.allocUnsafe(PROXY_READ);
-      const upstream = connect({
-        host: r.toHost,
-        port: r.toPort,
-        noDelay: true,
-        allowHalfOpen: true,
-        onread: {
-          buffer: readBuf,
-          callback: (n: number, buf: Uint8Array) => {
-            upstream.emit("data", Buffer.from(buf.subarray(0, n)));
-            return true;
-          },
-        },
-      });
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("close", () => sockets.delete(s));
-      }
-      client.on("error", () => upstream.destroy());
-      upstream.on("error", () => client.destroy());
-      delayedPipe(client, upstream, delayMs, (n) => note("up", n));
-      delayedPipe(upstream, client, delayMs, (n) => note("down", n));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(r.listenPort, r.listenHost, () => resolve());
-    });
-    servers.push(server);
-  }
-  return {
-    stats,
-    close() {
-      for (const s of servers) s.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
-}

@@ -4,8 +4,8 @@
  * disk holding 2 GiB of mixed data, ours beside the Python tool (Debian 1.9.15), over
  *
  *   loopback   every connection straight to 127.0.0.1
- *   proxy 0    every connection through the delay proxy (bench/lib.ts) with no delay: what the
- *              proxy itself costs
+ *   proxy 0    every connection through the delay proxy (bench/delay-proxy.c) with no delay:
+ *              what the proxy itself costs
  *   delay      through the proxy with --delay ms each way (default 10: a 20 ms round trip)
  *
  * The "remote" hypervisor is this machine: libvirtd behind a private sshd on 127.0.0.1:S
@@ -19,8 +19,11 @@
  * change to either tool, nothing host-wide but a listener on 127.0.0.1:22 in loopback mode
  * (paramiko's fixed port, forwarded to the private sshd).
  *
- * The proxy runs in its own process; its raw throughput (2 GiB from a socket to a sink through
- * it, with no delay and with the delay) is measured first, beside the same copy on loopback.
+ * The proxy is a small C program, bench/delay-proxy.c, run in a process of its own and compiled
+ * by gcc into the work directory when missing or older than its source (the Node proxy it
+ * replaces used ~2 s of CPU per 2 GiB moved, on 2 cores the tool and qemu need). Its raw
+ * throughput (2 GiB from a socket to a sink through it, with no delay and with the delay) is
+ * measured first, beside the same copy on loopback.
  * Its per-route counts (connections, bytes, turns ≈ 2 × round trips waited for) are kept for
  * one run of each tool at the delay.
  *
@@ -30,14 +33,14 @@
  * Medians of --rounds runs per case, the cases of a round in rotating order. Results go to
  * stdout and bench/results/remote-delay.json (--merge keeps the cases not run this time).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../src/libvirt/connection.js";
 import { freePorts, startRemoteHypervisor, type RemoteHypervisor } from "../test/helpers/remote.js";
-import { buildMixedImage, defineBenchDomain, measure, median, MiB, startDelayProxy, type ProxyRoute, type RouteStats, type Run } from "./lib.js";
+import { buildMixedImage, defineBenchDomain, measure, median, MiB, type Run } from "./lib.js";
 
 const WORK = "/var/tmp/vnbt-remote-bench";
 const IMAGE = join(WORK, "disk.qcow2");
@@ -72,9 +75,45 @@ interface Case {
   run(): Promise<Run>;
 }
 
-/** The proxy in a child process of its own (this file with --proxy-child): not sharing the bench's event loop. */
+/** Where a route listens and where it forwards to. */
+interface ProxyRoute {
+  listenHost: string;
+  listenPort: number;
+  toHost: string;
+  toPort: number;
+}
+
+/**
+ * What went through one route: connections, bytes each way, and turns (a chunk going the other
+ * way than the connection's previous one: a request/answer exchange is two turns, so turns / 2
+ * counts the round trips that wait for the link's delay; pipelined traffic turns more often).
+ */
+interface RouteStats {
+  route: string;
+  connections: number;
+  bytesUp: number;
+  bytesDown: number;
+  turns: number;
+}
+
+const PROXY_SOURCE = join(root, "bench/delay-proxy.c");
+const PROXY_BINARY = join(WORK, "delay-proxy");
+let proxyBuilt = false;
+
+/** bench/delay-proxy.c compiled into WORK, once per bench run and only when the source is newer. */
+function buildProxy(): string {
+  if (proxyBuilt) return PROXY_BINARY;
+  if (!existsSync(PROXY_BINARY) || statSync(PROXY_BINARY).mtimeMs < statSync(PROXY_SOURCE).mtimeMs) {
+    execFileSync("gcc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", PROXY_BINARY, PROXY_SOURCE], { stdio: "inherit" });
+  }
+  proxyBuilt = true;
+  return PROXY_BINARY;
+}
+
+/** The delay proxy (bench/delay-proxy.c) in a process of its own; `stop()` ends it and returns its counts. */
 async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop(): Promise<ProxyStats[]> }> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, `--proxy-child=${JSON.stringify({ routes, delayMs })}`], { stdio: ["ignore", "pipe", "inherit"] });
+  const args = [String(delayMs), ...routes.map((r) => `${r.listenHost}:${r.listenPort}=${r.toHost}:${r.toPort}`)];
+  const child: ChildProcess = spawn(buildProxy(), args, { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -100,23 +139,11 @@ async function spawnProxy(routes: ProxyRoute[], delayMs: number): Promise<{ stop
   };
 }
 
-async function proxyChild(spec: string): Promise<void> {
-  const { routes, delayMs } = JSON.parse(spec) as { routes: ProxyRoute[]; delayMs: number };
-  const proxy = await startDelayProxy(routes, delayMs);
-  process.on("SIGTERM", () => {
-    proxy.close();
-    const cpu = process.cpuUsage();
-    const stats = [...proxy.stats, { route: "proxy process CPU seconds (user+sys)", cpuSeconds: (cpu.user + cpu.system) / 1e6 }];
-    process.stdout.write(`stats ${JSON.stringify(stats)}\n`, () => process.exit(0));
-  });
-  process.stdout.write("ready\n");
-}
-
 /**
  * The proxy's own throughput: `mib` MiB sent by a server to a client through it (or straight:
- * `delayMs` null), the way NBD replies go.
+ * `delayMs` null), the way NBD replies go; and the proxy process's CPU seconds for it.
  */
-async function rawThroughput(delayMs: number | null, mib: number): Promise<number> {
+async function rawThroughput(delayMs: number | null, mib: number): Promise<{ mibPerSecond: number; proxyCpuSeconds?: number }> {
   const [sourcePort, proxyPort] = [await freePorts(), await freePorts()];
   const chunk = Buffer.alloc(4 * MiB, 0x5a);
   const source = createServer((s) => {
@@ -142,10 +169,11 @@ async function rawThroughput(delayMs: number | null, mib: number): Promise<numbe
     c.on("end", () => resolve());
   });
   const seconds = (performance.now() - t) / 1000;
-  await proxy?.stop();
+  const stats = await proxy?.stop();
   source.close();
   if (got !== mib * MiB) throw new Error(`raw copy: ${got} bytes arrived, not ${mib * MiB}`);
-  return mib / seconds;
+  const cpu = stats?.find((s): s is { route: string; cpuSeconds: number } => "cpuSeconds" in s);
+  return { mibPerSecond: mib / seconds, proxyCpuSeconds: cpu?.cpuSeconds };
 }
 
 /** Where the tools' names resolve to in their namespace, and which proxy routes a mode needs. */
@@ -254,7 +282,7 @@ async function setUp(after: (() => Promise<void> | void)[]): Promise<Setup> {
   return { hv, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
 }
 
-function report(results: Record<string, CaseResult>, raw: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
+function report(results: Record<string, CaseResult>, raw: Record<string, number>, rawCpu: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
   const previous = (() => {
     try {
       return JSON.parse(readFileSync(RESULTS, "utf8")) as { results: Record<string, CaseResult> };
@@ -271,21 +299,22 @@ function report(results: Record<string, CaseResult>, raw: Record<string, number>
     ratios[tool] = { wall: lo.seconds / de.seconds, data: lo.transferSeconds && de.transferSeconds ? lo.transferSeconds / de.transferSeconds : undefined };
     console.log(`${tool}: at ${2 * DELAY} ms RTT keeps ${(100 * ratios[tool].wall).toFixed(0)} % of its loopback throughput (wall)${ratios[tool].data ? `, ${(100 * ratios[tool].data!).toFixed(0)} % (data phase)` : ""}`);
   }
-  const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, rttMs: 2 * DELAY, rawThroughputMiBs: raw, results: merged, ratios, routeStats };
+  const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, rttMs: 2 * DELAY, rawThroughputMiBs: raw, rawProxyCpuSeconds: rawCpu, results: merged, ratios, routeStats };
   writeFileSync(RESULTS, JSON.stringify(doc, null, 2) + "\n");
 }
 
 async function main(): Promise<void> {
-  const spec = arg("proxy-child");
-  if (spec) return proxyChild(spec);
   mkdirSync(WORK, { recursive: true });
   chmodSync(WORK, 0o755);
   await buildMixedImage(IMAGE, join(WORK, "recipe"), 4, 32, RECIPE, "2026-12-05 remote bench: the quick brown fox jumps over the lazy dog 0123456789\n");
   chmodSync(IMAGE, 0o644);
   const raw: Record<string, number> = {};
+  const rawCpu: Record<string, number> = {};
   for (const [name, d] of [["loopback, no proxy", null], ["proxy, no delay", 0], [`proxy, ${DELAY} ms each way`, DELAY]] as const) {
-    raw[name] = await rawThroughput(d, 2048);
-    console.log(`raw 2 GiB socket copy, ${name.padEnd(24)} ${raw[name]!.toFixed(0).padStart(5)} MiB/s`);
+    const r = await rawThroughput(d, 2048);
+    raw[name] = r.mibPerSecond;
+    if (r.proxyCpuSeconds !== undefined) rawCpu[name] = r.proxyCpuSeconds;
+    console.log(`raw 2 GiB socket copy, ${name.padEnd(24)} ${r.mibPerSecond.toFixed(0).padStart(5)} MiB/s${r.proxyCpuSeconds !== undefined ? `  (proxy CPU ${r.proxyCpuSeconds.toFixed(2)} s)` : ""}`);
   }
   if (process.argv.includes("--raw-only")) return;
   const after: (() => Promise<void> | void)[] = [];
@@ -299,7 +328,7 @@ async function main(): Promise<void> {
     for (const [name, r] of Object.entries(results)) {
       console.log(`${name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s  ${r.mibPerSecond.toFixed(0).padStart(5)} MiB/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB${r.transferSeconds ? `  (data phase ${r.transferSeconds.toFixed(2)} s)` : ""}`);
     }
-    report(results, raw, routeStats);
+    report(results, raw, rawCpu, routeStats);
   } finally {
     if (await dom.isActive().catch(() => false)) await dom.destroy().catch(() => undefined);
     await dom.undefine(16).catch(() => undefined);
