@@ -9,6 +9,7 @@ import { readdir, stat } from "../storage/files.js";
 import { join } from "node:path";
 import { checkpointIndex, parseDataFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";
+import type { Checkpoint } from "../libvirt/checkpoint.js";
 import type { Domain } from "../libvirt/domain.js";
 import { DirectorySource } from "../storage/directory-source.js";
 import { oneLine } from "../util/one-line.js";
@@ -88,6 +89,7 @@ async function onlineCheckpointProblem(r: RunContext, domain: Domain, last: stri
 
 /** Read-only: libvirt vouches for `last` and every checkpoint made after it, or the first reason it does not. */
 export async function libvirtChainProblem(domain: Domain, last: string): Promise<string | null> {
+  // One after the other: the check redefines `last` (libvirt replaces its metadata object).
   const problem = await checkpointProblem(domain, last);
   if (problem !== null) return `checkpoint [${last}] is unusable: ${problem}`;
   for (const later of await descendantsOf(domain, last)) {
@@ -97,20 +99,22 @@ export async function libvirtChainProblem(domain: Domain, last: string): Promise
   return null;
 }
 
-/** The checkpoints libvirt made after `name` (its children, theirs, …): an inc merges their bitmaps. */
+/** The checkpoints libvirt made after `name` (its children, theirs, …): an inc merges their bitmaps. Parents asked all at once. */
 async function descendantsOf(domain: Domain, name: string): Promise<string[]> {
   const all = await domain.listAllCheckpoints();
-  const parentOf = new Map<string, string | null>();
-  for (const cp of all) {
+  const parentName = async (cp: Checkpoint): Promise<string | null> => {
     try {
       const p = await cp.parent();
-      parentOf.set(cp.name, p.name);
       p.free();
+      return p.name;
     } catch {
-      parentOf.set(cp.name, null);
+      return null;
+    } finally {
+      cp.free();
     }
-    cp.free();
-  }
+  };
+  const parents = await Promise.all(all.map(parentName));
+  const parentOf = new Map<string, string | null>(all.map((cp, i) => [cp.name, parents[i]!]));
   const isBelow = (n: string): boolean => {
     for (let p = parentOf.get(n) ?? null, hops = 0; p !== null && hops < 10000; p = parentOf.get(p) ?? null, hops++) if (p === name) return true;
     return false;

@@ -13,20 +13,29 @@ import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveTpmState, save
 /** Returns the exit code: 1 when a disk (or anything logged as an error) failed, 2 for `--strict` with warnings. */
 export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, copied: CopiedDisks, qcowInfo: QcowInfo): Promise<number> {
   const { args, log } = r;
+  // libvirt stops the job and answers for autostart while the side files are written.
+  let stopping: Promise<void> | null = null;
   if (!m.offline) {
     log.info("Backup jobs finished, stopping backup task.");
-    await m.domain.abortJob().catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
-    r.cleanup.jobDomain = null;
+    stopping = m.domain
+      .abortJob()
+      .catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`))
+      .then(() => void (r.cleanup.jobDomain = null));
   }
+  const autostart = m.domain.autostart().catch(() => false);
   // Side files also after a failed disk, as the original.
   const archive = copied.archive;
   const ctx: SideFileContext = { dir: r.outDir, archive, host: r.host, level: c.level, ident: c.ident, log };
-  await saveVmConfig(ctx, m.xml);
-  if (archive && (c.level === "full" || c.level === "inc")) await archiveCheckpoints(r, archive);
-  await saveBootFiles(ctx, m.domXml.osPaths());
-  await saveTpmState(ctx, m.domXml);
-  await saveQcowInfo(ctx, m.disks, qcowInfo);
-  await saveAutostartAndOsinfo(ctx, await m.domain.autostart().catch(() => false), m.osinfo);
+  try {
+    await saveVmConfig(ctx, m.xml);
+    if (archive && (c.level === "full" || c.level === "inc")) await archiveCheckpoints(r, archive);
+    await saveBootFiles(ctx, m.domXml.osPaths());
+    await saveTpmState(ctx, m.domXml);
+    await saveQcowInfo(ctx, m.disks, qcowInfo);
+    await saveAutostartAndOsinfo(ctx, await autostart, m.osinfo);
+  } finally {
+    await stopping;
+  }
 
   // What the run found: errors logged without failing a disk (a side file, a job that would
   // not stop) fail it too; `--strict` makes warnings exit 2.
