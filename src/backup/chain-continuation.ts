@@ -9,7 +9,7 @@ import { readdir, stat } from "../storage/files.js";
 import { join } from "node:path";
 import { checkpointIndex, parseDataFileName } from "../backupset/layout.js";
 import { StreamReader } from "../format/reader.js";
-import type { Checkpoint } from "../libvirt/checkpoint.js";
+import * as C from "../libvirt/constants.js";
 import type { Domain } from "../libvirt/domain.js";
 import { DirectorySource } from "../storage/directory-source.js";
 import { oneLine } from "../util/one-line.js";
@@ -99,27 +99,16 @@ export async function libvirtChainProblem(domain: Domain, last: string): Promise
   return null;
 }
 
-/** The checkpoints libvirt made after `name` (its children, theirs, …): an inc merges their bitmaps. Parents asked all at once. */
+/** The checkpoints libvirt made after `name` (its children, theirs, …): an inc merges their bitmaps. One call, whatever the chain's length. */
 async function descendantsOf(domain: Domain, name: string): Promise<string[]> {
-  const all = await domain.listAllCheckpoints();
-  const parentName = async (cp: Checkpoint): Promise<string | null> => {
-    try {
-      const p = await cp.parent();
-      p.free();
-      return p.name;
-    } catch {
-      return null;
-    } finally {
-      cp.free();
-    }
-  };
-  const parents = await Promise.all(all.map(parentName));
-  const parentOf = new Map<string, string | null>(all.map((cp, i) => [cp.name, parents[i]!]));
-  const isBelow = (n: string): boolean => {
-    for (let p = parentOf.get(n) ?? null, hops = 0; p !== null && hops < 10000; p = parentOf.get(p) ?? null, hops++) if (p === name) return true;
-    return false;
-  };
-  return [...parentOf.keys()].filter(isBelow);
+  const cp = await domain.checkpointLookupByName(name);
+  try {
+    const below = await cp.listAllChildren(C.VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS);
+    for (const c of below) c.free();
+    return below.map((c) => c.name);
+  } finally {
+    cp.free();
+  }
 }
 
 async function offlineBitmapProblem(r: RunContext, m: Facts, last: string): Promise<string | null> {

@@ -40,6 +40,12 @@ export class Checkpoint {
     return new Checkpoint(this.domain, await lvCall(native.lvCheckpointGetParent(this.handle, flags)));
   }
 
+  /** Its children (virDomainCheckpointListAllChildren); C.VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS: all below it, in one call. */
+  async listAllChildren(flags = 0): Promise<Checkpoint[]> {
+    const handles = await lvCall(native.lvCheckpointListAllChildren(this.handle, flags));
+    return handles.map((h) => new Checkpoint(this.domain, h));
+  }
+
   /** Drops the reference now (a finalizer does it otherwise). */
   free(): void {
     if (this.#handle) native.lvFree(this.#handle);

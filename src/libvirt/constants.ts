@@ -191,8 +191,10 @@ export const VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE = 4;
 export const VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN = 2;
 export const VIR_DOMAIN_CHECKPOINT_XML_SIZE = 4;
 
-/** Flags for `Domain.listAllCheckpoints()`. */
+/** Flags for `Domain.listAllCheckpoints()` and `Checkpoint.listAllChildren()`. */
 export const VIR_DOMAIN_CHECKPOINT_LIST_LEAVES = 4;
+/** `Checkpoint.listAllChildren()`: the children's children too, all the way down. */
+export const VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS = 1;
 
 /** Flags for `Checkpoint.delete()`. */
 export const VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN = 1;

@@ -123,6 +123,7 @@ export interface LibvirtNative {
   lvCheckpointGetXMLDesc(cp: LvCheckpointHandle, flags: number): Promise<string>;
   lvCheckpointDelete(cp: LvCheckpointHandle, flags: number): Promise<void>;
   lvCheckpointGetParent(cp: LvCheckpointHandle, flags: number): Promise<LvCheckpointHandle>;
+  lvCheckpointListAllChildren(cp: LvCheckpointHandle, flags: number): Promise<LvCheckpointHandle[]>;
 
   lvStoragePoolLookupByName(conn: LvConnectHandle, name: string): Promise<LvStoragePoolHandle>;
   lvStoragePoolLookupByTargetPath(conn: LvConnectHandle, path: string): Promise<LvStoragePoolHandle>;

@@ -89,8 +89,15 @@ test("create, list, lookup, size, parent, delete and redefine checkpoints", asyn
     return true;
   });
 
-  // Delete with children.
+  // Children, and all descendants in one call.
   await dom.checkpointCreateXML(buildCheckpointXml({ name: "virtnbdbackup.1", parent: "virtnbdbackup.0", disks: ["sda"] }));
+  await dom.checkpointCreateXML(buildCheckpointXml({ name: "virtnbdbackup.2", parent: "virtnbdbackup.1", disks: ["sda"] }));
+  const root = await dom.checkpointLookupByName("virtnbdbackup.0");
+  assert.deepEqual((await root.listAllChildren()).map((c) => c.name), ["virtnbdbackup.1"]);
+  assert.deepEqual((await root.listAllChildren(C.VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS)).map((c) => c.name).sort(), ["virtnbdbackup.1", "virtnbdbackup.2"]);
+  assert.deepEqual(await (await dom.checkpointLookupByName("virtnbdbackup.2")).listAllChildren(C.VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS), []);
+
+  // Delete with children.
   await (await dom.checkpointLookupByName("virtnbdbackup.0")).delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN);
   assert.deepEqual(await dom.listAllCheckpoints(), []);
   cp0.free();

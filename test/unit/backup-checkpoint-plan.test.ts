@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { recordingLog } from "../helpers/recording-log.js";
 import { chainCheckpoints, CheckpointError, checkpointProblem, foreignCheckpoints, highestIndex, planCheckpoint } from "../../src/backup/checkpoints.js";
 import { checkpointIndex, checkpointName, isOwnCheckpointName } from "../../src/backupset/layout.js";
+import { libvirtChainProblem } from "../../src/backup/chain-continuation.js";
 import * as C from "../../src/libvirt/constants.js";
 import type { Domain } from "../../src/libvirt/domain.js";
 import { LibvirtError } from "../../src/libvirt/errors.js";
@@ -14,7 +15,7 @@ const cpXml = (name: string) => `<domaincheckpoint><name>${name}</name><disks><d
 
 /**
  * libvirt's side of checkpoints, as far as checkpoints.ts uses it: lookup by name (with the
- * checkpoint's xmlDesc and free), redefine from XML (fails for checkpoints whose bitmap is
+ * checkpoint's xmlDesc, children and free), redefine from XML (fails for checkpoints whose bitmap is
  * broken), list all. Counts handles so a test can see each one freed.
  */
 class FakeDomain {
@@ -33,6 +34,12 @@ class FakeDomain {
       xmlDesc: async (flags = 0) => {
         this.calls.push(`xmlDesc ${name} ${flags}`);
         return cpXml(name);
+      },
+      // A linear chain in `names` order: the next one is the child, all later ones the descendants.
+      listAllChildren: async (flags = 0) => {
+        this.calls.push(`children ${name} ${flags}`);
+        const later = this.names.slice(this.names.indexOf(name) + 1);
+        return (flags & C.VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS ? later : later.slice(0, 1)).map((n) => this.handle(n));
       },
       free: () => {
         assert.equal(freed, false, `${name} freed twice`);
@@ -180,4 +187,17 @@ test("names: the original's substring test for ours; a chain's index; the highes
   assert.equal(checkpointIndex("virtnbdbackup.3x"), null);
   assert.equal(highestIndex([], ""), -1);
   assert.equal(highestIndex(["virtnbdbackup.2", "virtnbdbackup.11", "virtnbdbackup.weekly.40"], ""), 11);
+});
+
+test("libvirtChainProblem: the last checkpoint and every one libvirt made after it must be sound; descendants in one call", async () => {
+  const names = ["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2", "virtnbdbackup.3"];
+  const sound = new FakeDomain(names);
+  assert.equal(await libvirtChainProblem(sound.asDomain, "virtnbdbackup.1"), null);
+  assert.equal(sound.calls.filter((c) => c.startsWith("children")).length, 1);
+  assert.equal(sound.open, 0, "every handle freed");
+  const laterBroken = new FakeDomain(names, new Set(["virtnbdbackup.3"]));
+  assert.match((await libvirtChainProblem(laterBroken.asDomain, "virtnbdbackup.1")) ?? "", /^checkpoint \[virtnbdbackup\.3\] made after \[virtnbdbackup\.1\] is unusable: .*missing or broken bitmap/);
+  assert.equal(laterBroken.open, 0);
+  const lastBroken = new FakeDomain(names, new Set(["virtnbdbackup.1"]));
+  assert.match((await libvirtChainProblem(lastBroken.asDomain, "virtnbdbackup.1")) ?? "", /^checkpoint \[virtnbdbackup\.1\] is unusable: /);
 });

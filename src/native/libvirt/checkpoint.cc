@@ -1,4 +1,4 @@
-// Checkpoints: create (incl. REDEFINE/REDEFINE_VALIDATE/QUIESCE), list, lookup, XML, delete, parent.
+// Checkpoints: create (incl. REDEFINE/REDEFINE_VALIDATE/QUIESCE), list, lookup, XML, delete, parent, children.
 #include "common.h"
 
 namespace lv {
@@ -42,19 +42,22 @@ Napi::Value LookupByName(const Napi::CallbackInfo& info) {
   return FromDomain(info, "name", virDomainCheckpointLookupByName);
 }
 
-// lvDomainListAllCheckpoints(dom, flags) → checkpoint handles.
-Napi::Value ListAll(const Napi::CallbackInfo& info) {
+// (handle of `kind`, flags) → checkpoint handles, listed by `fn`: a domain's checkpoints or a
+// checkpoint's children (one call each, whatever the number).
+template <typename Owner>
+Napi::Value ListCheckpoints(const Napi::CallbackInfo& info, Kind kind,
+                            int (*fn)(Owner, virDomainCheckpointPtr**, unsigned int)) {
   Napi::Env env = info.Env();
   Handle* h;
   unsigned int flags;
-  if (!ArgHandle(info, 0, Kind::Domain, h) || !ArgUint(info, 1, "flags", flags)) return env.Undefined();
-  virDomainPtr dom = static_cast<virDomainPtr>(h->ptr);
+  if (!ArgHandle(info, 0, kind, h) || !ArgUint(info, 1, "flags", flags)) return env.Undefined();
+  Owner owner = static_cast<Owner>(h->ptr);
   auto out = std::make_shared<std::vector<virDomainCheckpointPtr>>();
   return Run(
       env, {h},
       [=]() {
         virDomainCheckpointPtr* cps = nullptr;
-        int n = virDomainListAllCheckpoints(dom, &cps, flags);
+        int n = fn(owner, &cps, flags);
         if (n < 0) return false;
         out->assign(cps, cps + n);
         free(cps);
@@ -66,6 +69,16 @@ Napi::Value ListAll(const Napi::CallbackInfo& info) {
         out->clear();
         return arr;
       });
+}
+
+// lvDomainListAllCheckpoints(dom, flags) → checkpoint handles.
+Napi::Value ListAll(const Napi::CallbackInfo& info) {
+  return ListCheckpoints<virDomainPtr>(info, Kind::Domain, virDomainListAllCheckpoints);
+}
+
+// lvCheckpointListAllChildren(cp, flags) → checkpoint handles (DESCENDANTS: theirs too).
+Napi::Value ListAllChildren(const Napi::CallbackInfo& info) {
+  return ListCheckpoints<virDomainCheckpointPtr>(info, Kind::Checkpoint, virDomainCheckpointListAllChildren);
 }
 
 // lvCheckpointGetName(cp) → string. Cached in the object: no I/O, synchronous.
@@ -136,6 +149,7 @@ void InitCheckpoint(Napi::Env env, Napi::Object exports) {
   exports.Set("lvCheckpointGetXMLDesc", Napi::Function::New(env, GetXMLDesc, "lvCheckpointGetXMLDesc"));
   exports.Set("lvCheckpointDelete", Napi::Function::New(env, Delete, "lvCheckpointDelete"));
   exports.Set("lvCheckpointGetParent", Napi::Function::New(env, GetParent, "lvCheckpointGetParent"));
+  exports.Set("lvCheckpointListAllChildren", Napi::Function::New(env, ListAllChildren, "lvCheckpointListAllChildren"));
 }
 
 }  // namespace lv
