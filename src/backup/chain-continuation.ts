@@ -54,14 +54,17 @@ export async function diskDrift(r: RunContext, m: Facts, last: string): Promise<
 
 /** Per disk of the set: the virtual size its newest stream file records (null: not a readable stream). */
 export async function setDiskSizes(dir: string): Promise<Map<string, number | null>> {
-  const names = await readdir(dir);
-  const newest = new Map<string, { name: string; mtime: number }>();
-  for (const name of names) {
+  const files = (await readdir(dir)).flatMap((name) => {
     const parsed = parseDataFileName(name);
-    if (!parsed || parsed.level === "copy") continue;
-    const mtime = (await stat(join(dir, name))).mtimeMs;
-    const seen = newest.get(parsed.disk);
-    if (!seen || mtime > seen.mtime) newest.set(parsed.disk, { name, mtime });
+    return parsed && parsed.level !== "copy" ? [{ name, disk: parsed.disk }] : [];
+  });
+  // Their times asked all at once (a chain of 190 files took 45 ms one after the other).
+  const mtimes = await Promise.all(files.map(async (f) => (await stat(join(dir, f.name))).mtimeMs));
+  const newest = new Map<string, { name: string; mtime: number }>();
+  for (const [i, { name, disk }] of files.entries()) {
+    const mtime = mtimes[i]!;
+    const seen = newest.get(disk);
+    if (!seen || mtime > seen.mtime) newest.set(disk, { name, mtime });
   }
   const source = new DirectorySource(dir);
   const sizes = new Map<string, number | null>();

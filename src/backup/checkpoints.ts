@@ -39,29 +39,35 @@ export async function foreignCheckpoints(domain: Domain): Promise<string[]> {
   return (await checkpointNames(domain)).filter((n) => !isOwnCheckpointName(n));
 }
 
-async function xmlFilesByMtime(dir: string): Promise<string[]> {
-  let names: string[];
+/** The checkpoint XML files in `dir` (names only; none when it does not exist). */
+async function checkpointXmlFiles(dir: string): Promise<string[]> {
   try {
-    names = (await readdir(dir)).filter(isCheckpointXmlName);
+    return (await readdir(dir)).filter(isCheckpointXmlName);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw e;
   }
+}
+
+/** `names` of files in `dir` as paths, oldest first (mtime, then name). */
+async function byMtime(dir: string, names: string[]): Promise<string[]> {
   const withTime = await Promise.all(names.map(async (n) => ({ n, t: (await stat(join(dir, n))).mtimeMs })));
   return withTime.sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : 1)).map((x) => join(dir, x.n));
 }
 
 /**
  * Re-creates checkpoints from saved XML that libvirt does not know (transient VMs, other hosts).
- * libvirt's names come in one call and each file's name from its first lines: a lookup and a
- * full XML parse per checkpoint made an inc of a chain of 70 spend 0.3 s here (2026-12-05).
+ * libvirt's names come in one call. A file is named after its checkpoint (layout.ts): one whose
+ * name libvirt knows is not read; the others are read (the name inside them counts), oldest
+ * first. Reading every file made an inc of a chain of 190 spend 0.16 s here, twice (2026-12-05).
  */
 export async function redefineMissing(domain: Domain, dir: string, log: CheckpointLog): Promise<void> {
-  const files = await xmlFilesByMtime(dir);
-  if (files.length === 0) return;
+  const names = await checkpointXmlFiles(dir);
+  if (names.length === 0) return;
   log.info(`Loaded checkpoint list from: [${dir}]`);
   const known = new Set(await checkpointNames(domain));
-  for (const file of files) {
+  const unknown = names.filter((n) => !known.has(n.slice(0, -".xml".length)));
+  for (const file of await byMtime(dir, unknown)) {
     const xml = await readFile(file, "utf8");
     const name = savedCheckpointName(xml, file);
     if (known.has(name)) {
@@ -141,7 +147,7 @@ export async function chainCheckpoints(domain: Domain, chain: string): Promise<s
  */
 export async function removeAllForFull(domain: Domain, cptPath: string, dir: string, chain: string, startingOver: boolean, log: CheckpointLog): Promise<void> {
   log.info("Removing all existent checkpoints before full backup.");
-  for (const file of await xmlFilesByMtime(dir)) await unlink(file);
+  for (const name of await checkpointXmlFiles(dir)) await unlink(join(dir, name));
   const listed = await readCpt(cptPath);
   let names: string[];
   if (listed.length > 0) {

@@ -52,3 +52,20 @@ test("redefineMissing: one listing of libvirt's checkpoints, only the lost ones 
   assert.deepEqual(calls, ["list", "redefine virtnbdbackup.37", "redefine virtnbdbackup.38", "redefine virtnbdbackup.39"]);
   assert.ok(lines.includes(`Loaded checkpoint list from: [${dir}]`));
 });
+
+test("redefineMissing: a file named after a checkpoint libvirt knows is not read; a file of another name is", async (t) => {
+  const dir = await tempDir(t);
+  // Unreadable as a checkpoint: reading it would be an error (no <name>).
+  await writeFile(join(dir, "virtnbdbackup.0.xml"), "<domaincheckpoint><domain><name>vm</name></domain></domaincheckpoint>");
+  await writeFile(join(dir, "copied-by-hand.xml"), xmlOf("virtnbdbackup.1", "virtnbdbackup.0"));
+  const redefined: string[] = [];
+  const domain = {
+    listAllCheckpoints: async () => [{ name: "virtnbdbackup.0", free() {} }],
+    checkpointCreateXML: async (xml: string) => {
+      redefined.push(/<name>([^<]+)<\/name>/.exec(xml)![1]!);
+      return { free() {} };
+    },
+  } as unknown as Domain;
+  await redefineMissing(domain, dir, { info: () => {}, warning: () => {}, error: () => {} } as never);
+  assert.deepEqual(redefined, ["virtnbdbackup.1"]);
+});
