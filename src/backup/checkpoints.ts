@@ -120,16 +120,24 @@ async function redefineProblem(domain: Domain, cp: Checkpoint): Promise<string |
   }
 }
 
+/**
+ * Deletes a checkpoint with its bitmaps; when libvirt refuses because a bitmap is missing or
+ * broken (it changes nothing then), its metadata only. The check comes after a refusal, not
+ * before each delete: libvirt's validation cost 16 ms per checkpoint here, a full after 60 incs
+ * spent 1 s in it (2026-12-05).
+ */
 async function deleteCheckpoint(domain: Domain, name: string, startingOver: boolean, log: CheckpointLog): Promise<void> {
   const cp = await domain.checkpointLookupByName(name);
   try {
-    if ((await redefineProblem(domain, cp)) === null) {
+    try {
       await cp.delete(0);
-    } else {
-      // Starting a new generation, the broken chain was the WARNING already.
-      (startingOver ? log.info : log.warning).call(log, "Checkpoint inconsistency detected, removing metadata for checkpoint.");
-      await cp.delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+      return;
+    } catch (e) {
+      if ((await redefineProblem(domain, cp)) === null) throw e;
     }
+    // Starting a new generation, the broken chain was the WARNING already.
+    (startingOver ? log.info : log.warning).call(log, "Checkpoint inconsistency detected, removing metadata for checkpoint.");
+    await cp.delete(C.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
   } finally {
     cp.free();
   }
