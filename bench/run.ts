@@ -10,11 +10,12 @@
  *   multi-disk      a 2-disk domain: -w 1 vs -w 2 (plain, -z; local disks, disks on slow stores) vs the Python tool, nbdcopy
  *   memory          peak RSS of backups and restores (4/16/64 GiB disks, chains of 30 incs) vs the Python tool, nbdcopy
  *   chain           a full + 30 incs vs a full of the same data: restore (ours, Python), virtnbdmap open and read
+ *   chain-runs      an inc with nothing changed and the next chain's full after chains of 1, 30, 100 checkpoints vs the Python tool
  *   remote-delay    remote (qemu+ssh) full backup on loopback and through a 20 ms round-trip proxy vs the Python tool
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "multi-disk", "memory", "chain", "remote-delay"];
+const ALL = ["format", "nbd-read", "map-read", "backup-restore", "live-restore", "multi-disk", "memory", "chain", "chain-runs", "remote-delay"];
 const args = process.argv.slice(2);
 const names = args.filter((a) => !a.startsWith("--"));
 const flags = args.filter((a) => a.startsWith("--"));
