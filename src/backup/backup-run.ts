@@ -23,6 +23,7 @@ import { logging, type Logger } from "../report/log.js";
 import { EXIT_TEMPFAIL } from "../report/exit-code.js";
 import { eventsOnStderr } from "../report/events.js";
 import { versionLine } from "../report/version.js";
+import { awaitLater } from "../util/in-flight.js";
 import { oneLine } from "../util/one-line.js";
 import { CheckpointError } from "./checkpoints.js";
 import { backupDisks } from "./disk-workers.js";
@@ -343,9 +344,14 @@ async function markedRun(r: RunContext, m: Preflight): Promise<number> {
 
 /** Checkpoints, the job, the disks, the side files. */
 async function changeSet(r: RunContext, m: Preflight, changes: SetChanges): Promise<{ code: number; keepMarker: boolean }> {
+  // The job's scratch directory is made while the checkpoints are handled (remote: an ssh round trip or three).
+  const scratchDir = m.offline ? null : awaitLater(r.host.mkdir(r.args.scratchdir));
   const checkpoint = await planCheckpoints(r, m, changes);
-  if (checkpoint.done !== undefined) return { code: checkpoint.done, keepMarker: false };
-  if ((await startJob(r, m, checkpoint, changes)).startonly) return { code: 0, keepMarker: true };
+  if (checkpoint.done !== undefined) {
+    await scratchDir?.catch(() => undefined);
+    return { code: checkpoint.done, keepMarker: false };
+  }
+  if ((await startJob(r, m, checkpoint, changes, scratchDir)).startonly) return { code: 0, keepMarker: true };
   changes.setChanged = true; // files of the set are written from here on
   const qcowInfo = startQcowInfo(r.host, m.disks); // beside the copy, saved after it
   const copied = await backupDisks(r, m, checkpoint);

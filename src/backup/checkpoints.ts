@@ -67,6 +67,7 @@ export async function redefineMissing(domain: Domain, dir: string, log: Checkpoi
   log.info(`Loaded checkpoint list from: [${dir}]`);
   const known = new Set(await checkpointNames(domain));
   const unknown = names.filter((n) => !known.has(n.slice(0, -".xml".length)));
+  log.debug?.(`Checkpoint files in [${dir}] named after a checkpoint libvirt knows: [${names.length - unknown.length}] of [${names.length}].`);
   for (const file of await byMtime(dir, unknown)) {
     const xml = await readFile(file, "utf8");
     const name = savedCheckpointName(xml, file);

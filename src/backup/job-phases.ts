@@ -49,12 +49,15 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
   return checkpoint;
 }
 
-/** Online: the libvirt backup job (pull mode, NBD server), its checkpoint recorded. `startonly`: -s ends here. */
-export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges): Promise<{ startonly: boolean }> {
+/**
+ * Online: the libvirt backup job (pull mode, NBD server), its checkpoint recorded. `startonly`:
+ * -s ends here. `scratchDir`: the scratch directory being made (null offline).
+ */
+export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges, scratchDir: Promise<void> | null): Promise<{ startonly: boolean }> {
   const { args, log } = r;
-  if (m.offline) return { startonly: false };
+  if (m.offline || scratchDir === null) return { startonly: false };
   if (r.nbdHost === null) logLocalEndpoints(r, m);
-  await r.host.mkdir(args.scratchdir);
+  await scratchDir;
   log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
   const { level, plan } = c;
   const createsCheckpoint = level === "full" || level === "inc";
