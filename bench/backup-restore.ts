@@ -16,9 +16,10 @@
  * Peak RSS is sampled from /proc every 20 ms. Results go to stdout and bench/results/.
  *
  * Each case runs --rounds times (default 3) in rotating order after the image was read once
- * (warm page cache for everyone); medians are reported.
+ * (warm page cache for everyone) and after --warmup rounds that are not counted (default 1: the
+ * first run of each case here was 1.3-1.6x the others); medians are reported.
  *
- *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--rounds=3]
+ *   node --import tsx bench/backup-restore.ts [--upstream=/path/to/virtnbdbackup-source] [--rounds=3] [--warmup=1]
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -34,6 +35,7 @@ const DOMAIN = "vnb-bench";
 const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
 const UPSTREAM = arg("upstream");
 const ROUNDS = Number(arg("rounds") ?? 3);
+const WARMUP = Number(arg("warmup") ?? 1);
 const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
 
 const buildImage = () => buildMixedImage(IMAGE, join(WORK, "recipe"), 4, 32, RECIPE, "2026-11-26 backup bench: the quick brown fox jumps over the lazy dog 0123456789\n");
@@ -59,13 +61,14 @@ async function main(): Promise<void> {
     return d;
   };
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  /** Runs every case ROUNDS times in rotating order (same conditions for all); keeps medians. */
+  /** Runs every case WARMUP times (not counted), then ROUNDS times in rotating order (same conditions for all); keeps medians. */
   async function rounds(cases: [string, () => Promise<Run>][]): Promise<void> {
     const runs = new Map<string, Run[]>(cases.map(([n]) => [n, []]));
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = -WARMUP; round < ROUNDS; round++) {
       for (let k = 0; k < cases.length; k++) {
-        const [name, fn] = cases[(k + round) % cases.length]!;
-        runs.get(name)!.push(await fn());
+        const [name, fn] = cases[(k + Math.max(0, round)) % cases.length]!;
+        const run = await fn();
+        if (round >= 0) runs.get(name)!.push(run);
       }
     }
     for (const [name, rs] of runs) {

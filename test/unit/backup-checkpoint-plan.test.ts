@@ -233,3 +233,13 @@ test("removeAllForFull: children first, each deleted with its bitmaps without a 
   assert.ok(log.lines.includes("WARNING Checkpoint inconsistency detected, removing metadata for checkpoint."), log.lines.join("\n"));
   assert.equal(broken.open, 0);
 });
+
+test("libvirtChainProblem: checkpoints whose bitmaps qemu shows sound are not validated by libvirt; one libvirt does not know is unusable", async () => {
+  const names = ["virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2"];
+  const dom = new FakeDomain(names, new Set(["virtnbdbackup.2"])); // libvirt would refuse .2
+  assert.equal(await libvirtChainProblem(dom.asDomain, "virtnbdbackup.1", new Set(["virtnbdbackup.1", "virtnbdbackup.2"])), null);
+  assert.deepEqual(dom.calls.filter((c) => c.startsWith("create")), [], "no validation");
+  assert.match((await libvirtChainProblem(dom.asDomain, "virtnbdbackup.1", new Set(["virtnbdbackup.1"]))) ?? "", /checkpoint \[virtnbdbackup\.2\] made after/);
+  assert.match((await libvirtChainProblem(dom.asDomain, "virtnbdbackup.5", new Set(["virtnbdbackup.5"]))) ?? "", /^checkpoint \[virtnbdbackup\.5\] is unusable: .*no domain checkpoint/);
+  assert.equal(dom.open, 0);
+});
