@@ -1,7 +1,8 @@
 /**
  * Remote backup over a slow link: a full backup in remote mode (`-U qemu+ssh://…`, libvirt's
  * pull-mode job serving the disk over NBD on TCP) of a throwaway TCG domain with a 4 GiB qcow2
- * disk holding 2 GiB of mixed data, ours beside the Python tool (Debian 1.9.15), over
+ * disk holding 2 GiB of mixed data, ours beside the Python tool (Debian 1.9.15) and, for the
+ * data phase, `nbdcopy` of the same kind of job's export to a file, over
  *
  *   loopback   every connection straight to 127.0.0.1
  *   proxy 0    every connection through the delay proxy (bench/delay-proxy.c) with no delay:
@@ -27,7 +28,7 @@
  * Its per-route counts (connections, bytes, turns ≈ 2 × round trips waited for) are kept for
  * one run of each tool at the delay.
  *
- *   node --import tsx bench/remote-delay.ts [--rounds=3] [--delay=10] [--tools=ours,python]
+ *   node --import tsx bench/remote-delay.ts [--rounds=3] [--delay=10] [--tools=ours,python,nbdcopy]
  *        [--modes=loopback,proxy0,delay] [--merge] [--raw-only]
  *
  * Medians of --rounds runs per case, the cases of a round in rotating order. Results go to
@@ -39,6 +40,8 @@ import { createServer, connect } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../src/libvirt/connection.js";
+import { buildBackupXml } from "../src/libvirt/backup-xml.js";
+import type { Domain } from "../src/libvirt/domain.js";
 import { freePorts, startRemoteHypervisor, type RemoteHypervisor } from "../test/helpers/remote.js";
 import { buildMixedImage, defineBenchDomain, measure, median, MiB, type Run } from "./lib.js";
 
@@ -52,7 +55,7 @@ const RESULTS = join(root, "bench/results/remote-delay.json");
 const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
 const ROUNDS = Number(arg("rounds") ?? 3);
 const DELAY = Number(arg("delay") ?? 10);
-const TOOLS = (arg("tools") ?? "ours,python").split(",");
+const TOOLS = (arg("tools") ?? "ours,python,nbdcopy").split(",");
 const MODES = (arg("modes") ?? "loopback,proxy0,delay").split(",") as Mode[];
 const PY_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: process.env["HOME"] ?? "/root" };
 const HOST = hostname();
@@ -63,6 +66,8 @@ type Mode = "loopback" | "proxy0" | "delay";
 type ProxyStats = RouteStats | { route: string; cpuSeconds: number };
 interface Setup {
   hv: RemoteHypervisor;
+  /** The bench domain, through the local libvirt (nbdcopy's job). */
+  dom: Domain;
   nbdPort: number;
   /** HOME of the Python tool: its paramiko session finds the private sshd's key in ~/.ssh. */
   pyHome: string;
@@ -216,8 +221,30 @@ function cases(s: Setup): Case[] {
       const [cmd, args] = inNamespace(hosts, "/usr/bin/virtnbdbackup", [...common, "--ssh-user", "root", "-o", ""]);
       all.push({ name: `python 1.9.15 ${mode}`, tool: "python 1.9.15", mode, run: () => measure(cmd, withOut(args, out("py")), { env: { ...PY_ENV, PATH: s.pyPath, HOME: s.pyHome }, logFile: join(WORK, `python-${mode}.log`) }) });
     }
+    if (TOOLS.includes("nbdcopy")) all.push({ name: `nbdcopy ${mode}`, tool: "nbdcopy", mode, run: () => nbdcopyRun(s, hosts) });
   }
   return all;
+}
+
+/**
+ * The reference for the data phase: `nbdcopy` (its defaults: multi-conn when the server offers
+ * it, 64 requests in flight) from the same kind of job's NBD server on TCP to a file, through
+ * `address` (the proxy, or loopback). The job is started and stopped through the local libvirt,
+ * outside the clock: the whole time is data phase.
+ */
+async function nbdcopyRun(s: Setup, address: string): Promise<Run> {
+  const scratch = join(WORK, "nbdcopy.scratch");
+  rmSync(scratch, { force: true });
+  await s.dom.backupBegin(buildBackupXml({ server: { tls: false, name: "127.0.0.1", port: s.nbdPort }, disks: [{ name: "sda", scratchFile: scratch }] }), null);
+  const target = join(WORK, "nbdcopy.raw");
+  try {
+    rmSync(target, { force: true });
+    const r = await measure("nbdcopy", [`nbd://${address}:${s.nbdPort}/sda`, target]);
+    return { ...r, transferSeconds: r.seconds };
+  } finally {
+    rmSync(target, { force: true });
+    await s.dom.abortJob();
+  }
 }
 
 /** The args with the empty `-o` value filled in (a fresh output directory per run). */
@@ -270,7 +297,7 @@ async function runCases(s: Setup, list: Case[], routeStats: Record<string, Proxy
 }
 
 /** The private sshd, the ssh wrapper on PATH (private known_hosts), the Python tool's HOME with the key. */
-async function setUp(after: (() => Promise<void> | void)[]): Promise<Setup> {
+async function setUp(after: (() => Promise<void> | void)[], dom: Domain): Promise<Setup> {
   const hv = await startRemoteHypervisor({ after: (fn) => after.push(fn) }, { sftp: true });
   if (!hv) throw new Error("no sshd (or not root): the remote bench needs /usr/sbin/sshd");
   const pyHome = join(WORK, "pyhome");
@@ -279,7 +306,7 @@ async function setUp(after: (() => Promise<void> | void)[]): Promise<Setup> {
   copyFileSync(hv.sshd.keyFile, join(pyHome, ".ssh/id_ed25519"));
   chmodSync(join(pyHome, ".ssh/id_ed25519"), 0o600);
   const wrapperDir = hv.env["PATH"]!.split(":")[0]!;
-  return { hv, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
+  return { hv, dom, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
 }
 
 function report(results: Record<string, CaseResult>, raw: Record<string, number>, rawCpu: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
@@ -321,7 +348,7 @@ async function main(): Promise<void> {
   const conn = await Connection.open("qemu:///system");
   const dom = await defineBenchDomain(conn, DOMAIN, IMAGE);
   try {
-    const s = await setUp(after);
+    const s = await setUp(after, dom);
     await dom.create();
     const routeStats: Record<string, ProxyStats[]> = {};
     const results = await runCases(s, cases(s), routeStats);
