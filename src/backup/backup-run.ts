@@ -345,10 +345,10 @@ async function markedRun(r: RunContext, m: Preflight): Promise<number> {
 /** Checkpoints, the job, the disks, the side files. */
 async function changeSet(r: RunContext, m: Preflight, changes: SetChanges): Promise<{ code: number; keepMarker: boolean }> {
   // The job's scratch directory is made while the checkpoints are handled (remote: an ssh round trip or three).
-  const scratchDir = m.offline ? null : awaitLater(r.host.mkdir(r.args.scratchdir));
+  const scratchDir = m.offline ? Promise.resolve() : awaitLater(r.host.mkdir(r.args.scratchdir));
   const checkpoint = await planCheckpoints(r, m, changes);
   if (checkpoint.done !== undefined) {
-    await scratchDir?.catch(() => undefined);
+    await scratchDir.catch(() => undefined);
     return { code: checkpoint.done, keepMarker: false };
   }
   if ((await startJob(r, m, checkpoint, changes, scratchDir)).startonly) return { code: 0, keepMarker: true };

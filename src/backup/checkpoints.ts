@@ -66,7 +66,8 @@ export async function redefineMissing(domain: Domain, dir: string, log: Checkpoi
   if (names.length === 0) return;
   log.info(`Loaded checkpoint list from: [${dir}]`);
   const known = new Set(await checkpointNames(domain));
-  const unknown = names.filter((n) => !known.has(n.slice(0, -".xml".length)));
+  const knownFiles = new Set([...known].map(checkpointXmlName));
+  const unknown = names.filter((n) => !knownFiles.has(n));
   log.debug?.(`Checkpoint files in [${dir}] named after a checkpoint libvirt knows: [${names.length - unknown.length}] of [${names.length}].`);
   for (const file of await byMtime(dir, unknown)) {
     const xml = await readFile(file, "utf8");

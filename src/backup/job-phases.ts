@@ -51,11 +51,11 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
 
 /**
  * Online: the libvirt backup job (pull mode, NBD server), its checkpoint recorded. `startonly`:
- * -s ends here. `scratchDir`: the scratch directory being made (null offline).
+ * -s ends here. `scratchDir`: the making of the job's scratch directory, started earlier.
  */
-export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges, scratchDir: Promise<void> | null): Promise<{ startonly: boolean }> {
+export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges, scratchDir: Promise<void>): Promise<{ startonly: boolean }> {
   const { args, log } = r;
-  if (m.offline || scratchDir === null) return { startonly: false };
+  if (m.offline) return { startonly: false };
   if (r.nbdHost === null) logLocalEndpoints(r, m);
   await scratchDir;
   log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);

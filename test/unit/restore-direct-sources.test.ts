@@ -2,7 +2,7 @@
  * direct-sources: qemu-img convert reading uncompressed chains itself, one raw view per range.
  * Real qemu-img writes the image; its content must equal the model at every point in time.
  */
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
@@ -105,49 +105,50 @@ function assertNodesShared(args: string[]): void {
   for (const [node, n] of views) assert.ok(n <= CHILDREN_PER_NODE, `node ${node} under ${n} views`);
 }
 
-test("a fragmented file is opened again every CHILDREN_PER_NODE ranges (qemu walks a node's parents per request); the image is right", async (t) => {
-  const dir = await tempDir(t);
-  const size = 8 * MiB;
+/** A set of one full backup of `size` bytes holding `count` data ranges of `piece` bytes, one every `every` bytes; loaded. */
+async function fragmentedFull(t: TestContext, dir: string, size: number, count: number, every: number, piece: number) {
   const spec: Spec = {
     name: "sda.full.data",
     size,
     full: true,
-    extents: fullExtents(size, Array.from({ length: 100 }, (_, i) => ({ start: i * 64 * KiB, data: pattern(32 * KiB, i) }))),
+    extents: fullExtents(size, Array.from({ length: count }, (_, i) => ({ start: i * every, data: pattern(piece, i) }))),
     checkpoint: "virtnbdbackup.0",
     parent: "",
   };
   const paths = await writeChain(dir, [spec]);
   const loaded = await loadChain(paths);
   t.after(() => loaded.close());
-  const args = directSources(loaded.index, paths);
+  return { spec, paths, index: loaded.index };
+}
+
+/** The qcow2 `image` reads as the disk `spec` backs up. */
+async function assertImageHolds(dir: string, image: string, spec: Spec): Promise<void> {
+  const raw = join(dir, "out.raw");
+  await run("qemu-img", ["convert", "-O", "raw", image, raw]);
+  assert.ok((await readFile(raw)).equals(modelDisk([{ size: spec.size, full: true, extents: spec.extents }])));
+}
+
+test("a fragmented file is opened again every CHILDREN_PER_NODE ranges (qemu walks a node's parents per request); the image is right", async (t) => {
+  const dir = await tempDir(t);
+  const size = 8 * MiB;
+  const { spec, paths, index } = await fragmentedFull(t, dir, size, 100, 64 * KiB, 32 * KiB);
+  const args = directSources(index, paths);
   assert.ok(args);
   assertNodesShared(args);
   assert.equal(args.filter((a) => a.includes('"node-name"')).length, Math.ceil(100 / CHILDREN_PER_NODE));
   const image = join(dir, "out.qcow2");
   await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
   await run("qemu-img", ["convert", "-n", "--target-is-zero", "-O", "qcow2", ...args, image]);
-  const raw = join(dir, "out.raw");
-  await run("qemu-img", ["convert", "-O", "raw", image, raw]);
-  assert.ok((await readFile(raw)).equals(modelDisk([{ size, full: true, extents: spec.extents }])));
+  await assertImageHolds(dir, image, spec);
 });
 
 test("a chain of more than MAX_RANGES ranges is copied in passes, each writing its part of the target through a raw view; the image is right and its clusters in offset order", async (t) => {
   const dir = await tempDir(t);
   const size = 16 * MiB;
   // 3000 data ranges of 2 KiB every 4 KiB (+ holes between): ~6000 ranges, PASS_ALIGN boundaries among them.
-  const spec: Spec = {
-    name: "sda.full.data",
-    size,
-    full: true,
-    extents: fullExtents(size, Array.from({ length: 3000 }, (_, i) => ({ start: i * 4 * KiB, data: pattern(2 * KiB, i) }))),
-    checkpoint: "virtnbdbackup.0",
-    parent: "",
-  };
-  const paths = await writeChain(dir, [spec]);
-  const loaded = await loadChain(paths);
-  t.after(() => loaded.close());
-  assert.equal(directSources(loaded.index, paths), null, "not one command");
-  const passes = directPasses(loaded.index, paths);
+  const { spec, paths, index } = await fragmentedFull(t, dir, size, 3000, 4 * KiB, 2 * KiB);
+  assert.equal(directSources(index, paths), null, "not one command");
+  const passes = directPasses(index, paths);
   assert.ok(passes && passes.length >= 5, `${passes?.length} passes`);
   let at = 0;
   for (const p of passes) {
@@ -161,9 +162,7 @@ test("a chain of more than MAX_RANGES ranges is copied in passes, each writing i
   const image = join(dir, "out.qcow2");
   await run("qemu-img", ["create", "-q", "-f", "qcow2", image, String(size)]);
   for (const p of passes) await run("qemu-img", directCommand(["convert", "-n", "--target-is-zero"], p, false, "qcow2", image));
-  const raw = join(dir, "out.raw");
-  await run("qemu-img", ["convert", "-O", "raw", image, raw]);
-  assert.ok((await readFile(raw)).equals(modelDisk([{ size, full: true, extents: spec.extents }])));
+  await assertImageHolds(dir, image, spec);
   // Clusters allocated in offset order: the guest's 64 KiB clusters map to increasing host offsets.
   const map = JSON.parse((await run("qemu-img", ["map", "--output=json", image])).stdout) as { start: number; data: boolean; offset?: number }[];
   const hosts = map.filter((m) => m.data).map((m) => m.offset!);
