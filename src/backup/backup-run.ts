@@ -32,7 +32,7 @@ import { startQcowInfo } from "./side-files.js";
 import { latestGeneration, placeIn, startNewGeneration } from "./generation.js";
 import { Cleanup, interruptOnSignals } from "./interruption.js";
 import { planCheckpoints, startJob } from "./job-phases.js";
-import { JobStartError, runningBackupJob } from "./job.js";
+import { JobStartError, runningBackupJob, stopBackupJob } from "./job.js";
 import { describeLockOwner, DomainLock, lockDirectory } from "../connect/domain-lock.js";
 import { optionConflict } from "./option-checks.js";
 import type { BackupArgs } from "./options.js";
@@ -307,7 +307,7 @@ async function continuationProblem(r: RunContext, m: Preflight): Promise<string 
 async function killJob(domain: Domain, log: Logger): Promise<number> {
   log.info("Stopping backup job");
   try {
-    await domain.abortJob();
+    await stopBackupJob(domain);
     return 0;
   } catch (e) {
     return fail(log, `Unable to stop backup job: ${(e as Error).message}`);

@@ -7,6 +7,7 @@ import { humanize } from "../report/humanize.js";
 import { logging } from "../report/log.js";
 import type { BackupTarget } from "../storage/target.js";
 import type { CopiedDisks } from "./disk-workers.js";
+import { stopBackupJob } from "./job.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
 import { saveAutostartAndOsinfo, saveBootFiles, saveQcowInfo, saveTpmState, saveVmConfig, type QcowInfo, type SideFileContext } from "./side-files.js";
 
@@ -17,8 +18,7 @@ export async function finishRun(r: RunContext, m: Preflight, c: RunCheckpoint, c
   let stopping: Promise<void> | null = null;
   if (!m.offline) {
     log.info("Backup jobs finished, stopping backup task.");
-    stopping = m.domain
-      .abortJob()
+    stopping = stopBackupJob(m.domain)
       .catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`))
       .then(() => void (r.cleanup.jobDomain = null));
   }

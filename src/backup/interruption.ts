@@ -8,6 +8,7 @@ import type { Domain } from "../libvirt/domain.js";
 import { onSignals, signalNumber, TERMINATING_SIGNALS } from "../connect/signals.js";
 import { logging, type Logger } from "../report/log.js";
 import { runEvents } from "../report/events.js";
+import { stopBackupJob } from "./job.js";
 
 /** How long signal cleanup (thaw, abort the job) may take before the process exits anyway. */
 const CLEANUP_LIMIT_MS = 15_000;
@@ -54,7 +55,7 @@ export class Cleanup {
       // while a client connection is still in its handshake, and the domain with it.
       if (this.hooks.size > 0) await new Promise((r) => setTimeout(r, CLOSE_BEFORE_ABORT_MS));
       log.info("Cleanup: Stopping backup job.");
-      await this.jobDomain.abortJob().catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
+      await stopBackupJob(this.jobDomain).catch((e: Error) => log.error(`Unable to stop backup job: ${e.message}`));
       this.jobDomain = null;
     }
   }

@@ -9,6 +9,7 @@ import type { Domain } from "../libvirt/domain.js";
 import { isLibvirtError } from "../libvirt/errors.js";
 import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvirt/backup-xml.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
+import { setTimeout as sleep } from "node:timers/promises";
 import { NbdPortsError, onFreePort, type NbdPortPool } from "../connect/nbd-ports.js";
 
 export interface JobLog {
@@ -129,4 +130,23 @@ export async function runningBackupJob(domain: Domain, disks: SelectedDisk[]): P
   if ((await Promise.all(blockJobs)).some((job) => job?.type === C.VIR_DOMAIN_BLOCK_JOB_TYPE_BACKUP)) return true;
   const info = await domainJob;
   return !!info && info.type !== C.VIR_DOMAIN_JOB_NONE;
+}
+
+/** How long a stopped job's teardown is waited for before the run goes on anyway. */
+const JOB_END_WAIT_MS = 5000;
+
+/**
+ * Aborts the domain's job and waits until libvirt reports none: its teardown (scratch files
+ * removed, their labels restored in a forked child) is over before the run closes its libvirt
+ * connection or starts another job. Seen twice on 2026-12-05 (libvirt 9.0): a teardown fork
+ * within 2 ms of our connection closing, and libvirtd never answered for that domain again.
+ */
+export async function stopBackupJob(domain: Domain): Promise<void> {
+  await domain.abortJob();
+  const deadline = Date.now() + JOB_END_WAIT_MS;
+  while (Date.now() < deadline) {
+    const job = await domain.jobInfo().catch(() => null);
+    if (!job || job.type === C.VIR_DOMAIN_JOB_NONE) return;
+    await sleep(20);
+  }
 }

@@ -19,6 +19,7 @@ import { oneLine } from "../util/one-line.js";
 import { checkpointNames, checkpointProblem, highestIndex } from "./checkpoints.js";
 import type { RunContext } from "./run-context.js";
 import { clearRunMarker, type RunMarker } from "./run-marker.js";
+import { stopBackupJob } from "./job.js";
 
 export async function healUnfinishedRun(r: RunContext, domain: Domain, offline: boolean, marker: RunMarker): Promise<void> {
   const { log } = r;
@@ -27,7 +28,7 @@ export async function healUnfinishedRun(r: RunContext, domain: Domain, offline: 
       "continuing from its last complete checkpoint.",
   );
   if (!offline && (await domain.jobInfo()).type !== C.VIR_DOMAIN_JOB_NONE) {
-    await domain.abortJob();
+    await stopBackupJob(domain);
     log.info(`Aborted the backup job left by pid ${marker.pid}.`);
   }
   const cpt = await readCpt(r.cptPath);
