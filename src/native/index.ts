@@ -173,6 +173,8 @@ export interface NativeAddon extends LibvirtNative {
   addressModulo(buf: Uint8Array, modulus: number): number;
   /** flock(2) LOCK_EX|LOCK_NB: true when taken, false when another holds it. */
   tryLockExclusive(fd: number): boolean;
+  /** TCP_QUICKACK on a TCP socket (acknowledge what arrives at once); false when `fd` is not TCP. */
+  tcpQuickAck(fd: number): boolean;
 }
 
 const start = dirname(fileURLToPath(import.meta.url));

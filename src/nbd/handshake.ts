@@ -121,6 +121,7 @@ export class ClientHandshake {
 
   private send(opt: number, data?: Buffer): void {
     this.transport.write(encodeOption(opt, data));
+    this.transport.quickAck();
   }
 
   private async reply(opt: number): Promise<OptionReply> {
