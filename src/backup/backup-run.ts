@@ -238,7 +238,7 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
   const stopSignals = interruptOnSignals(cleanup, log, p.stdoutMode ? io.stdout : null, { sigpipe: !isObjectPath(p.outDir) });
   try {
     const nbdPorts = new NbdPortPool(args.nbdPorts);
-    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p, nbdPorts, nbdPort: null });
+    return await runConnected({ args, io, log, conn, cleanup, noprogress: args.noprogress || args.quiet || eventsOnStderr(args), ...hypervisor, ...p, nbdPorts, nbdPort: null, scratchDirReady: null });
   } catch (e) {
     await cleanup.run(log);
     if (e instanceof BackupRefusal) return fail(log, ...e.lines);
@@ -254,6 +254,7 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
 /** The checks (nothing changes yet), then `-k` or the marked part that changes the set. */
 async function runConnected(r: RunContext): Promise<number> {
   const { args, log } = r;
+  if (!args.check && !args.killonly) r = { ...r, scratchDirReady: awaitLater(r.host.mkdir(args.scratchdir)) };
   const state = await domainState(r, await lookupDomain(r));
   if (args.check) return checkHealth(r, { ...state, ...(await chooseDisks(r, state.domXml, "inc")), cpt: await readCpt(r.cptPath) });
   if (r.deadRun) {
@@ -344,14 +345,9 @@ async function markedRun(r: RunContext, m: Preflight): Promise<number> {
 
 /** Checkpoints, the job, the disks, the side files. */
 async function changeSet(r: RunContext, m: Preflight, changes: SetChanges): Promise<{ code: number; keepMarker: boolean }> {
-  // The job's scratch directory is made while the checkpoints are handled (remote: an ssh round trip or three).
-  const scratchDir = m.offline ? Promise.resolve() : awaitLater(r.host.mkdir(r.args.scratchdir));
   const checkpoint = await planCheckpoints(r, m, changes);
-  if (checkpoint.done !== undefined) {
-    await scratchDir.catch(() => undefined);
-    return { code: checkpoint.done, keepMarker: false };
-  }
-  if ((await startJob(r, m, checkpoint, changes, scratchDir)).startonly) return { code: 0, keepMarker: true };
+  if (checkpoint.done !== undefined) return { code: checkpoint.done, keepMarker: false };
+  if ((await startJob(r, m, checkpoint, changes)).startonly) return { code: 0, keepMarker: true };
   changes.setChanged = true; // files of the set are written from here on
   const qcowInfo = startQcowInfo(r.host, m.disks); // beside the copy, saved after it
   const copied = await backupDisks(r, m, checkpoint);

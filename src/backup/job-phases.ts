@@ -51,14 +51,12 @@ export async function planCheckpoints(r: RunContext, m: Preflight, changes: SetC
 
 /**
  * Online: the libvirt backup job (pull mode, NBD server), its checkpoint recorded. `startonly`:
- * -s ends here. `scratchDir`: the making of the job's scratch directory, started earlier.
+ * -s ends here. The job's scratch directory is made by then (`r.scratchDirReady`).
  */
-export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges, scratchDir: Promise<void>): Promise<{ startonly: boolean }> {
+export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, changes: SetChanges): Promise<{ startonly: boolean }> {
   const { args, log } = r;
   if (m.offline) return { startonly: false };
   if (r.nbdHost === null) logLocalEndpoints(r, m);
-  await scratchDir;
-  log.info(`Temporary scratch file target directory: [${args.scratchdir}]`);
   const { level, plan } = c;
   const createsCheckpoint = level === "full" || level === "inc";
   const mountpoints = args.freezeMountpoint ? args.freezeMountpoint.split(",") : null;
@@ -71,6 +69,8 @@ export async function startJob(r: RunContext, m: Preflight, c: RunCheckpoint, ch
     checkpoint: createsCheckpoint ? { name: plan.name, parent: plan.parent } : null,
     pause: args.pause && !m.startedPaused,
     freezeMountpoints: mountpoints,
+    noGuestAgent: m.noGuestAgent,
+    scratchDirReady: (r.scratchDirReady ?? r.host.mkdir(args.scratchdir)).then(() => log.info(`Temporary scratch file target directory: [${args.scratchdir}]`)),
     log,
     onFrozen: (f) => (r.cleanup.frozen = f ? { domain: m.domain, mountpoints } : null),
   });

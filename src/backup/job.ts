@@ -11,6 +11,7 @@ import { buildBackupXml, buildCheckpointXml, type BackupServer } from "../libvir
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NbdPortsError, onFreePort, type NbdPortPool } from "../connect/nbd-ports.js";
+import { awaitLater } from "../util/in-flight.js";
 
 export interface JobLog {
   debug(m: string): void;
@@ -40,6 +41,14 @@ export interface JobStartOptions {
   checkpoint: { name: string; parent: string } | null;
   pause: boolean;
   freezeMountpoints: string[] | null;
+  /**
+   * libvirt's word that the domain has no guest agent channel (its "not configured" error to an
+   * earlier agent call): no freeze is tried, the warning quotes it. A definition without the
+   * channel fails every agent call alike.
+   */
+  noGuestAgent?: string | null;
+  /** The scratch directory being made: awaited before the domain is paused or frozen. */
+  scratchDirReady?: Promise<void>;
   log: JobLog;
   /** Called with true while filesystems are frozen (for cleanup on signals). */
   onFrozen?: (frozen: boolean) => void;
@@ -55,15 +64,20 @@ export async function startBackupJob(o: JobStartOptions): Promise<number | null>
     : null;
   let paused = false;
   let frozen = false;
+  // Asked while the scratch directory is made (remote: an ssh round trip or three); after a
+  // pause of our own the domain is paused anyway.
+  const state = o.pause ? null : awaitLater(o.domain.state());
+  await o.scratchDirReady;
   try {
     if (o.pause) {
       await o.domain.suspend();
       paused = true;
       o.log.info("Paused virtual machine.");
     }
-    const state = await o.domain.state();
-    if (state.state === C.VIR_DOMAIN_PAUSED) {
+    if (paused || (await state)!.state === C.VIR_DOMAIN_PAUSED) {
       o.log.info("Skipping filesystem freeze: domain is paused.");
+    } else if (o.noGuestAgent) {
+      o.log.warning(`Guest agent is not responding, unable to freeze filesystems: ${o.noGuestAgent}`);
     } else {
       try {
         const n = await o.domain.fsFreeze(o.freezeMountpoints ?? undefined);

@@ -8,6 +8,7 @@ import { dataFileName, unixIdent, type Level } from "../backupset/layout.js";
 import { openLibvirt } from "../connect/session.js";
 import type { Connection } from "../libvirt/connection.js";
 import * as C from "../libvirt/constants.js";
+import { isLibvirtError } from "../libvirt/errors.js";
 import { selectDisks, type SelectedDisk } from "../libvirt/disk-selection.js";
 import type { Domain } from "../libvirt/domain.js";
 import { DomainXml } from "../libvirt/domain-xml.js";
@@ -28,7 +29,8 @@ export async function lookupDomain(r: RunContext): Promise<Domain> {
 
 /**
  * Guest info (for osinfo), the libvirt feature check, online/offline and `-S`. The calls go out
- * together (one round trip to a remote libvirt); their answers are used in the original's order.
+ * together (one round trip to a remote libvirt, four calls: libuv's four threads run them at
+ * once); their answers are used in the original's order.
  */
 export async function domainState(r: RunContext, domain: Domain): Promise<DomainState> {
   const { args, log } = r;
@@ -37,13 +39,14 @@ export async function domainState(r: RunContext, domain: Domain): Promise<Domain
   const version = awaitLater(r.conn.libVersion());
   // `--check` reports a foreign checkpoint as a finding instead.
   const foreign = args.check || !createsCheckpointChain(args.level) ? null : awaitLater(foreignCheckpoints(domain));
-  const active = awaitLater(domain.isActive());
   let osinfo: Record<string, unknown> | null = null;
+  let noGuestAgent: string | null = null;
   try {
     osinfo = await guest;
     log.info(`Domain info: OS: [${osinfo["os.pretty-name"] ?? osinfo["os.name"] ?? ""}] Arch: [${osinfo["os.machine"] ?? ""}] Hostname: [${osinfo["hostname"] ?? ""}]`);
   } catch (e) {
     log.debug(`No guest agent information: ${(e as Error).message}`);
+    if (isLibvirtError(e, C.VIR_ERR_ARGUMENT_UNSUPPORTED)) noGuestAgent = (e as Error).message;
   }
   let xml = await liveXml;
   let domXml = DomainXml.parse(xml);
@@ -51,7 +54,8 @@ export async function domainState(r: RunContext, domain: Domain): Promise<Domain
     throw new BackupRefusal("Virtual machine does not support required backup features, please adjust virtual machine configuration.");
   }
   if (foreign) refuseForeignCheckpoints(await foreign, log);
-  let offline = !(await active);
+  // Active or not from the same XML (its `id`), not a call of its own.
+  let offline = !domXml.active;
   let startedPaused = false;
   if (offline && args.startDomain) {
     log.info("Starting domain in paused state");
@@ -68,7 +72,7 @@ export async function domainState(r: RunContext, domain: Domain): Promise<Domain
     givenLevel = "copy";
   }
   if (offline && args.startonly) throw new BackupRefusal("Domain is offline: must be active for this function.");
-  return { domain, osinfo, offline, startedPaused, xml, domXml, givenLevel };
+  return { domain, osinfo, noGuestAgent, offline, startedPaused, xml, domXml, givenLevel };
 }
 
 /** The levels whose checkpoints form a chain: they refuse checkpoints of other tools. */

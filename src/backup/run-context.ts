@@ -68,6 +68,11 @@ export interface RunContext extends RunPlace, Hypervisor {
    * (online), or the first disk's qemu-nbd (offline); null for local runs and before.
    */
   nbdPort: number | null;
+  /**
+   * The job's scratch directory being made on the hypervisor, started as soon as it is reached
+   * (remote: an ssh round trip or three, beside the domain checks); null for `--check` and `-k`.
+   */
+  scratchDirReady: Promise<void> | null;
 }
 
 /** The domain as the run found it (and started it, with -S). */
@@ -75,6 +80,8 @@ export interface DomainState {
   domain: Domain;
   /** guest agent information, for the osinfo file */
   osinfo: Record<string, unknown> | null;
+  /** libvirt's "not configured" to the guest-info call: the domain has no agent channel (job.ts tries no freeze) */
+  noGuestAgent: string | null;
   offline: boolean;
   /** -S started the domain paused (it must not be paused again for the job) */
   startedPaused: boolean;

@@ -8,6 +8,7 @@ import type { SshHost } from "../host/ssh.js";
 import { withCommandLog } from "../host/command-log.js";
 import { LocalHost } from "../host/local.js";
 import { Connection } from "../libvirt/connection.js";
+import { awaitLater } from "../util/in-flight.js";
 import { checkClientTls, isRemoteUri, nbdHostFor, openSshHost, sshFailureLine, sshTargetFor, type RemoteOptions } from "./remote.js";
 
 /** A failure to connect, as the one line the user sees. */
@@ -65,11 +66,14 @@ export async function openHypervisor(
   if (!isRemoteUri(o.uri)) return { host: logged(new LocalHost()), nbdHost: null };
   const tlsProblem = checkClientTls(o);
   if (tlsProblem) throw new SessionError(tlsProblem);
+  const target = sshTargetFor(o);
+  // libvirt's host name is asked while the ssh login finishes (a round trip each on a slow link).
+  const nbdHost = awaitLater(nbdHostFor(o, conn, target.host));
   let host: Host;
   try {
-    host = logged(await (login ?? openSshHost(sshTargetFor(o), log)));
+    host = logged(await (login ?? openSshHost(target, log)));
   } catch (e) {
     throw new SessionError(sshFailureLine(what, e));
   }
-  return { host, nbdHost: await nbdHostFor(o, conn, host.name) };
+  return { host, nbdHost: await nbdHost };
 }

@@ -348,6 +348,16 @@ export class DomainXml {
     return attr(this.root, "type");
   }
 
+  /**
+   * True when the XML is a running instance's: libvirt writes `@id` only while the domain is
+   * active ("inactive machines have no id value", formatdomain), the same test as
+   * virDomainIsActive, from the XML the run fetches anyway (one libvirt round trip less).
+   */
+  get active(): boolean {
+    const id = attr(this.root, "id");
+    return id !== null && /^\d+$/.test(id);
+  }
+
   get name(): string {
     return textOf(childElement(this.root, "name")) ?? "";
   }

@@ -93,6 +93,12 @@ test("reads name, uuid, type", () => {
   assert.equal(d.type, "kvm");
 });
 
+test("active: libvirt writes an id only into a running instance's XML", () => {
+  assert.equal(DomainXml.parse(XML).active, true);
+  assert.equal(DomainXml.parse("<domain type='kvm'><name>off</name></domain>").active, false);
+  assert.equal(DomainXml.parse("<domain type='kvm' id='-1'><name>odd</name></domain>").active, false);
+});
+
 test("lists every devices/disk in document order with target, device, bus, format, discard", () => {
   const disks = DomainXml.parse(XML).disks();
   assert.deepEqual(
