@@ -23,6 +23,13 @@ export interface ClientOptions extends ConnectionOptions {
   /** Connections to open when the server allows multi-conn (default 1). */
   connections?: number;
   /**
+   * Open the extra connections beside the first instead of after it (on a slow link a
+   * handshake is a few round trips: once, not twice). Only for a server that takes several
+   * clients at once, as qemu's NBD server for a backup job does: one serving a client at a time
+   * (qemu-nbd's default) could take an extra first and leave the first waiting.
+   */
+  openTogether?: boolean;
+  /**
    * Largest READ/WRITE sent on the wire (default 256 KiB, capped at the server's maximum):
    * bigger calls are split and the pieces run in parallel. Servers (qemu-nbd) answer many
    * mid-sized requests faster than a few huge ones.
@@ -94,19 +101,34 @@ export class NbdClient {
       tls: opts.tls ?? null,
     };
     const want = Math.max(1, Math.floor(opts.connections ?? 1));
-    const first = await NbdConnection.open(opts.target, neg, opts);
+    // Extras opened together with the first are dropped when it learns that the server allows
+    // one connection only.
+    const dropExtras = new AbortController();
+    const extraOptions = { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, dropExtras.signal]) : dropExtras.signal };
+    const openExtras = () => Array.from({ length: want - 1 }, () => NbdConnection.open(opts.target, neg, extraOptions));
+    const destroyAll = (pending: Promise<NbdConnection>[]): Promise<void> =>
+      Promise.allSettled(pending).then((rs) => rs.forEach((r) => r.status === "fulfilled" && r.value.destroy()));
+    let extras = opts.openTogether ? openExtras() : [];
+    let first: NbdConnection;
+    try {
+      first = await NbdConnection.open(opts.target, neg, opts);
+    } catch (e) {
+      dropExtras.abort();
+      await destroyAll(extras);
+      throw e;
+    }
     const conns = [first];
-    if (want > 1 && first.info.canMultiConn) {
-      const extra = await Promise.allSettled(
-        Array.from({ length: want - 1 }, () => NbdConnection.open(opts.target, neg, opts)),
-      );
-      for (const r of extra) {
-        if (r.status === "fulfilled") {
-          // All connections must see the same export.
-          if (r.value.info.size === first.info.size) conns.push(r.value);
-          else r.value.destroy();
-        }
-      }
+    if (!first.info.canMultiConn) {
+      dropExtras.abort();
+      await destroyAll(extras);
+    } else if (!opts.openTogether) {
+      extras = openExtras();
+    }
+    for (const r of await Promise.allSettled(extras)) {
+      if (r.status !== "fulfilled" || !first.info.canMultiConn) continue;
+      // All connections must see the same export.
+      if (r.value.info.size === first.info.size) conns.push(r.value);
+      else r.value.destroy();
     }
     // The byte budget is for the whole client; each connection gets its share.
     const budget = opts.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT;

@@ -109,6 +109,7 @@ export async function connectTcp(opts: TcpConnectOptions): Promise<NbdClient> {
     try {
       const client = await NbdClient.open(co);
       log("info", "Connection to NBD backend succeeded.");
+      log("debug", `NBD connections to [${uri}]: [${client.connections.length}]`);
       return client;
     } catch (e) {
       const explained = explainConnectError(e, uri, certDir);

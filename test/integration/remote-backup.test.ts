@@ -53,11 +53,13 @@ test("online full → inc over qemu+ssh, NBD over TCP plain and TLS; remote rest
   const port = await freePorts();
   const node = hostname();
 
-  const full = await remoteBackup(hv, ["-d", d.name, "-l", "full", "-o", set, "-P", String(port)], "remote full");
+  const full = await remoteBackup(hv, ["-d", d.name, "-l", "full", "-o", set, "-P", String(port), "-v"], "remote full");
   assert.match(full.stderr, new RegExp(`INFO .*Connecting remote system \\[${hv.sshd.address}\\] via ssh, username: \\[root\\]`));
   // The NBD host is the name the remote libvirt reports; the job's server is TCP on -P.
   assert.match(full.stderr, new RegExp(`Remote NBD Endpoint host: \\[${node}:${port}\\]`));
   assert.match(full.stderr, new RegExp(`Waiting until NBD server at \\[nbd://${node}:${port}/sda\\] is up\\.`));
+  // Two connections to the job's export (qemu offers multi-conn for it): disk-backup.ts TCP_CONNECTIONS.
+  assert.match(full.stderr, new RegExp(`NBD connections to \\[nbd://${node}:${port}/sda\\]: \\[2\\]`));
   assert.match(full.stderr, /Saved qcow image config to: \[.*sda\.virtnbdbackup\.0\.qcow\.json\]/, "qemu-img info over ssh");
   const truth0 = await captureTruth(d);
   await noJob(d);

@@ -204,6 +204,20 @@ describe("nbd client <-> server", () => {
     assert.equal(calls, 8);
   });
 
+  it("openTogether: the extra connections negotiate beside the first, and go again when the server allows one", async (t) => {
+    const { server, socket } = await serve(t, { m: new MemoryBackend(MiB) });
+    const c = await client(t, socket, "m", { connections: 3, openTogether: true });
+    assert.equal(c.connections.length, 3);
+    assert.equal(server.connectionCount, 3);
+    const single: NbdBackend = { size: MiB, canMultiConn: false, read: () => {} };
+    const s2 = await serve(t, { x: single });
+    const c2 = await client(t, s2.socket, "x", { connections: 3, openTogether: true });
+    assert.equal(c2.connections.length, 1);
+    for (let i = 0; i < 100 && s2.server.connectionCount > 1; i++) await sleep(10);
+    assert.equal(s2.server.connectionCount, 1, "the extras are closed");
+    assert.equal((await c2.read(0, 4096)).length, 4096, "the first connection still serves");
+  });
+
   it("spreads requests over several connections when multi-conn is allowed", async (t) => {
     const mem = new MemoryBackend(8 * MiB);
     const { server, socket } = await serve(t, { m: mem });
