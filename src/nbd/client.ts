@@ -9,7 +9,7 @@ import type { ExportInfo, NegotiateOptions } from "./handshake.js";
 import { Cmd, CmdFlag, MAX_U32 } from "./protocol.js";
 import type { ClientTlsOptions } from "./tls.js";
 import { formatNbdUri, type NbdTarget } from "./uri.js";
-import { InFlight } from "../util/in-flight.js";
+import { awaitLater, InFlight } from "../util/in-flight.js";
 
 export interface ClientOptions extends ConnectionOptions {
   // maxBytesInFlight: for the whole client (split evenly over the connections).
@@ -105,7 +105,8 @@ export class NbdClient {
     // one connection only.
     const dropExtras = new AbortController();
     const extraOptions = { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, dropExtras.signal]) : dropExtras.signal };
-    const openExtras = () => Array.from({ length: want - 1 }, () => NbdConnection.open(opts.target, neg, extraOptions));
+    // Settled later (a failure meanwhile, e.g. the same TLS refusal as the first's, is no unhandled rejection).
+    const openExtras = () => Array.from({ length: want - 1 }, () => awaitLater(NbdConnection.open(opts.target, neg, extraOptions)));
     const destroyAll = (pending: Promise<NbdConnection>[]): Promise<void> =>
       Promise.allSettled(pending).then((rs) => rs.forEach((r) => r.status === "fulfilled" && r.value.destroy()));
     let extras = opts.openTogether ? openExtras() : [];

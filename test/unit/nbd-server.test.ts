@@ -216,6 +216,10 @@ describe("nbd client <-> server", () => {
     for (let i = 0; i < 100 && s2.server.connectionCount > 1; i++) await sleep(10);
     assert.equal(s2.server.connectionCount, 1, "the extras are closed");
     assert.equal((await c2.read(0, 4096)).length, 4096, "the first connection still serves");
+    // Every connection refused alike (an unknown export here, a TLS refusal in remote-errors):
+    // the first's error, and the extras' failures are no unhandled rejections.
+    await assert.rejects(client(t, socket, "missing", { connections: 3, openTogether: true }), NbdHandshakeError);
+    await sleep(50);
   });
 
   it("spreads requests over several connections when multi-conn is allowed", async (t) => {
