@@ -78,13 +78,23 @@ export interface DiskBackupResult {
   checksum: number | null;
 }
 
+/**
+ * Largest single read. Local (unix socket): 4 MiB, two in flight. Over TCP: 1 MiB, so that
+ * the run's larger budget of reads in flight (disk-workers.ts) is spread over more, smaller
+ * reads: a buffer goes back into play as soon as its own MiB arrived, not after four. Through
+ * the bench's 20 ms link (2 connections, 24 MiB in flight) the 2 GiB data phase took 2.45 s
+ * instead of 2.74 s, on loopback 1.92 instead of 2.00 s (2026-12-05; four connections with
+ * 1 MiB reads: 2.87 s).
+ */
 const READ_SIZE = 4 << 20;
+const TCP_READ_SIZE = 1 << 20;
+const readSizeFor = (source: DiskSource): number => (source.target.kind === "tcp" ? TCP_READ_SIZE : READ_SIZE);
 /**
  * Connections to the job's export over TCP (remote; the budget of reads in flight is shared):
  * through a 20 ms link (bench/remote-delay.ts) one connection moved ~700 MiB/s whatever was
  * in flight (24 or 48 MiB: each read then waited longer), two moved a 2 GiB data phase in
- * 2.55 s instead of 2.97 s; on loopback alike (1.73 / 1.81 s). `nbdcopy` gains the same way
- * from its four. Only when the server offers multi-conn (qemu's does for a backup job's
+ * 2.55 s instead of 2.97 s (4 MiB reads); on loopback alike (1.73 / 1.81 s). `nbdcopy` gains
+ * the same way from its four; ours did not gain from four (1 MiB reads: 2.87 against 2.45 s). Only when the server offers multi-conn (qemu's does for a backup job's
  * read-only export, and takes several clients at once: the second negotiates beside the first);
  * a unix socket keeps one.
  */
@@ -103,8 +113,9 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     const reader = nbdReader(client);
     const started = performance.now();
     let checksum: number | null = null;
-    if (o.raw) await writeRawImage(o, name, reader, extents, client.size);
-    else checksum = await writeStream(o, name, reader, extents, client);
+    const readSize = readSizeFor(source);
+    if (o.raw) await writeRawImage(o, name, reader, extents, client.size, readSize);
+    else checksum = await writeStream(o, name, reader, extents, client, readSize);
     const seconds = (performance.now() - started) / 1000;
     log.debug(`Transferred ${humanize(extents.dataBytes)} in ${seconds.toFixed(2)} s (${humanize(extents.dataBytes / Math.max(seconds, 1e-3))}/s)`);
     await client.disconnect();
@@ -256,7 +267,7 @@ function logExtents(log: DiskBackupOptions["log"], extents: ExtentList): void {
 }
 
 /** Returns the Adler-32 saved into the `.chksum` file (null in a zip archive: no `.chksum` there). */
-async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient): Promise<number | null> {
+async function writeStream(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, client: NbdClient, readSize: number): Promise<number | null> {
   const { log, disk } = o;
   const incremental = o.level === "inc" || o.level === "diff";
   log.info("Creating thin provisioned stream backup image");
@@ -286,7 +297,7 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
       incremental,
       compressLevel: o.compressLevel,
       chunkSize,
-      readSize: Math.min(READ_SIZE, chunkSize),
+      readSize: Math.min(readSize, chunkSize),
       pool: o.pool,
       onProgress: o.onProgress,
     });
@@ -310,13 +321,13 @@ async function writeStream(o: DiskBackupOptions, name: string, reader: BlockRead
   }
 }
 
-async function writeRawImage(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, size: number): Promise<void> {
+async function writeRawImage(o: DiskBackupOptions, name: string, reader: BlockReader, extents: ExtentList, size: number, readSize: number): Promise<void> {
   if (!o.target.createImage) throw new Error("Output type raw not supported to stdout.");
   o.log.info("Creating full provisioned raw backup image");
   const image = await o.target.createImage(name, size, { replace: false });
   o.log.info(`Write data to target file: [${image.location}].`);
   try {
-    await copyExtentsToRawFile({ reader, extents, image, readSize: READ_SIZE, pool: o.pool, onProgress: o.onProgress });
+    await copyExtentsToRawFile({ reader, extents, image, readSize, pool: o.pool, onProgress: o.onProgress });
     await image.commit();
   } catch (e) {
     await image.abort();

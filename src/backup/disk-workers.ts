@@ -31,8 +31,11 @@ export const READ_BUDGET = 8 << 20;
  * Remote (NBD over TCP to the hypervisor): a read waits a round trip, so what keeps the link
  * busy is the bandwidth-delay product: at 20 ms and ~1 GiB/s, 20 MiB on the way. Through a
  * 20 ms proxy (bench/remote-delay.ts, README "Slow links") a 2 GiB full ran its data at
- * 300 MiB/s with 8 MiB, ~630 MiB/s with 24 or 32 MiB (the proxy's CPU on 2 cores the limit
- * then), no faster with 48; peak RSS 103 → 118-121 MiB with 24 MiB, 128 MiB with 32.
+ * 300 MiB/s with 8 MiB, ~700 MiB/s with 24 MiB on one connection, ~840 MiB/s on two with 1 MiB
+ * reads (disk-backup.ts); 48 MiB on one connection moved no more (each read waited longer).
+ * Four connections sharing 48 MiB brought a bare copy (reads dropped, no file) through the
+ * link to its loopback speed, for 24 MiB more peak RSS (~143 MiB, over the 128 MiB goal): not
+ * taken. Peak RSS 103 → 115-120 MiB with 24 MiB.
  */
 const REMOTE_READ_BUDGET = 24 << 20;
 
