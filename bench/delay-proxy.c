@@ -24,15 +24,25 @@
  * backup host no CPU). This one uses 0.5–0.8 s, nearly all of it the kernel's copies.
  *
  * How: one thread per connection direction. It reads (up to CHUNK_SIZE at a time) into a chunk
- * stamped with its due time, queues it, and writes the head chunk fully once it is due; between
- * the two it waits in ppoll for the source to be readable or the head to be due (and only
- * sleeps, clock_nanosleep on CLOCK_MONOTONIC, once HOLD_LIMIT is held or the FIN was read).
- * While a write blocks, the direction reads nothing (the Node proxy paused its source while the
- * destination did not drain, too). Without a delay each chunk is written right after its read,
- * by the same thread, while it is in the cache. Chunk buffers are reused (spares per
- * direction): no copies beyond the kernel's read and write, no busy-waiting. (A reader and a
- * writer thread per direction, handing chunks over, moved 2 GiB at ~950 MiB/s where this moves
- * 1400–1750 on the 2-core machine: the hand-over costs wake-ups and cache misses.)
+ * stamped with its due time and queues it; the head chunk, once due, is written as far as the
+ * destination takes it without blocking (send with MSG_DONTWAIT), the rest when ppoll says the
+ * destination takes more. The thread waits in ppoll for the source to be readable (while less
+ * than HOLD_LIMIT is held and no FIN was read), the destination to take more, or the head to be
+ * due, whichever comes first: a destination that stalls does not stop the bytes behind it, as
+ * on a real link. (Until 2026-12-05 a due chunk was written blocking and nothing was read
+ * meanwhile: what the source sent during a stall of the destination was read only after it and
+ * held the whole delay again, a gap a real link does not have.) Without a delay each chunk is
+ * written right after its read, by the same thread, while it is in the cache. Chunk buffers are
+ * reused (spares per direction): no copies beyond the kernel's read and write, no busy-waiting.
+ * (A reader and a writer thread per direction, handing chunks over, moved 2 GiB at ~950 MiB/s
+ * where this moves 1400–1750 on the 2-core machine: the hand-over costs wake-ups and cache
+ * misses. splice(2) through pipes instead of read and write used 55–65 % less proxy CPU but
+ * moved no more, usually less: the copies' cost went to the endpoints.)
+ *
+ * Not a link in one respect: the proxy's own sockets acknowledge what they receive, with
+ * Linux's delayed ACK (40 ms once a socket answers quickly), not the far end's. A server with
+ * Nagle on that answers in pieces (qemu while negotiating NBD options) waits for the proxy's
+ * ACK, whatever the client's socket does.
  *
  * Build (bench/remote-delay.ts does it, into its work directory):
  *   gcc -O2 -Wall -Wextra -pthread -o delay-proxy bench/delay-proxy.c
@@ -77,6 +87,7 @@ struct chunk {
     struct chunk *next;
     struct timespec due;
     size_t length;
+    size_t written; /* bytes of it already sent on */
     char data[]; /* CHUNK_SIZE bytes */
 };
 
@@ -204,22 +215,14 @@ static int64_t nanoseconds_between(const struct timespec *a, const struct timesp
     return (int64_t)(a->tv_sec - b->tv_sec) * 1000000000 + (a->tv_nsec - b->tv_nsec);
 }
 
-static void sleep_until(const struct timespec *due)
-{
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, due, NULL) == EINTR)
-        ;
-}
-
-/* True once from_fd is readable (or closed) before `due`; false when `due` came first. */
-static bool readable_before(int from_fd, const struct timespec *due)
+/* Time from now until `due` (zero when due). */
+static struct timespec time_until(const struct timespec *due)
 {
     struct timespec current = now();
     int64_t left = nanoseconds_between(due, &current);
-    if (left <= 0)
-        return false;
-    struct timespec timeout = { .tv_sec = left / 1000000000, .tv_nsec = left % 1000000000 };
-    struct pollfd source = { .fd = from_fd, .events = POLLIN };
-    return ppoll(&source, 1, &timeout, NULL) > 0;
+    if (left < 0)
+        left = 0;
+    return (struct timespec){ .tv_sec = left / 1000000000, .tv_nsec = left % 1000000000 };
 }
 
 /* ---- One direction ---- */
@@ -245,6 +248,7 @@ static enum read_result read_chunk(struct direction *direction)
         return n == 0 && !atomic_load(&direction->connection->aborted) ? READ_END : READ_FAILED;
     }
     chunk->length = (size_t)n;
+    chunk->written = 0;
     chunk->due = now();
     chunk->due.tv_sec += delay_ms / 1000;
     chunk->due.tv_nsec += delay_ms % 1000 * 1000000;
@@ -263,26 +267,23 @@ static enum read_result read_chunk(struct direction *direction)
     return READ_CHUNK;
 }
 
-static bool write_fully(int fd, const char *data, size_t length)
-{
-    while (length > 0) {
-        ssize_t n = send(fd, data, length, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        data += n;
-        length -= (size_t)n;
-    }
-    return true;
-}
+enum write_result { WROTE_CHUNK, WRITE_BLOCKED, WRITE_FAILED };
 
-/* The head chunk written out, then dropped from the queue (kept as a spare). */
-static bool write_head(struct direction *direction)
+/* As much of the head chunk as the destination takes now (never blocking); once all of it is
+ * written the chunk leaves the queue (kept as a spare). */
+static enum write_result write_head(struct direction *direction)
 {
     struct chunk *chunk = direction->queue_head;
-    if (!write_fully(direction->to_fd, chunk->data, chunk->length))
-        return false;
+    while (chunk->written < chunk->length) {
+        ssize_t n = send(direction->to_fd, chunk->data + chunk->written, chunk->length - chunk->written, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return WRITE_BLOCKED;
+        if (n <= 0)
+            return WRITE_FAILED;
+        chunk->written += (size_t)n;
+    }
     direction->queue_head = chunk->next;
     if (!direction->queue_head)
         direction->queue_tail = NULL;
@@ -294,10 +295,14 @@ static bool write_head(struct direction *direction)
     } else {
         free(chunk);
     }
-    return true;
+    return WROTE_CHUNK;
 }
 
-/* The thread of one direction: until its FIN is passed on, or the connection is aborted. */
+/* The thread of one direction: until its FIN is passed on, or the connection is aborted. It
+ * writes what is due as far as the destination takes it, and meanwhile keeps reading (up to
+ * HOLD_LIMIT held): a destination that stalls does not stop what is on the way behind it, as on
+ * a real link (an earlier version wrote blocking, and read nothing meanwhile: whatever the
+ * source had sent during a stall was read only after it, and held the whole delay again). */
 static void *run_direction(void *arg)
 {
     struct direction *direction = arg;
@@ -305,21 +310,31 @@ static void *run_direction(void *arg)
     bool source_ended = false;
     while (!atomic_load(&connection->aborted)) {
         struct chunk *head = direction->queue_head;
-        struct timespec current = now();
-        if (head && nanoseconds_between(&head->due, &current) <= 0) {
-            if (!write_head(direction))
+        struct timespec until_due = head ? time_until(&head->due) : (struct timespec){ 0, 0 };
+        bool blocked = false;
+        if (head && until_due.tv_sec == 0 && until_due.tv_nsec == 0) {
+            enum write_result result = write_head(direction);
+            if (result == WRITE_FAILED)
                 break;
-            continue;
+            if (result == WROTE_CHUNK)
+                continue;
+            blocked = true;
         }
         if (!head && source_ended) {
             shutdown(direction->to_fd, SHUT_WR); /* the FIN, after everything held */
             break;
         }
-        if (head && (source_ended || direction->held > HOLD_LIMIT)) {
-            sleep_until(&head->due);
-            continue;
-        }
-        if (head && !readable_before(direction->from_fd, &head->due))
+        struct pollfd wanted[2];
+        nfds_t count = 0;
+        bool reading = !source_ended && direction->held <= HOLD_LIMIT;
+        if (reading)
+            wanted[count++] = (struct pollfd){ .fd = direction->from_fd, .events = POLLIN };
+        if (blocked)
+            wanted[count++] = (struct pollfd){ .fd = direction->to_fd, .events = POLLOUT };
+        int ready = ppoll(wanted, count, blocked || !head ? NULL : &until_due, NULL);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready <= 0 || !reading || !(wanted[0].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         enum read_result result = read_chunk(direction);
         if (result == READ_FAILED)

@@ -28,10 +28,11 @@
  * Its per-route counts (connections, bytes, turns ≈ 2 × round trips waited for) are kept for
  * one run of each tool at the delay.
  *
- *   node --import tsx bench/remote-delay.ts [--rounds=3] [--delay=10] [--tools=ours,python,nbdcopy]
+ *   node --import tsx bench/remote-delay.ts [--rounds=3] [--warmup=1] [--delay=10] [--tools=ours,python,nbdcopy]
  *        [--modes=loopback,proxy0,delay] [--merge] [--raw-only]
  *
- * Medians of --rounds runs per case, the cases of a round in rotating order. Results go to
+ * Medians of --rounds runs per case, the cases of a round in rotating order, after --warmup
+ * rounds of every case that are not counted. Results go to
  * stdout and bench/results/remote-delay.json (--merge keeps the cases not run this time).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -54,6 +55,8 @@ const root = new URL("..", import.meta.url).pathname;
 const RESULTS = join(root, "bench/results/remote-delay.json");
 const arg = (n: string): string | undefined => process.argv.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
 const ROUNDS = Number(arg("rounds") ?? 3);
+/** Rounds run first and not counted (the very first run of a bench was up to 2× the others: cold caches, first logins). */
+const WARMUP = Number(arg("warmup") ?? 1);
 const DELAY = Number(arg("delay") ?? 10);
 const TOOLS = (arg("tools") ?? "ours,python,nbdcopy").split(",");
 const MODES = (arg("modes") ?? "loopback,proxy0,delay").split(",") as Mode[];
@@ -263,15 +266,15 @@ interface CaseResult {
 /** Every case ROUNDS times, rotating; each run with its mode's proxy (started and stopped around it). */
 async function runCases(s: Setup, list: Case[], routeStats: Record<string, ProxyStats[]>): Promise<Record<string, CaseResult>> {
   const runs = new Map<string, Run[]>(list.map((c) => [c.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = -WARMUP; round < ROUNDS; round++) {
     for (let k = 0; k < list.length; k++) {
-      const c = list[(k + round) % list.length]!;
+      const c = list[(k + Math.max(round, 0)) % list.length]!;
       const m = modeRoutes(s, c.mode);
       const proxy = await spawnProxy(m.routes, m.delayMs);
       try {
         const r = await c.run();
-        runs.get(c.name)!.push(r);
-        console.log(`  ${c.name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s${r.transferSeconds !== undefined ? ` (data ${r.transferSeconds.toFixed(2)} s)` : ""}  ${r.peakRssMiB.toFixed(0)} MiB`);
+        if (round >= 0) runs.get(c.name)!.push(r);
+        console.log(`  ${c.name.padEnd(26)} ${r.seconds.toFixed(2).padStart(6)} s${r.transferSeconds !== undefined ? ` (data ${r.transferSeconds.toFixed(2)} s)` : ""}  ${r.peakRssMiB.toFixed(0)} MiB${round < 0 ? "  (warm-up, not counted)" : ""}`);
       } finally {
         const st = await proxy.stop();
         if (round === 0) routeStats[c.name] = st;
@@ -326,7 +329,7 @@ function report(results: Record<string, CaseResult>, raw: Record<string, number>
     ratios[tool] = { wall: lo.seconds / de.seconds, data: lo.transferSeconds && de.transferSeconds ? lo.transferSeconds / de.transferSeconds : undefined };
     console.log(`${tool}: at ${2 * DELAY} ms RTT keeps ${(100 * ratios[tool].wall).toFixed(0)} % of its loopback throughput (wall)${ratios[tool].data ? `, ${(100 * ratios[tool].data!).toFixed(0)} % (data phase)` : ""}`);
   }
-  const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, rttMs: 2 * DELAY, rawThroughputMiBs: raw, rawProxyCpuSeconds: rawCpu, results: merged, ratios, routeStats };
+  const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, warmup: WARMUP, rttMs: 2 * DELAY, rawThroughputMiBs: raw, rawProxyCpuSeconds: rawCpu, results: merged, ratios, routeStats };
   writeFileSync(RESULTS, JSON.stringify(doc, null, 2) + "\n");
 }
 
