@@ -24,7 +24,7 @@ import { selectDisks } from "../libvirt/disk-selection.js";
 import type { RemoteNbd } from "../connect/remote.js";
 import { NbdPortPool } from "../connect/nbd-ports.js";
 import { clientTls, isRemoteUri, serverTlsDir } from "../connect/remote.js";
-import { openHypervisor, openLibvirt, SessionError, type Hypervisor } from "../connect/session.js";
+import { dropSshLogin, openHypervisor, openLibvirt, SessionError, startSshLogin, type Hypervisor } from "../connect/session.js";
 import { adjustCommonDisks, adjustIdentity, adjustRestoredDisk, chooseVmConfig, restoredName } from "./config.js";
 import { checkDefineName, checkRequestedDisk } from "./preflight.js";
 import { prepareOutputDir, removeIfUnused, type OutputDir } from "./target-dir.js";
@@ -159,9 +159,14 @@ async function restoreInto(run: RestoreResources, base: Omit<RestoreContext, "ho
   // A `--sequence` restores files, not a VM: no config adjustment, no define.
   const adjust = !sequence && (args.adjustConfig || args.define);
   const define = !sequence && args.define;
+  // Remote: the ssh login runs beside the libvirt login (on a slow link each waits a dozen round trips).
+  const sshLogin = isRemoteUri(args.uri) && isAbsolute(args.output) ? startSshLogin(args, log) : null;
   run.libvirt = await openLibvirtForRestore(args, define || args.live, log, deps.openLibvirt ?? openLibvirt);
-  if (!run.libvirt && (define || args.live)) return 1;
-  const target = await openRestoreTarget(args, run.libvirt, log);
+  if (!run.libvirt && (define || args.live)) {
+    await dropSshLogin(sshLogin);
+    return 1;
+  }
+  const target = await openRestoreTarget(args, run.libvirt, log, sshLogin);
   if (!target) return 1;
   run.host = target.host;
   const configFile = chooseVmConfig(listing, args.until);
@@ -253,14 +258,14 @@ async function liveInto(run: RestoreResources, ctx: RestoreContext, libvirt: Con
 }
 
 /** Where the images go: this machine, or (qemu+ssh) the hypervisor with qemu-nbd on `--nbd-port` (one disk after the other; a range: a free port of it). Null: refused (logged). */
-async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, log: Logger): Promise<{ host: Host; remote: RemoteNbd | null } | null> {
+async function openRestoreTarget(args: RestoreArgs, libvirt: Connection | null, log: Logger, sshLogin: Promise<SshHost> | null): Promise<{ host: Host; remote: RemoteNbd | null } | null> {
   if (isRemoteUri(args.uri) && !isAbsolute(args.output)) {
     log.error("Absolute target path required for restore to remote system");
     return null;
   }
   let hypervisor: Hypervisor;
   try {
-    hypervisor = await openHypervisor(args, libvirt, "restore", log);
+    hypervisor = await openHypervisor(args, libvirt, "restore", log, sshLogin);
   } catch (e) {
     if (!(e instanceof SessionError)) throw e;
     log.error(e.message);
