@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import tls from "node:tls";
+import { NbdConnectionError } from "./errors.js";
 
 export interface ClientTlsOptions {
   /** qemu-layout directory; `ca-cert.pem` is required, the client pair is used when present. */
@@ -121,13 +122,28 @@ export function startClientTls(
     if (hostname && !/^[\d.]+$/.test(hostname) && !hostname.includes(":")) connOpts.servername = hostname;
     if (hostname) connOpts.host = hostname;
     const s = tls.connect(connOpts);
+    const settle = (): void => {
+      s.off("error", onError);
+      s.off("close", onClose);
+      socket.off("close", onClose);
+    };
     const onError = (e: Error): void => {
+      settle();
       s.destroy();
       reject(e);
     };
+    // The socket closed under the handshake (the caller gave up on it: an abort, a timeout):
+    // no error event comes then, and the caller must not wait forever.
+    const onClose = (): void => {
+      settle();
+      s.destroy();
+      reject(new NbdConnectionError("connection closed during the TLS handshake"));
+    };
     s.once("error", onError);
+    s.once("close", onClose);
+    socket.once("close", onClose);
     s.once("secureConnect", () => {
-      s.off("error", onError);
+      settle();
       resolve(s);
     });
   });
