@@ -254,6 +254,8 @@ async function connectAndRun(args: BackupArgs, io: BackupIO, log: Logger, p: Pre
 /** The checks (nothing changes yet), then `-k` or the marked part that changes the set. */
 async function runConnected(r: RunContext): Promise<number> {
   const { args, log } = r;
+  // The job's scratch directory, made beside the domain checks (remote: an ssh session, off the
+  // critical path); an offline run makes it too (`mkdir -p`, whether the domain runs is known later).
   if (!args.check && !args.killonly) r = { ...r, scratchDirReady: awaitLater(r.host.mkdir(args.scratchdir)) };
   const state = await domainState(r, await lookupDomain(r));
   if (args.check) return checkHealth(r, { ...state, ...(await chooseDisks(r, state.domXml, "inc")), cpt: await readCpt(r.cptPath) });

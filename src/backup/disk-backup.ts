@@ -94,9 +94,10 @@ const readSizeFor = (source: DiskSource): number => (source.target.kind === "tcp
  * through a 20 ms link (bench/remote-delay.ts) one connection moved ~700 MiB/s whatever was
  * in flight (24 or 48 MiB: each read then waited longer), two moved a 2 GiB data phase in
  * 2.55 s instead of 2.97 s (4 MiB reads); on loopback alike (1.73 / 1.81 s). `nbdcopy` gains
- * the same way from its four; ours did not gain from four (1 MiB reads: 2.87 against 2.45 s). Only when the server offers multi-conn (qemu's does for a backup job's
- * read-only export, and takes several clients at once: the second negotiates beside the first);
- * a unix socket keeps one.
+ * the same way from its four; ours did not gain from four (1 MiB reads: 2.87 against 2.45 s).
+ * Only when the server offers multi-conn (qemu's does for a backup job's read-only export, and
+ * takes several clients at once: the second negotiates beside the first); a unix socket keeps
+ * one.
  */
 const TCP_CONNECTIONS = 2;
 

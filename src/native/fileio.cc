@@ -83,16 +83,23 @@ Napi::Value AddressModulo(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(address & static_cast<uintptr_t>(modulus - 1)));
 }
 
+// The descriptor a call takes as its only argument; false (a TypeError thrown) when it is none.
+bool DescriptorArgument(const Napi::CallbackInfo& info, const char* usage, int* fd) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+    return false;
+  }
+  *fd = info[0].As<Napi::Number>().Int32Value();
+  return true;
+}
+
 // tryLockExclusive(fd): flock(2) LOCK_EX|LOCK_NB on an open file. true: the lock is ours until
 // the descriptor closes or the process ends (also by SIGKILL: the kernel releases it); false:
 // another open file description holds it. Other errors throw.
 Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "tryLockExclusive(fd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd;
+  if (!DescriptorArgument(info, "tryLockExclusive(fd)", &fd)) return env.Undefined();
   int rc;
   do rc = flock(fd, LOCK_EX | LOCK_NB);
   while (rc != 0 && errno == EINTR);
@@ -108,11 +115,8 @@ Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
 // in pieces. false when the descriptor is no TCP socket (a unix socket); other errors throw.
 Napi::Value TcpQuickAck(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "tcpQuickAck(fd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd;
+  if (!DescriptorArgument(info, "tcpQuickAck(fd)", &fd)) return env.Undefined();
   int one = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one) == 0) return Napi::Boolean::New(env, true);
   if (errno == EOPNOTSUPP || errno == ENOPROTOOPT || errno == ENOTSOCK) return Napi::Boolean::New(env, false);

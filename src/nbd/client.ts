@@ -122,11 +122,12 @@ export class NbdClient {
     if (!first.info.canMultiConn) {
       dropExtras.abort();
       await destroyAll(extras);
+      extras = [];
     } else if (!opts.openTogether) {
       extras = openExtras();
     }
     for (const r of await Promise.allSettled(extras)) {
-      if (r.status !== "fulfilled" || !first.info.canMultiConn) continue;
+      if (r.status !== "fulfilled") continue;
       // All connections must see the same export.
       if (r.value.info.size === first.info.size) conns.push(r.value);
       else r.value.destroy();
