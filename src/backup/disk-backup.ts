@@ -26,6 +26,7 @@ import { copyExtentsToStream } from "../pipeline/backup-stream.js";
 import { nbdReader } from "../pipeline/nbd-endpoints.js";
 import type { BlockReader } from "../pipeline/types.js";
 import { QemuNbdServer } from "../qemu/nbd-server.js";
+import { linkReadBudget, MAX_READ_BUDGET, READ_BUDGET } from "./read-budget.js";
 import { connectTcp, uniqueExportName } from "../qemu/nbd-tcp.js";
 import type { BackupTarget } from "../storage/target.js";
 import { writeFileDurably } from "../storage/durable.js";
@@ -80,9 +81,9 @@ export interface DiskBackupResult {
 
 /**
  * Largest single read. Local (unix socket): 4 MiB, two in flight. Over TCP: 1 MiB, so that
- * the run's larger budget of reads in flight (disk-workers.ts) is spread over more, smaller
- * reads: a buffer goes back into play as soon as its own MiB arrived, not after four. Through
- * the bench's 20 ms link (2 connections, 24 MiB in flight) the 2 GiB data phase took 2.45 s
+ * the reads in flight a link needs (read-budget.ts) are spread over more, smaller reads: a
+ * buffer goes back into play as soon as its own MiB arrived, not after four. Through the
+ * bench's 20 ms link (2 connections, 24 MiB in flight) the 2 GiB data phase took 2.45 s
  * instead of 2.74 s, on loopback 1.92 instead of 2.00 s (2026-12-05; four connections with
  * 1 MiB reads: 2.87 s).
  */
@@ -108,6 +109,7 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
   const source = opened.source;
   let client: NbdClient | null = opened.client;
   try {
+    sizeReadBudget(o, source, client);
     const extents = await queryExtents(o, client, source);
     const name = dataFileName(disk.target, disk.raw ? "copy" : o.level, o.ident);
     o.onStart?.({ file: name, total: extents.dataBytes });
@@ -132,6 +134,15 @@ export async function backupDisk(o: DiskBackupOptions): Promise<DiskBackupResult
     }
     if (source.port !== null) o.offline?.tcp?.ports.release(source.port);
   }
+}
+
+/** The disk's reads in flight: over TCP as many as its link's round trip needs (read-budget.ts). */
+function sizeReadBudget(o: DiskBackupOptions, source: DiskSource, client: NbdClient): void {
+  if (source.target.kind !== "tcp") return o.pool.setBudget(READ_BUDGET);
+  const rtt = client.roundTripMs;
+  const budget = linkReadBudget(rtt);
+  o.pool.setBudget(budget);
+  o.log.debug(`NBD round trip to [${client.uri}]: [${rtt === null ? "unknown" : `${rtt.toFixed(1)} ms`}], reads in flight up to [${humanize(budget)}]`);
 }
 
 /** Where a disk's data comes from: the job's export, or a qemu-nbd started for it (offline). */
@@ -217,8 +228,8 @@ async function connectSource(o: DiskBackupOptions, src: DiskSource): Promise<Nbd
     exportName: src.exportName,
     metaContexts: backupMetaContexts({ dirtyContext: src.dirtyContext, sparseDetection: o.sparseDetection }),
     tls: src.tls,
-    // The pool bounds the reads ahead; the client must not cap them lower (a remote run's budget is larger, disk-workers.ts).
-    maxBytesInFlight: Math.max(DEFAULT_MAX_BYTES_IN_FLIGHT, o.pool.budget),
+    // The pool bounds the reads ahead (sized for the link once connected); the client must not cap them lower.
+    maxBytesInFlight: Math.max(DEFAULT_MAX_BYTES_IN_FLIGHT, MAX_READ_BUDGET),
     log: (level: "info" | "debug", m: string) => (level === "info" ? log.info(m) : log.debug(m)),
   };
   const target = src.target;

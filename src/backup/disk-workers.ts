@@ -14,35 +14,9 @@ import { oneLine } from "../util/one-line.js";
 import { BufferPool } from "../util/buffer-pool.js";
 import type { SelectedDisk } from "../libvirt/disk-selection.js";
 import { backupDisk } from "./disk-backup.js";
+import { READ_BUDGET } from "./read-budget.js";
 import { qemuNbdServerEvent } from "../qemu/nbd-server-event.js";
 import type { Preflight, RunCheckpoint, RunContext } from "./run-context.js";
-
-/**
- * Memory for reads in flight, per disk worker (the RSS budget of a run is this times the
- * workers): two 4 MiB reads, one arriving while the other is copied on. More does not go
- * faster: with direct writes, 16 MiB used less CPU than 32 MiB (data read from the socket is
- * copied on before it leaves the CPU caches), and 8 MiB as little as 16 (2026-12-05, user+sys
- * of a 2 GiB full alike) for 8 MiB less peak RSS; with -z the lz4 lanes hold their own buffers.
- * One budget shared by all disks left two disks at once with one read each in flight: on stores
- * whose reads take time, `-w 2` gained 1.56× where nbdcopy gained 1.98× (bench/multi-disk.ts).
- */
-export const READ_BUDGET = 8 << 20;
-/**
- * Remote (NBD over TCP to the hypervisor): a read waits a round trip, so what keeps the link
- * busy is the bandwidth-delay product: at 20 ms and ~1 GiB/s, 20 MiB on the way. Through a
- * 20 ms proxy (bench/remote-delay.ts, README "Slow links") a 2 GiB full ran its data at
- * 300 MiB/s with 8 MiB, ~700 MiB/s with 24 MiB on one connection, ~840 MiB/s on two with 1 MiB
- * reads (disk-backup.ts); 48 MiB on one connection moved no more (each read waited longer).
- * Four connections sharing 48 MiB brought a bare copy (reads dropped, no file) through the
- * link to its loopback speed, for 24 MiB more peak RSS (~143 MiB, over the 128 MiB goal): not
- * taken. Peak RSS 103 → 115-120 MiB with 24 MiB.
- */
-const REMOTE_READ_BUDGET = 24 << 20;
-
-/** The read budget of a run: remote NBD keeps more reads in flight (./disk-backup.ts lets the NBD client use all of it). */
-export function readBudget(remote: boolean): number {
-  return remote ? REMOTE_READ_BUDGET : READ_BUDGET;
-}
 
 export interface CopiedDisks {
   /** stdout mode: the zip archive the side files go into too */
@@ -61,8 +35,10 @@ function targetFor(r: RunContext): BackupTarget {
 
 /**
  * Runs `job` on every item, `workers` at a time; each worker reads through its own pool of
- * `budget` (readBudget), so a disk's reads never wait for another disk's. After `stopped()` no further
- * item starts.
+ * `budget` (read-budget.ts; a disk over TCP sizes it for its link), so a disk's reads never wait
+ * for another disk's: one budget shared by all disks left two disks at once with one read each
+ * in flight, and on stores whose reads take time `-w 2` gained 1.56× where nbdcopy gained 1.98×
+ * (bench/multi-disk.ts). After `stopped()` no further item starts.
  */
 export async function eachWithWorkers<T>(items: readonly T[], workers: number, stopped: () => boolean, job: (item: T, pool: BufferPool) => Promise<void>, budget = READ_BUDGET): Promise<void> {
   const queue = [...items];
@@ -115,7 +91,7 @@ export async function backupDisks(r: RunContext, m: Preflight, c: RunCheckpoint)
     } finally {
       (bar as DiskProgress | null)?.done();
     }
-  }, readBudget(r.nbdHost !== null));
+  });
   progress.stop();
   logging.setConsole(null);
   return result;

@@ -146,6 +146,12 @@ export class NbdClient {
     return this.info.size;
   }
 
+  /** The quickest option round trip of any connection's negotiation, in ms (ExportInfo.roundTripMs). */
+  get roundTripMs(): number | null {
+    const times = this.connections.map((c) => c.info.roundTripMs).filter((t): t is number => t !== null);
+    return times.length > 0 ? Math.min(...times) : null;
+  }
+
   get exportName(): string {
     return this.info.exportName;
   }

@@ -57,6 +57,12 @@ export interface ExportInfo extends ExportFlags {
   metaContexts: Map<string, number>;
   description: string;
   tls: boolean;
+  /**
+   * The quickest option round trip of the negotiation in ms (sent to first reply byte
+   * handled; null when no option was answered): the link's round-trip time, as servers
+   * answer options at once. What a reader needs in flight to keep a slow link busy.
+   */
+  roundTripMs: number | null;
 }
 
 export interface NegotiateOptions {
@@ -70,7 +76,7 @@ export interface NegotiateOptions {
 }
 
 /** What NBD_OPT_INFO / NBD_OPT_GO tell about an export. */
-export type BasicInfo = Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls">;
+export type BasicInfo = Omit<ExportInfo, "structuredReplies" | "metaContexts" | "tls" | "roundTripMs">;
 
 /** Option replies are small (names, info records); anything larger is hostile. */
 const MAX_OPTION_REPLY = 64 * 1024;
@@ -86,6 +92,10 @@ export class ClientHandshake {
   fixedNewstyle = false;
   noZeroes = false;
   tls = false;
+  /** See ExportInfo.roundTripMs. */
+  roundTripMs: number | null = null;
+  /** When the option now waiting for its first reply was sent. */
+  private sentAt: number | null = null;
 
   constructor(private readonly transport: Transport) {
     transport.setSink({
@@ -122,10 +132,16 @@ export class ClientHandshake {
   private send(opt: number, data?: Buffer): void {
     this.transport.write(encodeOption(opt, data));
     this.transport.quickAck();
+    this.sentAt = performance.now();
   }
 
   private async reply(opt: number): Promise<OptionReply> {
     const h = await this.queue.read(20);
+    if (this.sentAt !== null) {
+      const ms = performance.now() - this.sentAt;
+      this.sentAt = null;
+      if (this.roundTripMs === null || ms < this.roundTripMs) this.roundTripMs = ms;
+    }
     if (h.readUInt32BE(0) !== REPLY_MAGIC_HI || h.readUInt32BE(4) !== REPLY_MAGIC_LO) {
       throw new NbdProtocolError("bad option reply magic from NBD server");
     }
@@ -354,5 +370,5 @@ export async function negotiate(transport: Transport, opts: NegotiateOptions): P
   const info = await hs.go(opts.exportName);
   const leftover = hs.queue.drain();
   if (leftover.length > 0) throw new NbdProtocolError("NBD server sent data before any request");
-  return { ...info, structuredReplies: structured, metaContexts: contexts, tls: hs.tls };
+  return { ...info, structuredReplies: structured, metaContexts: contexts, tls: hs.tls, roundTripMs: hs.roundTripMs };
 }

@@ -12,6 +12,13 @@
 
 const MIN_CLASS = 64 * 1024;
 
+/** The largest size class within `budget` bytes. */
+function largestClass(budget: number): number {
+  let largest = MIN_CLASS;
+  while (largest * 2 <= budget) largest *= 2;
+  return largest;
+}
+
 /** The size class of `n` bytes: a power of two, at least 64 KiB. */
 export function sizeClass(n: number): number {
   let c = MIN_CLASS;
@@ -25,7 +32,7 @@ export class BufferPool {
   private usedBytes = 0;
   private readonly waiters: { size: number; resolve: (b: Buffer) => void }[] = [];
   /** The largest buffer `acquire` hands out. */
-  readonly bufferSize: number;
+  bufferSize: number;
 
   /** `count` buffers of exactly `bufferSize` bytes; `acquire()` takes one. */
   static fixed(bufferSize: number, count: number): BufferPool {
@@ -46,13 +53,29 @@ export class BufferPool {
   }
 
   private constructor(
-    readonly budget: number,
+    private currentBudget: number,
     /** Every buffer's size (fixed pools), or null for size classes. */
     private readonly exactSize: number | null,
   ) {
-    let largest = MIN_CLASS;
-    while (largest * 2 <= budget) largest *= 2;
-    this.bufferSize = exactSize ?? largest;
+    this.bufferSize = exactSize ?? largestClass(currentBudget);
+  }
+
+  get budget(): number {
+    return this.currentBudget;
+  }
+
+  /**
+   * A new budget for a size-class pool, set while no `acquire` waits (a disk's reads, once its
+   * link's round trip is known). Idle buffers beyond it are dropped; buffers in use count
+   * against it until released.
+   */
+  setBudget(budget: number): void {
+    if (this.exactSize !== null) throw new Error("a fixed BufferPool keeps its budget");
+    if (budget < MIN_CLASS) throw new RangeError(`BufferPool budget ${budget} is below ${MIN_CLASS} bytes`);
+    if (this.waiters.length > 0) throw new Error("BufferPool budget changed while acquires wait");
+    this.currentBudget = budget;
+    this.bufferSize = largestClass(budget);
+    this.dropIdle(0);
   }
 
   /** A buffer of at least `size` bytes (fixed pools: `bufferSize`; else the size class). */
@@ -79,11 +102,29 @@ export class BufferPool {
     if (!list) this.free.set(buffer.length, (list = []));
     list.push(buffer);
     this.freeBytes += buffer.length;
-    // Serve waiters in order; stop at the first that still does not fit (keeps FIFO fairness).
+    this.dropIdle(0); // over a budget made smaller while it was in use
+    this.serveWaiters();
+  }
+
+  /** Serves waiters in order; stops at the first that still does not fit (keeps FIFO fairness). */
+  private serveWaiters(): void {
     while (this.waiters.length > 0) {
       const b = this.take(this.waiters[0]!.size);
       if (!b) break;
       this.waiters.shift()!.resolve(b);
+    }
+  }
+
+  /** Drops idle buffers until `room` more bytes fit the budget (or none is idle). */
+  private dropIdle(room: number): void {
+    while (this.usedBytes + this.freeBytes + room > this.currentBudget && this.freeBytes > 0) {
+      for (const [size, l] of this.free) {
+        if (l.length === 0) continue;
+        l.pop();
+        this.freeBytes -= size;
+        this.dropped++;
+        break;
+      }
     }
   }
 
@@ -101,7 +142,7 @@ export class BufferPool {
     // An idle buffer of its class; a new one while the budget has room; else the idle buffer
     // of the smallest larger class.
     let best = exact && exact.length > 0 ? c : 0;
-    if (best === 0 && this.usedBytes + this.freeBytes + c > this.budget) {
+    if (best === 0 && this.usedBytes + this.freeBytes + c > this.currentBudget) {
       for (const [size, l] of this.free) if (size > c && l.length > 0 && (best === 0 || size < best)) best = size;
     }
     if (best > 0) {
@@ -111,16 +152,8 @@ export class BufferPool {
       return b;
     }
     // Every idle buffer is too small: drop them until a new one fits the budget.
-    while (this.usedBytes + this.freeBytes + c > this.budget && this.freeBytes > 0) {
-      for (const [size, l] of this.free) {
-        if (l.length === 0) continue;
-        l.pop();
-        this.freeBytes -= size;
-        this.dropped++;
-        break;
-      }
-    }
-    if (this.usedBytes + this.freeBytes + c > this.budget) return null;
+    this.dropIdle(c);
+    if (this.usedBytes + this.freeBytes + c > this.currentBudget) return null;
     this.usedBytes += c;
     this.allocated++;
     return Buffer.allocUnsafeSlow(c);

@@ -60,6 +60,10 @@ test("online full → inc over qemu+ssh, NBD over TCP plain and TLS; remote rest
   assert.match(full.stderr, new RegExp(`Waiting until NBD server at \\[nbd://${node}:${port}/sda\\] is up\\.`));
   // Two connections to the job's export (qemu offers multi-conn for it): disk-backup.ts TCP_CONNECTIONS.
   assert.match(full.stderr, new RegExp(`NBD connections to \\[nbd://${node}:${port}/sda\\]: \\[2\\]`));
+  // Reads in flight sized by the negotiation's round trip (read-budget.ts): on loopback ~the local 8 MiB.
+  const rtt = new RegExp(`NBD round trip to \\[nbd://${node}:${port}/sda\\]: \\[([0-9.]+) ms\\], reads in flight up to \\[([0-9.]+) ?MiB\\]`).exec(full.stderr);
+  assert.ok(rtt, "the round trip is logged");
+  assert.ok(Number(rtt[1]) < 20 && Number(rtt[2]) >= 8 && Number(rtt[2]) <= 12, `loopback: ${rtt[0]}`);
   assert.match(full.stderr, /Saved qcow image config to: \[.*sda\.virtnbdbackup\.0\.qcow\.json\]/, "qemu-img info over ssh");
   const truth0 = await captureTruth(d);
   await noJob(d);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { eachWithWorkers, READ_BUDGET } from "../../src/backup/disk-workers.js";
+import { eachWithWorkers } from "../../src/backup/disk-workers.js";
+import { READ_BUDGET } from "../../src/backup/read-budget.js";
 import { copyExtentsToStream } from "../../src/pipeline/backup-stream.js";
 import type { BlockReader } from "../../src/pipeline/types.js";
 import { StreamWriter } from "../../src/format/writer.js";

@@ -130,3 +130,42 @@ test("recycler: never waits, keeps a few idle buffers per class", () => {
   r.release(Buffer.alloc(100 * KiB)); // not a class size: ignored
   assert.equal(r.acquire(100 * KiB).length, 128 * KiB);
 });
+
+test("pool: setBudget grows and shrinks a size-class pool, dropping idle buffers beyond it", async () => {
+  const MiB = 1024 * KiB;
+  const pool = BufferPool.budget(8 * MiB);
+  const held = await Promise.all(Array.from({ length: 8 }, () => pool.acquire(MiB)));
+  assert.equal(pool.tryAcquire(MiB), null, "8 MiB in use: full");
+  pool.setBudget(12 * MiB);
+  assert.equal(pool.budget, 12 * MiB);
+  assert.equal(pool.bufferSize, 8 * MiB, "the largest class within the budget");
+  const more = Array.from({ length: 4 }, () => pool.tryAcquire(MiB));
+  assert.ok(more.every((b) => b !== null), "the larger budget has room at once");
+  assert.equal(pool.tryAcquire(MiB), null);
+  for (const b of [...held, ...more]) pool.release(b!);
+  pool.setBudget(4 * MiB);
+  const allocated = pool.allocated;
+  const again = Array.from({ length: 4 }, () => pool.tryAcquire(MiB));
+  assert.ok(again.every((b) => b !== null));
+  assert.equal(pool.allocated, allocated, "the 4 idle buffers left are reused");
+  assert.equal(pool.dropped, 8, "the 8 over the smaller budget were dropped");
+  assert.equal(pool.tryAcquire(MiB), null, "4 MiB: full");
+  // Shrinking below what is in use: nothing new until enough comes back.
+  pool.setBudget(2 * MiB);
+  pool.release(again[0]!);
+  pool.release(again[1]!);
+  assert.equal(pool.tryAcquire(MiB), null, "4 MiB were in use, 2 still are");
+  pool.release(again[2]!);
+  assert.notEqual(pool.tryAcquire(MiB), null);
+});
+
+test("pool: setBudget is refused for fixed pools, too small budgets and while acquires wait", async () => {
+  assert.throws(() => BufferPool.fixed(KiB * 64, 2).setBudget(1 << 20), /fixed/);
+  const pool = BufferPool.budget(128 * KiB);
+  assert.throws(() => pool.setBudget(1000), RangeError);
+  const a = await pool.acquire(128 * KiB);
+  const waiting = pool.acquire(128 * KiB);
+  assert.throws(() => pool.setBudget(1 << 20), /wait/);
+  pool.release(a);
+  assert.equal(await waiting, a);
+});
