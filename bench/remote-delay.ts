@@ -32,7 +32,9 @@
  *        [--modes=loopback,proxy0,delay] [--merge] [--raw-only]
  *
  * Medians of --rounds runs per case, the cases of a round in rotating order, after --warmup
- * rounds of every case that are not counted. Results go to
+ * rounds of every case that are not counted; beside the ratios of the medians, the median of
+ * each round's own ratio (the machine's speed drifts by ±20 % over minutes; a round's cases
+ * share its moment). Results go to
  * stdout and bench/results/remote-delay.json (--merge keeps the cases not run this time).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -261,7 +263,13 @@ interface CaseResult {
   transferSeconds?: number;
   peakRssMiB: number;
   each: number[];
+  /** The data phase of each round (tools that report it). */
+  eachData?: number[];
+  /** The bench run these rounds come from: rounds pair up only within one run. */
+  runAt: string;
 }
+
+const RUN_AT = new Date().toISOString();
 
 /** Every case ROUNDS times, rotating; each run with its mode's proxy (started and stopped around it). */
 async function runCases(s: Setup, list: Case[], routeStats: Record<string, ProxyStats[]>): Promise<Record<string, CaseResult>> {
@@ -294,6 +302,8 @@ async function runCases(s: Setup, list: Case[], routeStats: Record<string, Proxy
       transferSeconds: transfers.length ? median(transfers) : undefined,
       peakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)),
       each: rs.map((r) => r.seconds),
+      eachData: transfers.length === rs.length ? transfers : undefined,
+      runAt: RUN_AT,
     };
   }
   return results;
@@ -312,6 +322,27 @@ async function setUp(after: (() => Promise<void> | void)[], dom: Domain): Promis
   return { hv, dom, nbdPort: await freePorts(), pyHome, pyPath: `${wrapperDir}:${PY_ENV.PATH}` };
 }
 
+interface Ratios {
+  /** Ratios of the medians: loopback / delay (wall, data phase). */
+  wall: number;
+  data?: number;
+  /**
+   * Medians of each round's own ratio (the cases of a round ran minutes apart at most, so a
+   * machine that is slower for a while slows both): loopback / delay, proxy-no-delay / delay.
+   */
+  pairedWall?: number;
+  pairedData?: number;
+  pairedWallOfProxy0?: number;
+  pairedDataOfProxy0?: number;
+}
+
+/** The median of round i's `of(a)` / `of(b)`, when both come from the same run with the same rounds. */
+function paired(a: CaseResult, b: CaseResult, of: (c: CaseResult) => number[] | undefined): number | undefined {
+  const [x, y] = [of(a), of(b)];
+  if (!x || !y || x.length === 0 || x.length !== y.length || a.runAt !== b.runAt) return undefined;
+  return median(x.map((v, i) => v / y[i]!));
+}
+
 function report(results: Record<string, CaseResult>, raw: Record<string, number>, rawCpu: Record<string, number>, routeStats: Record<string, ProxyStats[]>): void {
   const previous = (() => {
     try {
@@ -321,13 +352,25 @@ function report(results: Record<string, CaseResult>, raw: Record<string, number>
     }
   })();
   const merged = process.argv.includes("--merge") && previous ? { ...previous.results, ...results } : results;
-  const ratios: Record<string, { wall: number; data?: number }> = {};
+  const ratios: Record<string, Ratios> = {};
   for (const tool of new Set(Object.values(merged).map((r) => r.tool))) {
-    const lo = Object.values(merged).find((r) => r.tool === tool && r.mode === "loopback");
-    const de = Object.values(merged).find((r) => r.tool === tool && r.mode === "delay");
+    const of = (mode: Mode) => Object.values(merged).find((r) => r.tool === tool && r.mode === mode);
+    const [lo, p0, de] = [of("loopback"), of("proxy0"), of("delay")];
     if (!lo || !de) continue;
-    ratios[tool] = { wall: lo.seconds / de.seconds, data: lo.transferSeconds && de.transferSeconds ? lo.transferSeconds / de.transferSeconds : undefined };
-    console.log(`${tool}: at ${2 * DELAY} ms RTT keeps ${(100 * ratios[tool].wall).toFixed(0)} % of its loopback throughput (wall)${ratios[tool].data ? `, ${(100 * ratios[tool].data!).toFixed(0)} % (data phase)` : ""}`);
+    const r: Ratios = {
+      wall: lo.seconds / de.seconds,
+      data: lo.transferSeconds && de.transferSeconds ? lo.transferSeconds / de.transferSeconds : undefined,
+      pairedWall: paired(lo, de, (c) => c.each),
+      pairedData: paired(lo, de, (c) => c.eachData),
+      pairedWallOfProxy0: p0 ? paired(p0, de, (c) => c.each) : undefined,
+      pairedDataOfProxy0: p0 ? paired(p0, de, (c) => c.eachData) : undefined,
+    };
+    ratios[tool] = r;
+    const pct = (x: number | undefined) => (x === undefined ? "–" : `${(100 * x).toFixed(0)} %`);
+    console.log(`${tool}: at ${2 * DELAY} ms RTT keeps ${pct(r.wall)} of its loopback throughput (wall)${r.data ? `, ${pct(r.data)} (data phase)` : ""}`);
+    if (r.pairedWall !== undefined) {
+      console.log(`  round by round (median of each round's ratio), wall / data phase: of loopback ${pct(r.pairedWall)} / ${pct(r.pairedData)}; of the proxy with no delay ${pct(r.pairedWallOfProxy0)} / ${pct(r.pairedDataOfProxy0)}`);
+    }
   }
   const doc = { date: new Date().toISOString(), machine: "2 cores", dataMiB: DATA_MIB, rounds: ROUNDS, warmup: WARMUP, rttMs: 2 * DELAY, rawThroughputMiBs: raw, rawProxyCpuSeconds: rawCpu, results: merged, ratios, routeStats };
   writeFileSync(RESULTS, JSON.stringify(doc, null, 2) + "\n");

@@ -31,8 +31,6 @@ export class BufferPool {
   private freeBytes = 0;
   private usedBytes = 0;
   private readonly waiters: { size: number; resolve: (b: Buffer) => void }[] = [];
-  /** The largest buffer `acquire` hands out. */
-  bufferSize: number;
 
   /** `count` buffers of exactly `bufferSize` bytes; `acquire()` takes one. */
   static fixed(bufferSize: number, count: number): BufferPool {
@@ -56,12 +54,15 @@ export class BufferPool {
     private currentBudget: number,
     /** Every buffer's size (fixed pools), or null for size classes. */
     private readonly exactSize: number | null,
-  ) {
-    this.bufferSize = exactSize ?? largestClass(currentBudget);
-  }
+  ) {}
 
   get budget(): number {
     return this.currentBudget;
+  }
+
+  /** The largest buffer `acquire` hands out. */
+  get bufferSize(): number {
+    return this.exactSize ?? largestClass(this.currentBudget);
   }
 
   /**
@@ -74,7 +75,6 @@ export class BufferPool {
     if (budget < MIN_CLASS) throw new RangeError(`BufferPool budget ${budget} is below ${MIN_CLASS} bytes`);
     if (this.waiters.length > 0) throw new Error("BufferPool budget changed while acquires wait");
     this.currentBudget = budget;
-    this.bufferSize = largestClass(budget);
     this.dropIdle(0);
   }
 
